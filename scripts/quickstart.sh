@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Quick start on a fresh Debian 12 machine with Node 20, as root: installs what is missing,
+# then runs the broker on its embedded defaults and prints where to log in.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+command -v redis-server >/dev/null || redis-cli -u "${VDI_REDIS_URL:-redis://127.0.0.1:6379}" ping >/dev/null 2>&1 || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    echo "missing: ${need[*]}. Install with: apt-get install -y ${need[*]}" >&2
+    exit 3
+  fi
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund
+exec node --import tsx server/quickstart.ts "$@"

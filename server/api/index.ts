@@ -1,0 +1,34 @@
+import express, { type Router } from 'express';
+import { RouteTable, router } from './route.ts';
+import type { ApiDeps } from './deps.ts';
+import { authRoutes } from './auth.router.ts';
+import { meRoutes } from './me.router.ts';
+import { poolRoutes } from './pools.router.ts';
+import { desktopRoutes } from './desktops.router.ts';
+import { sessionRoutes } from './sessions.router.ts';
+import { userRoutes } from './users.router.ts';
+import { apiKeyRoutes } from './apikeys.router.ts';
+import { auditRoutes } from './audit.router.ts';
+import { buildOpenApi } from './openapi.ts';
+import { notFound } from './errors.middleware.ts';
+
+export { errorHandler } from './errors.middleware.ts';
+export { RouteTable, type RouteDef } from './route.ts';
+export type { ApiDeps } from './deps.ts';
+
+/** All /api/v1 routes, with the table they were declared in (tests walk it). */
+export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: RouteTable) => void): { router: Router; table: RouteTable } {
+  const table = new RouteTable();
+  for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes]) add(table, deps);
+  extra?.(table);
+  const openapi = buildOpenApi(table, deps.version);
+  table.add({ method: 'get', path: '/openapi.json', tag: 'meta', summary: 'This document', role: 'anyone', handler: async () => openapi });
+
+  const r = router();
+  r.use(express.json({ limit: bodyLimitBytes, strict: true }));
+  r.use(...deps.auth.middleware());
+  r.use(deps.auth.csrfProtection());
+  table.mount(r);
+  r.use(notFound);
+  return { router: r, table };
+}

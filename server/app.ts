@@ -1,0 +1,152 @@
+import express, { type Express, type RequestHandler } from 'express';
+import helmet from 'helmet';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import type { Config } from './config/index.ts';
+import { Store, createRedis, connectRedis } from './store/index.ts';
+import { ProviderRegistry, type Provider } from './providers/index.ts';
+import { Broker, DESKTOP_STATES } from './broker/index.ts';
+import { Passwords, LoginThrottle, IdentityService, HttpAuth } from './auth/index.ts';
+import { createApi, errorHandler, type RouteTable } from './api/index.ts';
+import { createReconcilers, type Reconcilers } from './jobs/index.ts';
+import { Metrics, type Logger } from './observability/index.ts';
+import { BrokerError } from './errors.ts';
+
+export const VERSION = '0.1.0';
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface BrokerAppOptions {
+  config: Config;
+  logger: Logger;
+  /** Hypervisor drivers; the configured ones are added by main.ts. */
+  providers?: Provider[];
+  /** Reuse a client (tests); otherwise one is made from config.redis. */
+  redis?: Redis;
+  metrics?: Metrics;
+  now?: () => number;
+}
+
+export interface BrokerApp {
+  app: Express;
+  store: Store;
+  broker: Broker;
+  identity: IdentityService;
+  providers: ProviderRegistry;
+  reconcilers: Reconcilers | null;
+  routes: RouteTable;
+  metrics: Metrics;
+  /** Starts the reconcilers (if enabled in config). */
+  startJobs(): void;
+  close(): Promise<void>;
+}
+
+function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const start = process.hrtime.bigint();
+    const id = randomUUID();
+    res.setHeader('X-Request-Id', id);
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      const route = (req.route?.path as string | undefined) ?? 'unmatched';
+      metrics.httpDuration.observe({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) }, ms / 1000);
+      const level = res.statusCode >= 500 ? 'warn' : 'debug';
+      logger[level]({ reqId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+    });
+    next();
+  };
+}
+
+/** Builds the broker: store, services, auth, API and reconcilers. The caller listens. */
+export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
+  const { config, logger } = o;
+  const ownsRedis = !o.redis;
+  const redis = o.redis ?? createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: config.redis.commandTimeoutMs, logger });
+  const metrics = o.metrics ?? new Metrics();
+  if (ownsRedis && !(await connectRedis(redis, 5000))) {
+    logger.warn({ url: config.redis.url.replace(/\/\/[^@]*@/, '//***@') }, 'redis not reachable yet; answering 503 until it is');
+  }
+  const store = new Store(redis, {
+    keyPrefix: config.redis.keyPrefix,
+    macs: { prefix: config.desktops.macPrefix.toLowerCase(), size: config.desktops.macPoolSize },
+    deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
+    auditMaxEntries: config.audit.maxEntries,
+  });
+  const providers = new ProviderRegistry(o.providers ?? []);
+  const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
+  const passwords = new Passwords({ memoryKiB: config.auth.argon2MemoryKiB, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism });
+  const throttle = new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth });
+  const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength);
+  // The cookie secret may live in Redis; if Redis is down now, a request waits for it.
+  let secret: string | undefined = config.session.secret || undefined;
+  const auth = new HttpAuth(identity, {
+    redis,
+    sessionPrefix: store.keys.httpSessionPrefix,
+    get secret() {
+      return secret ?? 'unused';
+    },
+    cookieName: config.session.cookieName,
+    maxAgeSeconds: config.session.maxAgeSeconds,
+    secureCookies: config.session.secureCookies,
+  });
+  const metricsRoute = (table: RouteTable) => table.add({
+    method: 'get', path: '/metrics', tag: 'meta', summary: 'Prometheus metrics', role: 'helpdesk',
+    handler: async ({ res }) => {
+      metrics.desktopsByState.reset();
+      for (const p of await store.pools.list()) {
+        const c = await store.pools.counts(p.name);
+        for (const s of DESKTOP_STATES) metrics.desktopsByState.set({ pool: p.name, state: s }, c[s]);
+      }
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+      return undefined;
+    },
+  });
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION }, config.server.bodyLimitBytes, metricsRoute);
+  const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
+  let closing = false;
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.server.trustProxy);
+  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': ["'self'", 'ws:', 'wss:'], 'img-src': ["'self'", 'data:', 'blob:'] } } }));
+  app.use(requestLog(logger, metrics));
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', version: VERSION });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const redisOk = store.available && (await store.ping());
+    const jobsOk = !reconcilers || reconcilers.runner.healthy();
+    const ok = redisOk && jobsOk && !closing;
+    if (!ok) res.set('Retry-After', '2');
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', redis: redisOk, reconcilers: reconcilers ? jobsOk : 'disabled', closing });
+  });
+  app.use('/api/v1', async (req, _res, next) => {
+    if (closing) return next(new BrokerError('not_ready', undefined, { retryAfterSeconds: 2 }));
+    if (req.path === '/openapi.json') return next();
+    if (!store.available) return next(new BrokerError('redis_unavailable', undefined, { retryAfterSeconds: 2 }));
+    try {
+      secret ??= await store.sessionSecret('');
+      next();
+    } catch (err) {
+      next(err);
+    }
+  }, api);
+  const clientDir = [join(ROOT, 'client/dist'), join(ROOT, 'client/public')].find((d) => existsSync(join(d, 'index.html')));
+  if (clientDir) app.use(express.static(clientDir, { index: 'index.html', maxAge: '1h' }));
+  app.use(errorHandler(logger));
+
+  return {
+    app, store, broker, identity, providers, reconcilers, routes: table, metrics,
+    startJobs() {
+      reconcilers?.runner.start();
+    },
+    async close() {
+      closing = true;
+      await reconcilers?.stop();
+      await providers.close();
+      if (ownsRedis) redis.disconnect();
+    },
+  };
+}

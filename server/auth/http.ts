@@ -1,0 +1,159 @@
+import type { Request, Response, NextFunction, RequestHandler } from 'express';
+import session from 'express-session';
+import { RedisStore } from 'connect-redis';
+import passport from 'passport';
+import { Strategy as LocalStrategy } from 'passport-local';
+import { csrfSync } from 'csrf-sync';
+import type { Redis } from 'ioredis';
+import { BrokerError } from '../errors.ts';
+import { hasRole, type Principal, type Role, type Actor } from '../broker/index.ts';
+import type { IdentityService } from './identity.service.ts';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    principal?: Principal;
+    authKind?: 'cookie' | 'bearer';
+  }
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    // passport's req.user is our Principal
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+    interface User extends Principal {}
+  }
+}
+
+export interface HttpAuthOptions {
+  redis: Redis;
+  sessionPrefix: string;
+  secret: string;
+  cookieName: string;
+  maxAgeSeconds: number;
+  secureCookies: 'auto' | 'true' | 'false' | boolean;
+}
+
+export function actorOf(req: Request): Actor {
+  return { principal: req.principal ?? null, address: req.ip ?? req.socket.remoteAddress ?? '' };
+}
+
+/** Sessions in Redis, passport-local, bearer API keys and CSRF, as express middleware. */
+export class HttpAuth {
+  private readonly csrf = csrfSync({ getTokenFromRequest: (req) => req.get('x-csrf-token') ?? undefined });
+  private readonly passport = new passport.Passport();
+  readonly session: RequestHandler;
+  readonly cookieName: string;
+
+  constructor(private readonly identity: IdentityService, o: HttpAuthOptions) {
+    this.cookieName = o.cookieName;
+    const secure = o.secureCookies === true || o.secureCookies === 'true' ? true : o.secureCookies === 'auto' ? 'auto' : false;
+    this.session = session({
+      store: new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds }),
+      name: o.cookieName,
+      secret: o.secret,
+      resave: false,
+      saveUninitialized: false,
+      rolling: true,
+      proxy: undefined,
+      cookie: { httpOnly: true, sameSite: 'lax', secure, maxAge: o.maxAgeSeconds * 1000, path: '/' },
+    });
+    this.passport.use(
+      new LocalStrategy({ passReqToCallback: true, session: true }, (req, username, password, done) => {
+        identity.authenticate(username, password, req.ip ?? '').then(
+          (p) => done(null, p),
+          (err) => done(err),
+        );
+      }),
+    );
+    this.passport.serializeUser((p, done) => done(null, (p as Principal).id));
+    this.passport.deserializeUser((id: string, done) => {
+      identity.principalOf(id).then(
+        (p) => done(null, p ?? false),
+        (err) => done(err),
+      );
+    });
+  }
+
+  /** Session, passport and bearer tokens; sets req.principal when the caller is known. */
+  middleware(): RequestHandler[] {
+    const bearer: RequestHandler = (req, _res, next) => {
+      const h = req.get('authorization');
+      if (!h) return next();
+      const m = /^Bearer (\S+)$/i.exec(h);
+      if (!m) return next(new BrokerError('unauthenticated', 'Malformed Authorization header.'));
+      this.identity.principalOfToken(m[1]!).then((p) => {
+        if (!p) return next(new BrokerError('unauthenticated', 'Unknown or revoked API key.'));
+        req.principal = p;
+        req.authKind = 'bearer';
+        next();
+      }, next);
+    };
+    const cookie: RequestHandler = (req, res, next) => {
+      if (req.principal) return next();
+      this.session(req, res, (err?: unknown) => {
+        if (err) return next(err);
+        this.passport.session()(req, res, (err2?: unknown) => {
+          if (err2) return next(err2);
+          if (req.user) {
+            req.principal = req.user;
+            req.authKind = 'cookie';
+          }
+          next();
+        });
+      });
+    };
+    return [this.passport.initialize(), bearer, cookie];
+  }
+
+  /** Cookie-authenticated state changes must carry the session's CSRF token. */
+  csrfProtection(): RequestHandler {
+    return (req, _res, next) => {
+      if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.authKind !== 'cookie') return next();
+      if (!this.csrf.isRequestValid(req)) return next(new BrokerError('csrf_invalid'));
+      next();
+    };
+  }
+
+  csrfToken(req: Request): string {
+    return this.csrf.generateToken(req);
+  }
+
+  /** Logs in with passport-local: rotates the session id and returns the principal. */
+  login(req: Request, res: Response): Promise<Principal> {
+    return new Promise((resolve, reject) => {
+      this.session(req, res, (err?: unknown) => {
+        if (err) return reject(err);
+        this.passport.authenticate('local', { session: false }, (err2: unknown, principal: Principal | false) => {
+          if (err2) return reject(err2);
+          if (!principal) return reject(new BrokerError('validation_failed', 'username and password are required.', { field: 'username' }));
+          // regenerate: a fresh session id at login (no fixation)
+          req.session.regenerate((err3) => {
+            if (err3) return reject(err3);
+            (req.session as unknown as { passport: { user: string } }).passport = { user: principal.id };
+            req.principal = principal;
+            req.authKind = 'cookie';
+            req.session.save((err4) => (err4 ? reject(err4) : resolve(principal)));
+          });
+        })(req, res, () => undefined);
+      });
+    });
+  }
+
+  logout(req: Request): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!req.session) return resolve();
+      req.session.destroy((err) => (err ? reject(err) : resolve()));
+    });
+  }
+}
+
+/** Route guard: the caller must be known and hold at least `role`. */
+export function requireRole(role: Role | 'anyone'): RequestHandler {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    if (role === 'anyone') return next();
+    if (!req.principal) return next(new BrokerError('unauthenticated'));
+    if (!hasRole(req.principal, role)) return next(new BrokerError('forbidden'));
+    next();
+  };
+}

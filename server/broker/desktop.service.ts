@@ -1,0 +1,101 @@
+import { BrokerError } from '../errors.ts';
+import type { Store, TransitionResult } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { Logger } from '../observability/index.ts';
+import type { AuditService, Actor } from './audit.service.ts';
+import type { Desktop } from './model.ts';
+import type { DesktopState, TransitionTarget } from './state-machine.ts';
+
+export interface DesktopFilter {
+  pool?: string;
+  state?: DesktopState;
+  user?: string;
+  host?: string;
+  name?: string;
+}
+
+/** Helpdesk operations on single desktops. State changes go through the store's transition script. */
+export class DesktopService {
+  constructor(
+    private readonly store: Store,
+    private readonly providers: ProviderRegistry,
+    private readonly audit: AuditService,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async get(id: string): Promise<Desktop> {
+    const d = await this.store.desktops.get(id);
+    if (!d || d.state === 'deleted') throw new BrokerError('not_found', 'No such desktop.');
+    return d;
+  }
+
+  async list(f: DesktopFilter = {}): Promise<Desktop[]> {
+    const pools = f.pool ? [f.pool] : (await this.store.pools.list()).map((p) => p.name);
+    const out: Desktop[] = [];
+    for (const pool of pools) {
+      const ids = f.state ? await this.store.desktops.idsInState(pool, f.state) : await this.store.desktops.idsInPool(pool);
+      for (const d of await this.store.desktops.getMany(ids)) {
+        if (f.user && d.user !== f.user) continue;
+        if (f.host && d.host !== f.host) continue;
+        if (f.name && !d.name.includes(f.name)) continue;
+        out.push(d);
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Applies a transition and explains a refusal; illegal requests are logged, never applied. */
+  async move(actor: Actor, id: string, to: TransitionTarget, action: string, expect?: DesktopState[]): Promise<Desktop> {
+    const r: TransitionResult = await this.store.desktops.transition(id, to, { reason: action, now: this.now(), ...(expect ? { expect } : {}) });
+    if (!r.ok) {
+      if (r.code === 'not_found') throw new BrokerError('not_found', 'No such desktop.');
+      this.logger.warn({ desktop: id, from: r.current, to, action }, 'refused desktop transition');
+      await this.audit.record(actor, action, { type: 'desktop', id }, { from: r.current, to }, 'denied');
+      throw new BrokerError('illegal_transition', `A desktop in state ${r.current} cannot go to ${to}.`);
+    }
+    await this.audit.record(actor, action, { type: 'desktop', id }, { from: r.from, to: r.to });
+    return this.get(id);
+  }
+
+  refresh(actor: Actor, id: string) {
+    return this.move(actor, id, 'refreshing', 'desktop.refresh');
+  }
+
+  remove(actor: Actor, id: string) {
+    return this.move(actor, id, 'deleting', 'desktop.delete');
+  }
+
+  async unassign(actor: Actor, id: string): Promise<Desktop> {
+    const d = await this.get(id);
+    if (d.state === 'in_use') throw new BrokerError('desktop_in_use');
+    return this.move(actor, id, 'ready', 'desktop.unassign', ['assigned']);
+  }
+
+  async assign(actor: Actor, id: string, user: string): Promise<Desktop> {
+    const d = await this.get(id);
+    const pool = await this.store.pools.get(d.pool);
+    if (pool?.assignment !== 'dedicated') throw new BrokerError('conflict', 'Only desktops of dedicated pools are assigned by hand.', { field: 'user' });
+    if (!(await this.store.users.get(user))) throw new BrokerError('validation_failed', `Unknown user: ${user}.`, { field: 'user' });
+    const r = await this.store.desktops.assignOwner(id, user, this.now());
+    if (r === 'already_exists') throw new BrokerError('already_exists', `${user} already has a desktop in pool ${d.pool}.`, { field: 'user' });
+    if (r === 'illegal_transition') throw new BrokerError('illegal_transition', `A desktop in state ${d.state} cannot be assigned.`);
+    if (r !== 'ok') throw new BrokerError('not_found', 'No such desktop.');
+    await this.audit.record(actor, 'desktop.assign', { type: 'desktop', id }, { user });
+    return this.get(id);
+  }
+
+  /** Hard reset through the provider; the state does not change. */
+  async reset(actor: Actor, id: string): Promise<Desktop> {
+    const d = await this.get(id);
+    if (!['ready', 'assigned', 'in_use'].includes(d.state)) throw new BrokerError('illegal_transition', `A desktop in state ${d.state} cannot be reset.`);
+    try {
+      await this.providers.get(d.provider).reboot(id, { hard: true });
+    } catch (err) {
+      await this.audit.record(actor, 'desktop.reset', { type: 'desktop', id }, { error: (err as Error).message }, 'failed');
+      throw err instanceof BrokerError ? err : new BrokerError('provider_error', `Reset failed: ${(err as Error).message}`);
+    }
+    await this.audit.record(actor, 'desktop.reset', { type: 'desktop', id });
+    return d;
+  }
+}

@@ -1,0 +1,35 @@
+import type { Store } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import { AuditService } from './audit.service.ts';
+import { PoolService } from './pool.service.ts';
+import { AssignmentService } from './assignment.service.ts';
+import { SessionService } from './session.service.ts';
+import { DesktopService } from './desktop.service.ts';
+
+export * from './model.ts';
+export * from './state-machine.ts';
+export { SYSTEM_ACTOR, actorName, type Actor } from './audit.service.ts';
+export type { AuditService } from './audit.service.ts';
+export type { PoolService, PoolView } from './pool.service.ts';
+export type { AssignmentService, DesktopRequestResult } from './assignment.service.ts';
+export type { SessionService, SessionFilter } from './session.service.ts';
+export type { DesktopService, DesktopFilter } from './desktop.service.ts';
+
+/** The broker's domain services, wired to one store and one set of providers. */
+export class Broker {
+  readonly audit: AuditService;
+  readonly pools: PoolService;
+  readonly assignment: AssignmentService;
+  readonly sessions: SessionService;
+  readonly desktops: DesktopService;
+
+  constructor(deps: { store: Store; providers: ProviderRegistry; logger: Logger; metrics: Metrics; now?: () => number }) {
+    const now = deps.now ?? Date.now;
+    this.audit = new AuditService(deps.store.audit, deps.logger);
+    this.pools = new PoolService(deps.store, deps.providers, this.audit, now);
+    this.assignment = new AssignmentService(deps.store, this.audit, deps.metrics, now);
+    this.sessions = new SessionService(deps.store, this.audit, now);
+    this.desktops = new DesktopService(deps.store, deps.providers, this.audit, deps.logger, now);
+  }
+}

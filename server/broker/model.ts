@@ -1,0 +1,211 @@
+// The broker's domain records and the schemas that validate them. The API validates request
+// bodies with these same schemas, so a rule is written once.
+import { z } from 'zod';
+import type { DesktopState } from './state-machine.ts';
+
+export const ROLES = ['user', 'helpdesk', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Identifiers: lower-case, start with a letter or digit, no markup or SQL punctuation. */
+export const identifier = (max = 63) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[a-z0-9][a-z0-9._-]*$/, 'lower-case letters, digits, . _ - only, starting with a letter or digit');
+
+/** Human text shown in the UI: letters in any script, digits, spaces and plain punctuation. */
+export const displayText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[\p{L}\p{M}\p{N} _.,:()&'/#+@!?-]*$/u, 'letters, digits, spaces and . , : ( ) & \' / # + @ ! ? - only');
+
+export const username = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'letters, digits, . _ - only, starting with a letter or digit')
+  .transform((s) => s.toLowerCase());
+
+export const poolName = z
+  .string()
+  .min(2)
+  .max(32)
+  .regex(/^[a-z][a-z0-9-]*[a-z0-9]$/, 'lower-case letters, digits and -, starting with a letter');
+
+/** `lab-{n:03}` -> prefix lab-, width 3. Names must be valid host names. */
+export const namingPattern = z
+  .string()
+  .max(40)
+  .regex(/^[a-z0-9-]*\{n(?::0?[1-9])?\}[a-z0-9-]*$/i, 'a host name with one {n} or {n:0W} counter, e.g. lab-{n:03}');
+
+export interface NamePattern {
+  prefix: string;
+  width: number;
+  suffix: string;
+}
+
+export function parseNamePattern(pattern: string): NamePattern {
+  const m = /^([a-z0-9-]*)\{n(?::0?([1-9]))?\}([a-z0-9-]*)$/i.exec(pattern);
+  if (!m) throw new Error(`bad naming pattern ${pattern}`);
+  return { prefix: m[1]!.toLowerCase(), width: m[2] ? Number(m[2]) : 1, suffix: m[3]!.toLowerCase() };
+}
+
+export const poolSizes = z
+  .strictObject({
+    min: z.number().int().min(0).max(10_000),
+    max: z.number().int().min(0).max(10_000),
+    spare: z.number().int().min(0).max(10_000),
+  })
+  .refine((s) => s.min <= s.max, { message: 'min must not exceed max', path: ['min'] })
+  .refine((s) => s.spare <= s.max, { message: 'spare must not exceed max', path: ['spare'] });
+
+export const desktopResources = z.strictObject({
+  vcpu: z.number().int().min(1).max(64).default(1),
+  memoryMiB: z.number().int().min(64).max(1_048_576).default(512),
+  diskGiB: z.number().int().min(1).max(4096).default(8),
+  network: identifier(32).default('default'),
+  graphics: z.enum(['vga', 'virtio', 'qxl', 'cirrus', 'none']).default('vga'),
+});
+
+export const sessionPolicy = z.strictObject({
+  /** Seconds without input before the session is logged off; 0 = never. */
+  idleTimeoutSeconds: z.number().int().min(0).max(7 * 86400).default(0),
+  /** Seconds a disconnected (or never connected) session keeps its desktop; 0 = log off at once. */
+  logoffAfterDisconnectSeconds: z.number().int().min(0).max(7 * 86400).default(900),
+  /** Longest a session may last; 0 = unlimited. */
+  maxSessionSeconds: z.number().int().min(0).max(30 * 86400).default(0),
+});
+
+export const entitlements = z.strictObject({
+  users: z.array(username).max(10_000).default([]),
+  groups: z.array(identifier()).max(1_000).default([]),
+});
+
+export const poolSpecSchema = z.strictObject({
+  name: poolName,
+  displayName: displayText(80).min(1),
+  description: displayText(500).default(''),
+  assignment: z.enum(['floating', 'dedicated']),
+  persistence: z.enum(['persistent', 'refresh', 'delete']),
+  size: poolSizes,
+  naming: namingPattern,
+  resources: desktopResources.prefault({}),
+  image: identifier(64),
+  provider: identifier(64),
+  clone: z.enum(['linked', 'full']).default('linked'),
+  entitlements: entitlements.prefault({}),
+  sessionPolicy: sessionPolicy.prefault({}),
+  enabled: z.boolean().default(true),
+  maintenance: z.boolean().default(false),
+});
+
+export type PoolSpec = z.infer<typeof poolSpecSchema>;
+
+/** Fields an update may change: everything but the name. */
+export const poolUpdateSchema = z.strictObject({
+  displayName: displayText(80).min(1).optional(),
+  description: displayText(500).optional(),
+  persistence: z.enum(['persistent', 'refresh', 'delete']).optional(),
+  size: poolSizes.optional(),
+  naming: namingPattern.optional(),
+  resources: desktopResources.optional(),
+  image: identifier(64).optional(),
+  clone: z.enum(['linked', 'full']).optional(),
+  entitlements: entitlements.optional(),
+  sessionPolicy: sessionPolicy.optional(),
+  enabled: z.boolean().optional(),
+  maintenance: z.boolean().optional(),
+});
+
+export type PoolUpdate = z.infer<typeof poolUpdateSchema>;
+
+export interface Pool extends PoolSpec {
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Desktop {
+  id: string;
+  pool: string;
+  name: string;
+  state: DesktopState;
+  provider: string;
+  host: string;
+  mac: string;
+  /** The user who owns it (dedicated) or holds it (floating, during a session); '' = nobody. */
+  user: string;
+  /** The live session on it; '' = none. */
+  session: string;
+  image: string;
+  createdAt: number;
+  updatedAt: number;
+  stateSince: number;
+  failures: number;
+  nextAttemptAt: number;
+  lastError: string;
+}
+
+export const SESSION_STATES = ['starting', 'connected', 'disconnected', 'ended'] as const;
+export type SessionState = (typeof SESSION_STATES)[number];
+
+export interface Session {
+  id: string;
+  user: string;
+  desktop: string;
+  pool: string;
+  state: SessionState;
+  clientAddress: string;
+  createdAt: number;
+  connectedAt: number;
+  disconnectedAt: number;
+  lastActivityAt: number;
+  endedAt: number;
+  endReason: string;
+}
+
+export interface User {
+  id: string;
+  displayName: string;
+  role: Role;
+  groups: string[];
+  disabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Group {
+  name: string;
+  displayName: string;
+  members: string[];
+  createdAt: string;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  role: Role;
+  createdBy: string;
+  createdAt: string;
+  lastUsedAt: string;
+}
+
+/** Who is acting: a logged-in user or an API key. */
+export interface Principal {
+  kind: 'user' | 'apikey';
+  id: string;
+  role: Role;
+  groups: string[];
+}
+
+export const ROLE_RANK: Record<Role, number> = { user: 0, helpdesk: 1, admin: 2 };
+
+export function hasRole(p: Principal, role: Role): boolean {
+  return ROLE_RANK[p.role] >= ROLE_RANK[role];
+}
+
+export function isEntitled(pool: Pick<PoolSpec, 'entitlements'>, p: Principal): boolean {
+  if (p.kind !== 'user') return false;
+  return pool.entitlements.users.includes(p.id) || p.groups.some((g) => pool.entitlements.groups.includes(g));
+}

@@ -1,0 +1,87 @@
+import { BrokerError } from '../errors.ts';
+import type { Store, PoolCounts } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { AuditService, Actor } from './audit.service.ts';
+import { isEntitled, type Pool, type PoolSpec, type PoolUpdate, type Principal } from './model.ts';
+
+export type PoolView = Pool & { deleting: boolean; counts: PoolCounts };
+
+export class PoolService {
+  constructor(
+    private readonly store: Store,
+    private readonly providers: ProviderRegistry,
+    private readonly audit: AuditService,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private async checkReferences(spec: Pick<PoolSpec, 'provider' | 'entitlements'>): Promise<void> {
+    if (!this.providers.has(spec.provider)) {
+      throw new BrokerError('validation_failed', `No provider named "${spec.provider}" is configured.`, { field: 'provider' });
+    }
+    const users = await this.store.users.missingUsers(spec.entitlements.users);
+    if (users.length) throw new BrokerError('validation_failed', `Unknown user: ${users[0]}.`, { field: 'entitlements.users' });
+    const groups = await this.store.users.missingGroups(spec.entitlements.groups);
+    if (groups.length) throw new BrokerError('validation_failed', `Unknown group: ${groups[0]}.`, { field: 'entitlements.groups' });
+  }
+
+  async create(spec: PoolSpec, actor: Actor): Promise<PoolView> {
+    await this.checkReferences(spec);
+    const ts = new Date(this.now()).toISOString();
+    const pool: Pool = { ...spec, createdAt: ts, updatedAt: ts };
+    const r = await this.store.pools.save(pool, 'create');
+    if (r === 'already_exists') throw new BrokerError('already_exists', `A pool named "${spec.name}" exists.`, { field: 'name' });
+    await this.audit.record(actor, 'pool.create', { type: 'pool', id: spec.name }, { size: spec.size, provider: spec.provider });
+    return this.get(spec.name);
+  }
+
+  async update(name: string, patch: PoolUpdate, actor: Actor, action = 'pool.update'): Promise<PoolView> {
+    const cur = await this.store.pools.get(name);
+    if (!cur || cur.deleting) throw new BrokerError('not_found', `No pool named "${name}".`);
+    const { deleting: _d, ...base } = cur;
+    const next: Pool = { ...base, ...patch, updatedAt: new Date(this.now()).toISOString() } as Pool;
+    if (next.size.min > next.size.max || next.size.spare > next.size.max) {
+      throw new BrokerError('validation_failed', 'min and spare must not exceed max.', { field: 'size' });
+    }
+    await this.checkReferences(next);
+    if ((await this.store.pools.save(next, 'update')) !== 'ok') throw new BrokerError('not_found', `No pool named "${name}".`);
+    await this.audit.record(actor, action, { type: 'pool', id: name }, { changed: Object.keys(patch) });
+    return this.get(name);
+  }
+
+  async remove(name: string, actor: Actor): Promise<void> {
+    if (!(await this.store.pools.markDeleting(name))) throw new BrokerError('not_found', `No pool named "${name}".`);
+    await this.audit.record(actor, 'pool.delete', { type: 'pool', id: name });
+  }
+
+  async get(name: string): Promise<PoolView> {
+    const p = await this.store.pools.get(name);
+    if (!p) throw new BrokerError('not_found', `No pool named "${name}".`);
+    return { ...p, counts: await this.store.pools.counts(name) };
+  }
+
+  async list(): Promise<PoolView[]> {
+    const pools = await this.store.pools.list();
+    return Promise.all(pools.map(async (p) => ({ ...p, counts: await this.store.pools.counts(p.name) })));
+  }
+
+  /** The pools a user may use, each with the user's desktop there if any. */
+  async entitled(principal: Principal) {
+    const pools = (await this.store.pools.list()).filter((p) => !p.deleting && isEntitled(p, principal));
+    return Promise.all(
+      pools.map(async (p) => {
+        const id = await this.store.desktops.assignmentOf(p.name, principal.id);
+        const d = id ? await this.store.desktops.get(id) : null;
+        return {
+          name: p.name,
+          displayName: p.displayName,
+          description: p.description,
+          assignment: p.assignment,
+          persistence: p.persistence,
+          available: p.enabled && !p.maintenance,
+          maintenance: p.maintenance,
+          desktop: d ? { id: d.id, name: d.name, state: d.state, session: d.session || null } : null,
+        };
+      }),
+    );
+  }
+}

@@ -1,0 +1,87 @@
+// Administration from the shell, straight against Redis (no HTTP, no login needed):
+//   npm run cli -- user add alice --role admin --password-stdin
+import { Command } from 'commander';
+import { userInfo } from 'node:os';
+import { configOrExit } from './runtime.ts';
+import { createLogger } from './observability/index.ts';
+import { Store, createRedis, connectRedis } from './store/index.ts';
+import { AuditService } from './broker/audit.service.ts';
+import { Passwords, LoginThrottle, IdentityService } from './auth/index.ts';
+import { BrokerError } from './errors.ts';
+import { ROLES, type Actor, type Role } from './broker/index.ts';
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+async function main(): Promise<void> {
+  const config = configOrExit(process.argv);
+  const logger = createLogger('warn');
+  const redis = createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: config.redis.commandTimeoutMs, logger });
+  if (!(await connectRedis(redis, 5000))) {
+    process.stderr.write(`cannot reach redis at ${config.redis.url}\n`);
+    process.exit(3);
+  }
+  const store = new Store(redis, {
+    keyPrefix: config.redis.keyPrefix,
+    macs: { prefix: config.desktops.macPrefix, size: config.desktops.macPoolSize },
+    deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
+    auditMaxEntries: config.audit.maxEntries,
+  });
+  const audit = new AuditService(store.audit, logger);
+  const identity = new IdentityService(
+    store,
+    new Passwords({ memoryKiB: config.auth.argon2MemoryKiB, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism }),
+    new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth }),
+    audit,
+    config.auth.passwordMinLength,
+  );
+  const actor: Actor = { principal: { kind: 'user', id: `cli:${userInfo().username}`, role: 'admin', groups: [] }, address: 'cli' };
+  const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v, null, 2) + "\n");
+  const role = (r: string): Role => {
+    if (!(ROLES as readonly string[]).includes(r)) throw new BrokerError('validation_failed', `role must be one of ${ROLES.join(', ')}`, { field: 'role' });
+    return r as Role;
+  };
+  const password = async (o: { password?: string; passwordStdin?: boolean }) => {
+    if (o.passwordStdin) return readStdin();
+    if (o.password) return o.password;
+    throw new BrokerError('validation_failed', 'give --password-stdin (preferred) or --password', { field: 'password' });
+  };
+
+  const program = new Command('vdi-broker').option('--config <file>', 'configuration file').exitOverride();
+  const user = program.command('user').description('local users');
+  user.command('add <id>').option('--role <role>', 'user, helpdesk or admin', 'user').option('--display-name <name>').option('--group <group...>', 'groups', [])
+    .option('--password <pw>').option('--password-stdin', 'read the password from standard input')
+    .action(async (id: string, o) => out(await identity.createUser(actor, { id: id.toLowerCase(), role: role(o.role), password: await password(o), displayName: o.displayName, groups: o.group })));
+  user.command('list').action(async () => out(await identity.listUsers()));
+  user.command('passwd <id>').option('--password <pw>').option('--password-stdin').action(async (id: string, o) => out(await identity.updateUser(actor, id, { password: await password(o) })));
+  user.command('role <id> <role>').action(async (id: string, r: string) => out(await identity.updateUser(actor, id, { role: role(r) })));
+  user.command('disable <id>').action(async (id: string) => out(await identity.updateUser(actor, id, { disabled: true })));
+  user.command('enable <id>').action(async (id: string) => out(await identity.updateUser(actor, id, { disabled: false })));
+  user.command('del <id>').action(async (id: string) => identity.deleteUser(actor, id));
+  const group = program.command('group').description('groups of users');
+  group.command('add <name>').option('--member <user...>', 'members', []).action(async (name: string, o) => out(await identity.createGroup(actor, { name, members: o.member })));
+  group.command('list').action(async () => out(await identity.listGroups()));
+  group.command('members <name> [users...]').action(async (name: string, users: string[]) => out(await identity.updateGroup(actor, name, { members: users })));
+  group.command('del <name>').action(async (name: string) => identity.deleteGroup(actor, name));
+  const key = program.command('apikey').description('API keys for automation');
+  key.command('create <name>').option('--role <role>', 'role of the key', 'helpdesk').action(async (name: string, o) => out(await identity.createApiKey(actor, { name, role: role(o.role) })));
+  key.command('list').action(async () => out(await identity.listApiKeys()));
+  key.command('revoke <id>').action(async (id: string) => identity.revokeApiKey(actor, id));
+
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof BrokerError) process.stderr.write(`error: ${err.code}: ${err.message}\n`);
+    else if ((err as { code?: string }).code?.startsWith('commander.')) {
+      if (!['commander.helpDisplayed', 'commander.help', 'commander.version'].includes((err as { code: string }).code)) process.exitCode = 2;
+    } else throw err;
+    process.exitCode ||= err instanceof BrokerError ? 1 : 0;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+await main();

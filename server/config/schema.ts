@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+const port = z.number().int().min(1).max(65535);
+const ms = z.number().int().min(10).max(86_400_000);
+const positive = z.number().int().min(1);
+
+const macPrefix = z
+  .string()
+  .regex(/^[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/i, 'expected three hex octets like 02:56:44')
+  .refine((s) => (parseInt(s.slice(0, 2), 16) & 0b11) === 0b10, 'the first octet must be locally administered unicast (bit 1 set, bit 0 clear)');
+
+export const configSchema = z.strictObject({
+  server: z.strictObject({
+    host: z.string().min(1),
+    port,
+    publicUrl: z.union([z.literal(''), z.url()]),
+    trustProxy: z.union([z.boolean(), z.number().int().min(0), z.string(), z.array(z.string())]),
+    bodyLimitBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
+    shutdownGraceSeconds: z.number().int().min(0).max(600),
+  }),
+  redis: z.strictObject({
+    url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
+    password: z.string(),
+    keyPrefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/, 'letters, digits and : _ . - only'),
+    commandTimeoutMs: ms,
+    autoStart: z.boolean(),
+  }),
+  session: z.strictObject({
+    secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),
+    cookieName: z.string().regex(/^[A-Za-z0-9._-]+$/),
+    maxAgeSeconds: z.number().int().min(60).max(30 * 86400),
+    secureCookies: z.enum(['auto', 'true', 'false']).or(z.boolean()),
+  }),
+  auth: z.strictObject({
+    passwordMinLength: z.number().int().min(8).max(128),
+    argon2MemoryKiB: z.number().int().min(1024).max(4 * 1024 * 1024),
+    argon2TimeCost: z.number().int().min(1).max(20),
+    argon2Parallelism: z.number().int().min(1).max(16),
+    maxFailuresPerAccount: positive,
+    accountLockoutSeconds: positive,
+    maxFailuresPerAddress: positive,
+    addressLockoutSeconds: positive,
+    failureWindowSeconds: positive,
+  }),
+  desktops: z.strictObject({
+    macPrefix,
+    macPoolSize: z.number().int().min(1).max(16_777_216),
+    deletedRetentionDays: z.number().int().min(0).max(365),
+  }),
+  jobs: z.strictObject({
+    enabled: z.boolean(),
+    leaseTtlMs: ms,
+    poolSizingIntervalMs: ms,
+    lifecycleIntervalMs: ms,
+    sessionTimeoutsIntervalMs: ms,
+    inventoryIntervalMs: ms,
+    maxConcurrentOperations: z.number().int().min(1).max(256),
+    maxFailures: z.number().int().min(1).max(100),
+    backoffBaseMs: ms,
+    backoffMaxMs: ms,
+    operationTimeoutMs: ms,
+  }),
+  audit: z.strictObject({
+    maxEntries: z.number().int().min(1000),
+  }),
+  logging: z.strictObject({
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+  }),
+});
+
+export type Config = z.infer<typeof configSchema>;

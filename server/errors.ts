@@ -1,0 +1,73 @@
+// Every error the broker reports has a stable code, an HTTP status and a default message,
+// all declared here. docs/errors.md lists the same codes; test/unit/errors.test.ts keeps
+// the two in step.
+
+export const ERROR_CODES = {
+  validation_failed: { status: 400, message: 'The request is not valid.' },
+  invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  payload_too_large: { status: 413, message: 'The request body is too large.' },
+  unauthenticated: { status: 401, message: 'Log in first.' },
+  invalid_credentials: { status: 401, message: 'Wrong user name or password.' },
+  account_locked: { status: 429, message: 'Too many failed logins for this account; try again later.' },
+  too_many_attempts: { status: 429, message: 'Too many failed logins from this address; try again later.' },
+  csrf_invalid: { status: 403, message: 'Missing or invalid CSRF token.' },
+  forbidden: { status: 403, message: 'Your role does not allow this.' },
+  not_found: { status: 404, message: 'Not found.' },
+  already_exists: { status: 409, message: 'It already exists.' },
+  conflict: { status: 409, message: 'The request conflicts with the current state.' },
+  illegal_transition: { status: 409, message: 'The desktop cannot make that state change now.' },
+  desktop_in_use: { status: 409, message: 'The desktop has a live session; log the user off first.' },
+  pool_disabled: { status: 409, message: 'The pool is disabled.' },
+  pool_maintenance: { status: 503, message: 'The pool is in maintenance; try again later.' },
+  desktop_unavailable: { status: 503, message: 'Your desktop is out of service; the helpdesk has been alerted.' },
+  pool_exhausted: { status: 503, message: 'No desktop is free in this pool and it is at its maximum size.' },
+  mac_exhausted: { status: 503, message: 'The MAC address range is exhausted.' },
+  name_exhausted: { status: 503, message: "The pool's naming pattern has no free name left." },
+  not_supported: { status: 501, message: 'The desktop provider does not support this operation.' },
+  provider_error: { status: 502, message: 'The hypervisor reported an error.' },
+  redis_unavailable: { status: 503, message: 'The broker cannot reach its state store; try again shortly.' },
+  not_ready: { status: 503, message: 'The broker is starting or shutting down.' },
+  route_not_found: { status: 404, message: 'No such API route.' },
+  internal_error: { status: 500, message: 'Internal error.' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly field?: string;
+  readonly retryAfterSeconds?: number;
+
+  constructor(code: ErrorCode, message?: string, opts: { field?: string; retryAfterSeconds?: number; cause?: unknown } = {}) {
+    super(message ?? ERROR_CODES[code].message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'BrokerError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    if (opts.field !== undefined) this.field = opts.field;
+    if (opts.retryAfterSeconds !== undefined) this.retryAfterSeconds = opts.retryAfterSeconds;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; field?: string } } {
+    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) } };
+  }
+}
+
+export function isErrorCode(s: string): s is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, s);
+}
+
+/** True for the errors ioredis raises when Redis cannot be reached. */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const m = err.message;
+  return (
+    err.name === 'MaxRetriesPerRequestError' ||
+    m.includes("Stream isn't writeable") ||
+    m.includes('Connection is closed') ||
+    m.includes('ECONNREFUSED') ||
+    m.includes('ECONNRESET') ||
+    m.includes('LOADING') ||
+    m.includes('Redis is unavailable')
+  );
+}

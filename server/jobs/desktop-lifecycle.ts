@@ -1,0 +1,150 @@
+import type { Store } from '../store/index.ts';
+import type { ProviderRegistry, DesktopSpec } from '../providers/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import { SYSTEM_ACTOR, type AuditService, type Desktop, type Pool, type DesktopState } from '../broker/index.ts';
+import type { JobContext } from './runner.ts';
+
+export interface LifecycleOptions {
+  maxConcurrent: number;
+  maxFailures: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  operationTimeoutMs: number;
+}
+
+export function backoffMs(failures: number, base: number, max: number): number {
+  return Math.min(max, base * 2 ** Math.max(0, failures - 1));
+}
+
+export function desktopSpec(d: Desktop, pool: Pool): DesktopSpec {
+  return { id: d.id, name: d.name, pool: d.pool, mac: d.mac, image: d.image || pool.image, clone: pool.clone, resources: pool.resources, ...(d.host ? { host: d.host } : {}) };
+}
+
+/**
+ * Drives desktops through the provider work of their state: provisioning (clone + boot),
+ * refreshing (back to a clean clone), deleting (destroy). Failures back off exponentially;
+ * after maxFailures the desktop is quarantined in state error.
+ */
+export class DesktopLifecycle {
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly providers: ProviderRegistry,
+    private readonly audit: AuditService,
+    private readonly metrics: Metrics,
+    private readonly o: LifecycleOptions,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async run(ctx: JobContext): Promise<void> {
+    const pools = await this.store.pools.list();
+    const poolByName = new Map(pools.map((p) => [p.name, p]));
+    for (const pool of pools) {
+      for (const state of ['deleting', 'provisioning', 'refreshing'] as DesktopState[]) {
+        const ids = (await this.store.desktops.idsInState(pool.name, state)).filter((id) => !this.inFlight.has(id));
+        if (ids.length === 0) continue;
+        for (const d of await this.store.desktops.getMany(ids)) {
+          if (this.inFlight.size >= this.o.maxConcurrent || !ctx.holdsLease()) return;
+          if (d.nextAttemptAt > ctx.now) continue;
+          const p = this.work(d, poolByName.get(d.pool), ctx.logger.child({ desktop: d.id, name: d.name })).finally(() => this.inFlight.delete(d.id));
+          this.inFlight.set(d.id, p);
+        }
+      }
+    }
+  }
+
+  private async withTimeout<T>(op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    let t: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        op(ac.signal),
+        new Promise<never>((_, rej) => {
+          t = setTimeout(() => {
+            ac.abort();
+            rej(new Error(`timed out after ${this.o.operationTimeoutMs} ms`));
+          }, this.o.operationTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  private async work(d: Desktop, pool: Pool | undefined, log: Logger): Promise<void> {
+    const started = this.clock();
+    const op = d.state;
+    try {
+      const provider = this.providers.get(d.provider);
+      if (op === 'deleting') {
+        await this.withTimeout((signal) => provider.destroy(d.id, { signal }));
+        await this.store.desktops.transition(d.id, 'deleted', { expect: ['deleting'], reason: 'destroyed', now: this.clock() });
+      } else if (!pool) {
+        // Its pool is gone: nothing to build it from.
+        await this.store.desktops.transition(d.id, 'deleting', { expect: [op], reason: 'pool deleted', now: this.clock() });
+      } else if (op === 'provisioning') {
+        const spec = desktopSpec(d, pool);
+        const { host } = await this.withTimeout(async (signal) => {
+          const r = await provider.create(spec, { signal });
+          await provider.start(d.id, { signal });
+          return r;
+        });
+        await this.settle(d, 'provisioning', host, log);
+      } else if (op === 'refreshing') {
+        const spec = desktopSpec({ ...d, image: pool.image }, pool);
+        await this.withTimeout(async (signal) => {
+          if (provider.capabilities.refresh) await provider.refresh(spec, { signal });
+          else {
+            await provider.destroy(d.id, { signal });
+            await provider.create(spec, { signal });
+            await provider.start(d.id, { signal });
+          }
+        });
+        await this.settle(d, 'refreshing', d.host, log, { image: pool.image });
+      }
+      this.metrics.desktopOperations.observe({ operation: op, result: 'ok' }, (this.clock() - started) / 1000);
+      log.info({ op, ms: this.clock() - started }, 'desktop operation done');
+    } catch (err) {
+      this.metrics.desktopOperations.observe({ operation: op, result: 'error' }, (this.clock() - started) / 1000);
+      await this.failed(d, op, err as Error, log);
+    }
+  }
+
+  private async settle(d: Desktop, from: DesktopState, host: string, log: Logger, extra: Record<string, string> = {}): Promise<void> {
+    const r = await this.store.desktops.transition(d.id, 'settled', {
+      expect: [from],
+      reason: `${from} done`,
+      now: this.clock(),
+      fields: { host, failures: 0, nextAttemptAt: 0, lastError: '', ...extra },
+    });
+    if (!r.ok) log.warn({ code: r.code, current: r.current }, 'desktop moved while its operation ran');
+  }
+
+  private async failed(d: Desktop, op: DesktopState, err: Error, log: Logger): Promise<void> {
+    const failures = d.failures + 1;
+    const message = err.message.slice(0, 500);
+    if (failures >= this.o.maxFailures) {
+      log.error({ op, failures, err: message }, 'desktop quarantined after repeated failures');
+      await this.store.desktops.transition(d.id, 'error', { expect: [op], reason: `${op} failed`, now: this.clock(), fields: { failures, lastError: `${op}: ${message}` } });
+      await this.audit.record(SYSTEM_ACTOR, 'desktop.quarantine', { type: 'desktop', id: d.id }, { op, error: message, failures }, 'failed');
+    } else {
+      const wait = backoffMs(failures, this.o.backoffBaseMs, this.o.backoffMaxMs);
+      log.warn({ op, failures, retryInMs: wait, err: message }, 'desktop operation failed; will retry');
+      await this.store.desktops.setFields(d.id, { failures, lastError: `${op}: ${message}`, nextAttemptAt: this.clock() + wait });
+    }
+  }
+
+  /** Waits for operations in flight (at shutdown). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  isBusy(id: string): boolean {
+    return this.inFlight.has(id);
+  }
+
+  get busy(): number {
+    return this.inFlight.size;
+  }
+}

@@ -1,0 +1,49 @@
+import type { Store } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import type { AuditService } from '../broker/index.ts';
+import type { Config } from '../config/index.ts';
+import { JobRunner } from './runner.ts';
+import { PoolSizing } from './pool-sizing.ts';
+import { DesktopLifecycle } from './desktop-lifecycle.ts';
+import { SessionTimeouts } from './session-timeouts.ts';
+import { InventoryReconciler } from './inventory.ts';
+
+export { JobRunner, type JobContext, type JobDef } from './runner.ts';
+export { timeoutReason } from './session-timeouts.ts';
+export { backoffMs } from './desktop-lifecycle.ts';
+
+export interface Reconcilers {
+  runner: JobRunner;
+  lifecycle: DesktopLifecycle;
+  stop(): Promise<void>;
+}
+
+/** The broker's background reconcilers, each under its own Redis lease. */
+export function createReconcilers(deps: { store: Store; providers: ProviderRegistry; audit: AuditService; logger: Logger; metrics: Metrics; jobs: Config['jobs']; now?: () => number }): Reconcilers {
+  const { store, providers, audit, jobs } = deps;
+  const now = deps.now ?? Date.now;
+  const runner = new JobRunner(store, deps.logger.child({ component: 'jobs' }), deps.metrics, jobs.leaseTtlMs, now);
+  const lifecycle = new DesktopLifecycle(store, providers, audit, deps.metrics, {
+    maxConcurrent: jobs.maxConcurrentOperations,
+    maxFailures: jobs.maxFailures,
+    backoffBaseMs: jobs.backoffBaseMs,
+    backoffMaxMs: jobs.backoffMaxMs,
+    operationTimeoutMs: jobs.operationTimeoutMs,
+  }, now);
+  const sizing = new PoolSizing(store, audit);
+  const timeouts = new SessionTimeouts(store, audit);
+  const inventory = new InventoryReconciler(store, providers, audit, (id) => lifecycle.isBusy(id));
+  runner.add({ name: 'pool-sizing', intervalMs: jobs.poolSizingIntervalMs, run: (c) => sizing.run(c) });
+  runner.add({ name: 'desktop-lifecycle', intervalMs: jobs.lifecycleIntervalMs, run: (c) => lifecycle.run(c) });
+  runner.add({ name: 'session-timeouts', intervalMs: jobs.sessionTimeoutsIntervalMs, run: (c) => timeouts.run(c) });
+  runner.add({ name: 'inventory', intervalMs: jobs.inventoryIntervalMs, run: (c) => inventory.run(c) });
+  return {
+    runner,
+    lifecycle,
+    async stop() {
+      await runner.stop();
+      await lifecycle.drain();
+    },
+  };
+}

@@ -1,0 +1,60 @@
+import type { Store } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import { SYSTEM_ACTOR, type AuditService, type Desktop } from '../broker/index.ts';
+import type { JobContext } from './runner.ts';
+
+/**
+ * Compares what each provider runs with what the broker believes: orphans (in the hypervisor,
+ * owned by no desktop) are destroyed; desktops the hypervisor no longer has are marked error;
+ * usable desktops found powered off are started again.
+ */
+export class InventoryReconciler {
+  constructor(
+    private readonly store: Store,
+    private readonly providers: ProviderRegistry,
+    private readonly audit: AuditService,
+    private readonly busy: (desktopId: string) => boolean = () => false,
+  ) {}
+
+  async run(ctx: JobContext): Promise<void> {
+    const all: Desktop[] = [];
+    for (const pool of await this.store.pools.list()) all.push(...(await this.store.desktops.listByPool(pool.name)));
+    for (const provider of this.providers.list()) {
+      if (!ctx.holdsLease()) return;
+      const log = ctx.logger.child({ provider: provider.name });
+      const mine = new Map(all.filter((d) => d.provider === provider.name).map((d) => [d.id, d]));
+      let items;
+      try {
+        items = await provider.inventory();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'inventory failed');
+        continue;
+      }
+      const seen = new Set<string>();
+      for (const item of items) {
+        seen.add(item.desktopId);
+        const d = mine.get(item.desktopId) ?? (await this.store.desktops.get(item.desktopId));
+        if (!d || d.state === 'deleted') {
+          if (this.busy(item.desktopId)) continue;
+          log.warn({ desktop: item.desktopId, host: item.host }, 'removing orphan desktop from the hypervisor');
+          await provider.destroy(item.desktopId).catch((err: Error) => log.error({ err: err.message }, 'orphan removal failed'));
+          await this.audit.record(SYSTEM_ACTOR, 'desktop.orphan_removed', { type: 'desktop', id: item.desktopId }, { provider: provider.name, host: item.host });
+        } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state) && !this.busy(d.id)) {
+          log.info({ desktop: d.id }, 'starting a usable desktop found powered off');
+          await provider.start(d.id).catch((err: Error) => log.warn({ err: err.message }, 'start failed'));
+        }
+      }
+      for (const d of mine.values()) {
+        if (seen.has(d.id) || !['ready', 'assigned', 'in_use'].includes(d.state) || this.busy(d.id)) continue;
+        log.warn({ desktop: d.id, name: d.name }, 'desktop missing from its hypervisor');
+        const r = await this.store.desktops.transition(d.id, 'error', {
+          expect: [d.state],
+          reason: 'missing from hypervisor',
+          now: ctx.now,
+          fields: { lastError: 'missing from its hypervisor' },
+        });
+        if (r.ok) await this.audit.record(SYSTEM_ACTOR, 'desktop.missing', { type: 'desktop', id: d.id }, { provider: provider.name }, 'failed');
+      }
+    }
+  }
+}

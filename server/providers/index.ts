@@ -1,0 +1,5 @@
+export type {
+  Provider, ProviderCapabilities, DesktopSpec, DesktopResources, PowerState, ConsoleEndpoint,
+  Snapshot, InventoryItem, MigrationResult, CreateResult, OperationOptions,
+} from './provider.ts';
+export { ProviderRegistry } from './registry.ts';

@@ -1,0 +1,114 @@
+// The one interface every hypervisor driver implements. The broker only ever talks to
+// desktops through it. Every operation is keyed by the broker's desktop id and idempotent:
+// creating a desktop that exists, or destroying one that is gone, succeeds without change,
+// so a reconciler may repeat any call after a crash or a timeout.
+
+export interface ProviderCapabilities {
+  /** Linked (copy-on-write) clones of an image. */
+  linkedClones: boolean;
+  /** Full copies of an image. */
+  fullClones: boolean;
+  /** Throw the desktop's changes away and start again from its image (non-persistent logoff). */
+  refresh: boolean;
+  /** Named checkpoints that can be reverted to. */
+  snapshots: boolean;
+  /** Move a running desktop to another host. */
+  liveMigration: boolean;
+  /** Console protocols this driver's desktops offer. */
+  consoleProtocols: readonly ('vnc' | 'rdp')[];
+}
+
+export interface DesktopResources {
+  vcpu: number;
+  memoryMiB: number;
+  diskGiB: number;
+  network: string;
+  graphics: 'vga' | 'virtio' | 'qxl' | 'cirrus' | 'none';
+}
+
+/** What a driver needs to build one desktop. */
+export interface DesktopSpec {
+  id: string;
+  name: string;
+  pool: string;
+  mac: string;
+  image: string;
+  clone: 'linked' | 'full';
+  resources: DesktopResources;
+  /** Preferred host; the driver picks one with capacity when empty. */
+  host?: string;
+}
+
+export type PowerState = 'running' | 'stopped' | 'paused' | 'missing';
+
+export interface ConsoleEndpoint {
+  protocol: 'vnc' | 'rdp';
+  host: string;
+  port: number;
+  /** Per-desktop console password: only ever handed to the streaming layer, never logged. */
+  password?: string;
+  username?: string;
+}
+
+export interface Snapshot {
+  name: string;
+  createdAt: string;
+  sizeBytes?: number;
+}
+
+export interface InventoryItem {
+  desktopId: string;
+  host: string;
+  power: PowerState;
+}
+
+export interface MigrationResult {
+  fromHost: string;
+  toHost: string;
+  durationMs: number;
+  transferredBytes?: number;
+}
+
+export interface CreateResult {
+  host: string;
+}
+
+export interface OperationOptions {
+  signal?: AbortSignal;
+}
+
+export interface Provider {
+  /** Instance name pools refer to (e.g. "local"). */
+  readonly name: string;
+  /** Driver kind (e.g. "qemu", "libvirt"). */
+  readonly kind: string;
+  readonly capabilities: ProviderCapabilities;
+
+  /** Clone the desktop from its image and define it (not started). */
+  create(spec: DesktopSpec, opts?: OperationOptions): Promise<CreateResult>;
+  /** Power on and resolve once the desktop's console answers. */
+  start(id: string, opts?: OperationOptions): Promise<void>;
+  /** Graceful power-off, forced after timeoutMs. */
+  stop(id: string, opts?: OperationOptions & { timeoutMs?: number }): Promise<void>;
+  /** Soft reboot (guest asked) or hard reset. */
+  reboot(id: string, opts?: OperationOptions & { hard?: boolean }): Promise<void>;
+  /** Process and files gone. */
+  destroy(id: string, opts?: OperationOptions): Promise<void>;
+  /** Back to a clean clone of the image; running afterwards. Needs capabilities.refresh. */
+  refresh(spec: DesktopSpec, opts?: OperationOptions): Promise<void>;
+  power(id: string): Promise<PowerState>;
+
+  snapshotCreate(id: string, name: string): Promise<Snapshot>;
+  snapshotList(id: string): Promise<Snapshot[]>;
+  snapshotRevert(id: string, name: string): Promise<void>;
+  snapshotDelete(id: string, name: string): Promise<void>;
+
+  migrate(id: string, targetHost: string, opts?: OperationOptions): Promise<MigrationResult>;
+
+  console(id: string): Promise<ConsoleEndpoint>;
+  /** Every desktop this provider has, running or only on disk. */
+  inventory(): Promise<InventoryItem[]>;
+
+  /** Stop background work (desktops keep running). */
+  close(): Promise<void>;
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Keyspace } from './keys.ts';
+import { runScript } from './scripts.ts';
+import { toDesktop } from './records.ts';
+import type { Desktop } from '../broker/model.ts';
+import type { DesktopState, TransitionTarget } from '../broker/state-machine.ts';
+
+export type TransitionResult =
+  | { ok: true; from: DesktopState; to: DesktopState }
+  | { ok: false; code: 'not_found' | 'conflict' | 'illegal_transition'; current: string };
+
+export interface MacRange {
+  prefix: string;
+  size: number;
+}
+
+export class DesktopsRepository {
+  constructor(
+    private readonly redis: Redis,
+    private readonly k: Keyspace,
+    private readonly macs: MacRange,
+    private readonly deletedRetentionSeconds: number,
+  ) {}
+
+  async get(id: string): Promise<Desktop | null> {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) return null;
+    return toDesktop(await this.redis.hgetall(this.k.desktop(id)));
+  }
+
+  async getMany(ids: string[]): Promise<Desktop[]> {
+    const out: Desktop[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const m = this.redis.multi();
+      for (const id of ids.slice(i, i + 500)) m.hgetall(this.k.desktop(id));
+      for (const [, h] of (await m.exec()) ?? []) {
+        const d = toDesktop(h as Record<string, string>);
+        if (d) out.push(d);
+      }
+    }
+    return out;
+  }
+
+  async idsInPool(pool: string): Promise<string[]> {
+    return this.redis.smembers(this.k.poolDesktops(pool));
+  }
+
+  async idsInState(pool: string, state: DesktopState): Promise<string[]> {
+    return this.redis.smembers(this.k.poolState(pool, state));
+  }
+
+  async listByPool(pool: string): Promise<Desktop[]> {
+    return this.getMany(await this.idsInPool(pool));
+  }
+
+  async assignmentOf(pool: string, user: string): Promise<string | null> {
+    return this.redis.hget(this.k.poolAssignments(pool), user);
+  }
+
+  /** Creates a spare desktop if the pool is under max. Returns the new desktop's id, or an error code. */
+  async provisionSpare(pool: string, now: number): Promise<{ id: string; name: string } | { error: string }> {
+    const id = randomUUID();
+    const r = (await runScript(this.redis, 'vdiProvision', [this.k.prefix, pool, id, now, this.macs.prefix, this.macs.size])) as string[];
+    return r[0] === 'ok' ? { id, name: r[1]! } : { error: r[1]! };
+  }
+
+  /**
+   * The one way a desktop's state changes outside assignment and logoff. `expect` guards
+   * against acting on a desktop that moved meanwhile; `fields` are set in the same step.
+   */
+  async transition(
+    id: string,
+    to: TransitionTarget,
+    opts: { expect?: DesktopState[]; reason?: string; fields?: Record<string, string | number>; now?: number } = {},
+  ): Promise<TransitionResult> {
+    const r = (await runScript(this.redis, 'vdiTransition', [
+      this.k.prefix,
+      id,
+      to,
+      opts.now ?? Date.now(),
+      (opts.expect ?? []).join(','),
+      opts.reason ?? '',
+      opts.fields ? JSON.stringify(opts.fields) : '',
+      this.deletedRetentionSeconds,
+    ])) as string[];
+    if (r[0] === 'ok') return { ok: true, from: r[1] as DesktopState, to: r[2] as DesktopState };
+    return { ok: false, code: r[1] as 'not_found' | 'conflict' | 'illegal_transition', current: r[2] ?? '' };
+  }
+
+  /** Sets bookkeeping fields (host, failures, lastError...) without touching the state. */
+  async setFields(id: string, fields: Record<string, string | number>): Promise<void> {
+    // Only on an existing record: HSET on a vanished desktop would resurrect a stub.
+    if ((await this.redis.exists(this.k.desktop(id))) === 1) await this.redis.hset(this.k.desktop(id), fields);
+  }
+
+  async assignOwner(id: string, user: string, now: number): Promise<'ok' | string> {
+    const r = (await runScript(this.redis, 'vdiAssignOwner', [this.k.prefix, id, user, now])) as string[];
+    return r[0] === 'ok' ? 'ok' : r[1]!;
+  }
+
+  async nameTaken(name: string): Promise<string | null> {
+    return this.redis.hget(this.k.desktopNames, name);
+  }
+
+  async macOwner(mac: string): Promise<string | null> {
+    return this.redis.hget(this.k.macs, mac);
+  }
+}

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { keyspace, type Keyspace } from './keys.ts';
+import { defineScripts } from './scripts.ts';
+import { UsersRepository } from './users.repository.ts';
+import { PoolsRepository } from './pools.repository.ts';
+import { DesktopsRepository, type MacRange } from './desktops.repository.ts';
+import { SessionsRepository } from './sessions.repository.ts';
+import { ApiKeysRepository } from './apikeys.repository.ts';
+import { AuditRepository } from './audit.repository.ts';
+import { LeasesRepository } from './leases.repository.ts';
+
+export { createRedis, connectRedis, type RedisClient } from './redis.ts';
+export { keyspace, type Keyspace } from './keys.ts';
+export type { StoredUser } from './users.repository.ts';
+export type { StoredApiKey } from './apikeys.repository.ts';
+export type { AuditEntry, AuditFilter } from './audit.repository.ts';
+export type { PoolCounts } from './pools.repository.ts';
+export type { TransitionResult } from './desktops.repository.ts';
+export type { AssignResult } from './sessions.repository.ts';
+export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository };
+
+export interface StoreOptions {
+  keyPrefix: string;
+  macs: MacRange;
+  deletedRetentionSeconds: number;
+  auditMaxEntries: number;
+}
+
+/** Everything the broker keeps in Redis, one repository per entity. */
+export class Store {
+  readonly keys: Keyspace;
+  readonly users: UsersRepository;
+  readonly pools: PoolsRepository;
+  readonly desktops: DesktopsRepository;
+  readonly sessions: SessionsRepository;
+  readonly apiKeys: ApiKeysRepository;
+  readonly audit: AuditRepository;
+  readonly leases: LeasesRepository;
+
+  constructor(readonly redis: Redis, opts: StoreOptions) {
+    defineScripts(redis);
+    this.keys = keyspace(opts.keyPrefix);
+    this.users = new UsersRepository(redis, this.keys);
+    this.pools = new PoolsRepository(redis, this.keys);
+    this.desktops = new DesktopsRepository(redis, this.keys, opts.macs, opts.deletedRetentionSeconds);
+    this.sessions = new SessionsRepository(redis, this.keys, opts.macs);
+    this.apiKeys = new ApiKeysRepository(redis, this.keys);
+    this.audit = new AuditRepository(redis, this.keys, opts.auditMaxEntries);
+    this.leases = new LeasesRepository(redis, this.keys);
+  }
+
+  get available(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      return (await this.redis.ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  /** The cookie-signing secret: configured, or generated once and shared by all replicas. */
+  async sessionSecret(configured: string): Promise<string> {
+    if (configured) return configured;
+    await this.redis.set(this.keys.sessionSecret, randomBytes(48).toString('base64url'), 'NX');
+    const s = await this.redis.get(this.keys.sessionSecret);
+    if (!s) throw new Error('session secret missing from Redis');
+    return s;
+  }
+}

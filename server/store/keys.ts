@@ -1,0 +1,41 @@
+// Every Redis key the broker uses is named here and nowhere else (the Lua scripts build the
+// same names from the prefix; docs/redis-keys.md documents both). Keep the three in step.
+
+export function keyspace(prefix: string) {
+  return {
+    prefix,
+    // identity
+    users: `${prefix}users`, // set of user ids
+    user: (id: string) => `${prefix}user:${id}`, // hash
+    userGroups: (id: string) => `${prefix}user:${id}:groups`, // set of group names
+    userSessions: (id: string) => `${prefix}user:${id}:sessions`, // set of live session ids
+    groups: `${prefix}groups`, // set of group names
+    group: (name: string) => `${prefix}group:${name}`, // hash
+    groupMembers: (name: string) => `${prefix}group:${name}:members`, // set of user ids
+    apiKeys: `${prefix}apikeys`, // set of key ids
+    apiKey: (id: string) => `${prefix}apikey:${id}`, // hash
+    httpSessionPrefix: `${prefix}http:`, // express-session records (connect-redis)
+    rateLimitPrefix: `${prefix}rl`, // login throttling (rate-limiter-flexible)
+    sessionSecret: `${prefix}secret:session`, // string, generated once
+    // pools and desktops
+    pools: `${prefix}pools`, // set of pool names
+    pool: (name: string) => `${prefix}pool:${name}`, // hash: spec JSON + fields the scripts read
+    poolDesktops: (name: string) => `${prefix}pool:${name}:desktops`, // set of live desktop ids
+    poolState: (name: string, state: string) => `${prefix}pool:${name}:state:${state}`, // set
+    poolAssignments: (name: string) => `${prefix}pool:${name}:assign`, // hash user -> desktop id
+    poolSessions: (name: string) => `${prefix}pool:${name}:sessions`, // set of live session ids
+    desktop: (id: string) => `${prefix}desktop:${id}`, // hash
+    desktopNames: `${prefix}desktop-names`, // hash name -> desktop id (unique broker-wide)
+    macs: `${prefix}macs`, // hash mac -> desktop id
+    macCursor: `${prefix}macs:cursor`, // integer, where the next MAC search starts
+    // sessions
+    sessionsLive: `${prefix}sessions:live`, // set of live session ids
+    session: (id: string) => `${prefix}session:${id}`, // hash
+    // background work and audit
+    lease: (job: string) => `${prefix}lease:${job}`, // string: holder token, PX ttl
+    jobHeartbeat: (job: string) => `${prefix}job:${job}:heartbeat`, // string: last run (ms), PX
+    audit: `${prefix}audit`, // stream
+  };
+}
+
+export type Keyspace = ReturnType<typeof keyspace>;

@@ -1,0 +1,48 @@
+// Converting Redis hashes to the broker's records.
+import type { Desktop, Session, SessionState } from '../broker/model.ts';
+import type { DesktopState } from '../broker/state-machine.ts';
+
+const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
+
+export function toDesktop(h: Record<string, string>): Desktop | null {
+  if (!h.id) return null;
+  return {
+    id: h.id,
+    pool: h.pool ?? '',
+    name: h.name ?? '',
+    state: (h.state ?? 'error') as DesktopState,
+    provider: h.provider ?? '',
+    host: h.host ?? '',
+    mac: h.mac ?? '',
+    user: h.user ?? '',
+    session: h.session ?? '',
+    image: h.image ?? '',
+    createdAt: num(h.createdAt),
+    updatedAt: num(h.updatedAt),
+    stateSince: num(h.stateSince),
+    failures: num(h.failures),
+    nextAttemptAt: num(h.nextAttemptAt),
+    lastError: h.lastError ?? '',
+  };
+}
+
+export function toSession(h: Record<string, string>): Session | null {
+  if (!h.id) return null;
+  return {
+    id: h.id,
+    user: h.user ?? '',
+    desktop: h.desktop ?? '',
+    pool: h.pool ?? '',
+    state: (h.state ?? 'ended') as SessionState,
+    clientAddress: h.clientAddress ?? '',
+    createdAt: num(h.createdAt),
+    connectedAt: num(h.connectedAt),
+    disconnectedAt: num(h.disconnectedAt),
+    lastActivityAt: num(h.lastActivityAt),
+    endedAt: num(h.endedAt),
+    endReason: h.endReason ?? '',
+  };
+}
+
+/** Script replies are arrays of strings (or nested nulls); this names the error shape. */
+export type ScriptReply = [string, ...(string | null)[]];

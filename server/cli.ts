@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const audit = new AuditService(store.audit, logger);
   const identity = new IdentityService(
     store,
-    new Passwords({ memoryKiB: config.auth.argon2MemoryKiB, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism }),
+    new Passwords({ memoryKiB: config.auth.argon2MemoryKib, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism }),
     new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth }),
     audit,
     config.auth.passwordMinLength,

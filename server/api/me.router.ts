@@ -46,9 +46,9 @@ export function meRoutes(t: RouteTable, { broker }: ApiDeps): void {
     role: 'user',
     params: myPoolParams,
     errors: ['not_found', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted'],
-    handler: async ({ params, actor, res }) => {
+    handler: async ({ params, actor, setStatus }) => {
       const r = await broker.assignment.request(actor, params.pool);
-      if (r.desktop.state !== 'in_use') res.status(202);
+      if (r.desktop.state !== 'in_use') setStatus(202);
       return { outcome: r.outcome, state: r.desktop.state, session: userSessionView(r.session), desktop: userDesktopView(r.desktop) };
     },
   });

@@ -16,6 +16,8 @@ export interface HandlerContext<B, Q, P> {
   query: Q;
   params: P;
   actor: Actor;
+  /** Answer with this status instead of the route's default. */
+  setStatus: (code: number) => void;
 }
 
 export interface RouteDef<B = unknown, Q = unknown, P = unknown> {
@@ -73,7 +75,9 @@ export class RouteTable {
     for (const def of this.routes) {
       router[def.method](def.path, requireRole(def.role), async (req: Request, res: Response, next: NextFunction) => {
         try {
+          let status = def.status ?? 200;
           const ctx = {
+            setStatus: (code: number) => void (status = code),
             req,
             res,
             body: parse(def.body, req.body, 'body'),
@@ -84,7 +88,7 @@ export class RouteTable {
           const out = await def.handler(ctx);
           if (res.headersSent) return;
           if (out === undefined) res.status(def.status ?? 204).end();
-          else res.status(def.status ?? 200).json(out);
+          else res.status(status).json(out);
         } catch (err) {
           next(err);
         }

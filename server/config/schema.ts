@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-const port = z.number().int().min(1).max(65535);
+const port = z.number().int().min(0).max(65535); // 0 = any free port (tests)
 const ms = z.number().int().min(10).max(86_400_000);
 const positive = z.number().int().min(1);
 
@@ -33,7 +33,7 @@ export const configSchema = z.strictObject({
   }),
   auth: z.strictObject({
     passwordMinLength: z.number().int().min(8).max(128),
-    argon2MemoryKiB: z.number().int().min(1024).max(4 * 1024 * 1024),
+    argon2MemoryKib: z.number().int().min(1024).max(4 * 1024 * 1024),
     argon2TimeCost: z.number().int().min(1).max(20),
     argon2Parallelism: z.number().int().min(1).max(16),
     maxFailuresPerAccount: positive,

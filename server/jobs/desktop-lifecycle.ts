@@ -93,15 +93,19 @@ export class DesktopLifecycle {
         await this.settle(d, 'provisioning', host, log);
       } else if (op === 'refreshing') {
         const spec = desktopSpec({ ...d, image: pool.image }, pool);
-        await this.withTimeout(async (signal) => {
-          if (provider.capabilities.refresh) await provider.refresh(spec, { signal });
-          else {
-            await provider.destroy(d.id, { signal });
-            await provider.create(spec, { signal });
-            await provider.start(d.id, { signal });
+        const host = await this.withTimeout(async (signal) => {
+          // A desktop whose VM never got built (quarantined while provisioning) is built afresh.
+          const missing = (await provider.power(d.id)) === 'missing';
+          if (provider.capabilities.refresh && !missing) {
+            await provider.refresh(spec, { signal });
+            return d.host;
           }
+          await provider.destroy(d.id, { signal });
+          const r = await provider.create(spec, { signal });
+          await provider.start(d.id, { signal });
+          return r.host;
         });
-        await this.settle(d, 'refreshing', d.host, log, { image: pool.image });
+        await this.settle(d, 'refreshing', host, log, { image: pool.image });
       }
       this.metrics.desktopOperations.observe({ operation: op, result: 'ok' }, (this.clock() - started) / 1000);
       log.info({ op, ms: this.clock() - started }, 'desktop operation done');

@@ -1,0 +1,119 @@
+// A test double of a hypervisor driver, for unit and integration tests of the broker core
+// only. The product never ships or loads it; real drivers live in server/providers/.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Provider, DesktopSpec, PowerState, ConsoleEndpoint, Snapshot, InventoryItem, MigrationResult, CreateResult } from '../../server/providers/index.ts';
+
+interface FakeVm {
+  spec: DesktopSpec;
+  host: string;
+  power: PowerState;
+  snapshots: Snapshot[];
+  generation: number;
+}
+
+export class FakeProvider implements Provider {
+  readonly kind = 'fake';
+  readonly capabilities = { linkedClones: true, fullClones: true, refresh: true, snapshots: true, liveMigration: true, consoleProtocols: ['vnc'] as const };
+  readonly vms = new Map<string, FakeVm>();
+  readonly calls: string[] = [];
+  delayMs = 0;
+  /** Make the next N calls of an operation fail. */
+  private failures = new Map<string, number>();
+
+  constructor(readonly name = 'fake', readonly hosts = ['host-a'], private readonly stateFile?: string) {
+    // A state file lets the double outlive its process, like a real hypervisor outlives the broker.
+    if (stateFile && existsSync(stateFile)) {
+      for (const [id, vm] of Object.entries(JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, FakeVm>)) this.vms.set(id, vm);
+    }
+  }
+
+  private save(): void {
+    if (this.stateFile) writeFileSync(this.stateFile, JSON.stringify(Object.fromEntries(this.vms)));
+  }
+
+  failNext(op: string, times = 1): void {
+    this.failures.set(op, times);
+  }
+
+  private async op(name: string, id: string): Promise<void> {
+    this.calls.push(`${name}:${id}`);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    const n = this.failures.get(name) ?? 0;
+    if (n > 0) {
+      this.failures.set(name, n - 1);
+      throw new Error(`fake ${name} failure`);
+    }
+  }
+
+  private vm(id: string): FakeVm {
+    const v = this.vms.get(id);
+    if (!v) throw new Error(`no desktop ${id}`);
+    return v;
+  }
+
+  async create(spec: DesktopSpec): Promise<CreateResult> {
+    await this.op('create', spec.id);
+    const existing = this.vms.get(spec.id);
+    if (existing) return { host: existing.host };
+    const host = spec.host ?? this.hosts[this.vms.size % this.hosts.length]!;
+    this.vms.set(spec.id, { spec, host, power: 'stopped', snapshots: [], generation: 1 });
+    this.save();
+    return { host };
+  }
+  async start(id: string): Promise<void> {
+    await this.op('start', id);
+    this.vm(id).power = 'running';
+    this.save();
+  }
+  async stop(id: string): Promise<void> {
+    await this.op('stop', id);
+    this.vm(id).power = 'stopped';
+  }
+  async reboot(id: string): Promise<void> {
+    await this.op('reboot', id);
+    this.vm(id).power = 'running';
+  }
+  async destroy(id: string): Promise<void> {
+    await this.op('destroy', id);
+    this.vms.delete(id);
+    this.save();
+  }
+  async refresh(spec: DesktopSpec): Promise<void> {
+    await this.op('refresh', spec.id);
+    const v = this.vm(spec.id);
+    v.generation++;
+    v.power = 'running';
+  }
+  async power(id: string): Promise<PowerState> {
+    return this.vms.get(id)?.power ?? 'missing';
+  }
+  async snapshotCreate(id: string, name: string): Promise<Snapshot> {
+    const s = { name, createdAt: new Date().toISOString() };
+    this.vm(id).snapshots.push(s);
+    return s;
+  }
+  async snapshotList(id: string): Promise<Snapshot[]> {
+    return this.vm(id).snapshots;
+  }
+  async snapshotRevert(id: string, name: string): Promise<void> {
+    if (!this.vm(id).snapshots.some((s) => s.name === name)) throw new Error('no such snapshot');
+  }
+  async snapshotDelete(id: string, name: string): Promise<void> {
+    const v = this.vm(id);
+    v.snapshots = v.snapshots.filter((s) => s.name !== name);
+  }
+  async migrate(id: string, targetHost: string): Promise<MigrationResult> {
+    const v = this.vm(id);
+    const from = v.host;
+    v.host = targetHost;
+    return { fromHost: from, toHost: targetHost, durationMs: 1 };
+  }
+  async console(id: string): Promise<ConsoleEndpoint> {
+    this.vm(id);
+    return { protocol: 'vnc', host: '127.0.0.1', port: 5900, password: 'fake-secret' };
+  }
+  async inventory(): Promise<InventoryItem[]> {
+    return [...this.vms.entries()].map(([desktopId, v]) => ({ desktopId, host: v.host, power: v.power }));
+  }
+  async close(): Promise<void> {}
+}

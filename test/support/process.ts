@@ -1,0 +1,60 @@
+// Starting and stopping broker processes in tests (always by pid, also on failure).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface BrokerProcess {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const started = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = []): Promise<BrokerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  started.add(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 30_000);
+    const check = () => {
+      const m = /LISTENING (\S+)/.exec(out) ?? /"url":"([^"]+)","msg":"vdi-broker listening"/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!.replace(/\/$/, ''));
+      }
+    };
+    child.stdout!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`broker exited with ${code}: ${out}`));
+    });
+  });
+  return {
+    child,
+    url,
+    output: () => out,
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      return new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => {
+          started.delete(child);
+          resolve(code);
+        });
+        child.kill(signal);
+      });
+    },
+  };
+}

@@ -1,0 +1,96 @@
+// Real Redis for tests: the machine's server with a private key prefix, or a private
+// redis-server (own port, own dir, AOF on) for tests that stop or restart it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+
+export const SHARED_REDIS_URL = process.env.VDI_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+export function uniquePrefix(name: string): string {
+  return `vditest:${name}:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`;
+}
+
+/** Deletes every key under the prefix (tests only: SCAN, never KEYS). */
+export async function dropPrefix(url: string, prefix: string): Promise<void> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    // the server may be gone already (outage tests)
+  } finally {
+    r.disconnect();
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PrivateRedis {
+  url: string;
+  port: number;
+  dir: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** A redis-server of the test's own, with AOF, that the test can stop and start again. */
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'vdi-redis-'));
+  let child: ChildProcess | null = null;
+  const url = `redis://127.0.0.1:${port}/0`;
+  const start = async () => {
+    child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' });
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        if ((await r.ping()) === 'PONG') return;
+      } catch {
+        // not yet
+      } finally {
+        r.disconnect();
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    throw new Error('private redis did not start');
+  };
+  const stop = async () => {
+    const c = child;
+    child = null;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((res) => {
+      c.once('exit', () => res());
+      c.kill('SIGTERM');
+    });
+  };
+  await start();
+  return {
+    url, port, dir, start, stop,
+    async destroy() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -78,7 +78,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
   const passwords = new Passwords({ memoryKiB: config.auth.argon2MemoryKib, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism });
   const throttle = new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth });
-  const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength);
+  const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength, broker);
   // The cookie secret may live in Redis; if Redis is down now, a request waits for it.
   let secret: string | undefined = config.session.secret || undefined;
   const auth = new HttpAuth(identity, {

@@ -5,10 +5,11 @@ import { userInfo } from 'node:os';
 import { configOrExit } from './runtime.ts';
 import { createLogger } from './observability/index.ts';
 import { Store, createRedis, connectRedis } from './store/index.ts';
-import { AuditService } from './broker/audit.service.ts';
+import { ProviderRegistry } from './providers/index.ts';
+import { Metrics } from './observability/index.ts';
 import { Passwords, LoginThrottle, IdentityService } from './auth/index.ts';
 import { BrokerError } from './errors.ts';
-import { ROLES, type Actor, type Role } from './broker/index.ts';
+import { ROLES, Broker, type Actor, type Role } from './broker/index.ts';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -30,13 +31,14 @@ async function main(): Promise<void> {
     deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
     auditMaxEntries: config.audit.maxEntries,
   });
-  const audit = new AuditService(store.audit, logger);
+  const broker = new Broker({ store, providers: new ProviderRegistry(), logger, metrics: new Metrics({ defaultMetrics: false }) });
   const identity = new IdentityService(
     store,
     new Passwords({ memoryKiB: config.auth.argon2MemoryKib, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism }),
     new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth }),
-    audit,
+    broker.audit,
     config.auth.passwordMinLength,
+    broker,
   );
   const actor: Actor = { principal: { kind: 'user', id: `cli:${userInfo().username}`, role: 'admin', groups: [] }, address: 'cli' };
   const out = (v: unknown): void => void process.stdout.write(JSON.stringify(v, null, 2) + "\n");

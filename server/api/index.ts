@@ -21,8 +21,8 @@ export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: Rou
   const table = new RouteTable();
   for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes]) add(table, deps);
   extra?.(table);
-  const openapi = buildOpenApi(table, deps.version);
-  table.add({ method: 'get', path: '/openapi.json', tag: 'meta', summary: 'This document', role: 'anyone', handler: async () => openapi });
+  let openapi: Record<string, unknown> | undefined;
+  table.add({ method: 'get', path: '/openapi.json', tag: 'meta', summary: 'This document', role: 'anyone', handler: async () => (openapi ??= buildOpenApi(table, deps.version)) });
 
   const r = router();
   r.use(express.json({ limit: bodyLimitBytes, strict: true }));

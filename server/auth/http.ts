@@ -109,7 +109,8 @@ export class HttpAuth {
   /** Cookie-authenticated state changes must carry the session's CSRF token. */
   csrfProtection(): RequestHandler {
     return (req, _res, next) => {
-      if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.authKind !== 'cookie') return next();
+      // Login is exempt: it replaces the session anyway (kiosks re-login with a stale cookie).
+      if (['GET', 'HEAD', 'OPTIONS'].includes(req.method) || req.authKind !== 'cookie' || req.path === '/auth/login') return next();
       if (!this.csrf.isRequestValid(req)) return next(new BrokerError('csrf_invalid'));
       next();
     };

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BrokerError } from '../errors.ts';
 import type { Store, StoredUser, StoredApiKey } from '../store/index.ts';
-import type { Actor, AuditService, Group, Principal, Role, User, ApiKey } from '../broker/index.ts';
+import type { Actor, AuditService, Group, Principal, Role, User, ApiKey, Broker } from '../broker/index.ts';
 import type { Passwords } from './passwords.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -25,6 +25,8 @@ export class IdentityService {
     private readonly throttle: LoginThrottle,
     private readonly audit: AuditService,
     private readonly minPasswordLength: number,
+    /** The broker, to clean up after a deleted user or group (entitlements, sessions, desktops). */
+    private readonly broker: Pick<Broker, 'pools' | 'desktops'>,
   ) {}
 
   private checkPassword(pw: string): void {
@@ -41,12 +43,12 @@ export class IdentityService {
   /** Local login. Throttled per account and address; the same answer for unknown users and wrong passwords. */
   async authenticate(username: string, password: string, address: string): Promise<Principal> {
     const id = username.toLowerCase();
-    await this.throttle.check(id, address);
+    await this.throttle.reserve(id, address);
     const u = /^[a-z0-9][a-z0-9._-]{0,63}$/.test(id) ? await this.store.users.get(id) : null;
     const ok = await this.passwords.verify(u?.passwordHash ?? null, password);
     const actor: Actor = { principal: null, address };
     if (!u || !ok || u.disabled) {
-      await this.throttle.failed(id, address);
+      await this.throttle.failed(address);
       await this.audit.record(actor, 'auth.login', { type: 'user', id }, { reason: !u ? 'unknown user' : u.disabled ? 'disabled' : 'wrong password' }, 'denied');
       throw new BrokerError('invalid_credentials');
     }
@@ -106,6 +108,8 @@ export class IdentityService {
     if (actor.principal?.id === id) throw new BrokerError('conflict', 'You cannot delete your own account.');
     if (!(await this.store.users.remove(id))) throw new BrokerError('not_found', `No user named "${id}".`);
     await this.audit.record(actor, 'user.delete', { type: 'user', id });
+    await this.broker.pools.forget('users', id, actor);
+    await this.broker.desktops.reclaimFromUser(actor, id);
   }
 
   async getGroup(name: string): Promise<Group> {
@@ -142,6 +146,7 @@ export class IdentityService {
   async deleteGroup(actor: Actor, name: string): Promise<void> {
     if (!(await this.store.users.removeGroup(name))) throw new BrokerError('not_found', `No group named "${name}".`);
     await this.audit.record(actor, 'group.delete', { type: 'group', id: name });
+    await this.broker.pools.forget('groups', name, actor);
   }
 
   // API keys: "vdik_<id>_<secret>"; only a SHA-256 of the 256-bit secret is stored, so a

@@ -37,27 +37,32 @@ export class LoginThrottle {
     });
   }
 
-  private static retryAfter(r: RateLimiterRes | null, points: number): number | null {
-    if (r && r.consumedPoints >= points && r.msBeforeNext > 0) return Math.ceil(r.msBeforeNext / 1000);
-    return null;
+  /**
+   * Before a password is checked: the address must not be locked out, and one attempt is taken
+   * from the account's allowance atomically in Redis, so parallel guesses at one account cannot
+   * get past its limit. Successful logins do not count against an address (a school behind one
+   * NAT address logs in all at once); only failures do.
+   */
+  async reserve(account: string, address: string): Promise<void> {
+    const addr = await this.perAddress.get(address);
+    if (addr && addr.consumedPoints >= this.perAddress.points && addr.msBeforeNext > 0) {
+      throw new BrokerError('too_many_attempts', undefined, { retryAfterSeconds: Math.max(1, Math.ceil(addr.msBeforeNext / 1000)) });
+    }
+    try {
+      await this.perAccount.consume(account, 1);
+    } catch (r) {
+      if (r instanceof RateLimiterRes) throw new BrokerError('account_locked', undefined, { retryAfterSeconds: Math.max(1, Math.ceil(r.msBeforeNext / 1000)) });
+      throw r;
+    }
   }
 
-  /** Throws when the account or address is locked out. */
-  async check(account: string, address: string): Promise<void> {
-    const [acc, addr] = await Promise.all([this.perAccount.get(account), this.perAddress.get(address)]);
-    const a = LoginThrottle.retryAfter(addr, this.perAddress.points);
-    if (a !== null) throw new BrokerError('too_many_attempts', undefined, { retryAfterSeconds: a });
-    const u = LoginThrottle.retryAfter(acc, this.perAccount.points);
-    if (u !== null) throw new BrokerError('account_locked', undefined, { retryAfterSeconds: u });
+  /** A wrong password: counts against the address (the account's attempt is already taken). */
+  async failed(address: string): Promise<void> {
+    const r = await this.perAddress.penalty(address, 1);
+    if (r.consumedPoints >= this.perAddress.points) await this.perAddress.block(address, this.perAddress.blockDuration);
   }
 
-  async failed(account: string, address: string): Promise<void> {
-    await Promise.all([
-      this.perAccount.penalty(account, 1).then((r) => (r.consumedPoints >= this.perAccount.points ? this.perAccount.block(account, this.perAccount.blockDuration) : r)),
-      this.perAddress.penalty(address, 1).then((r) => (r.consumedPoints >= this.perAddress.points ? this.perAddress.block(address, this.perAddress.blockDuration) : r)),
-    ]);
-  }
-
+  /** A good password: the account's failures are forgotten. */
   async succeeded(account: string): Promise<void> {
     await this.perAccount.delete(account);
   }

@@ -21,10 +21,9 @@ export class AssignmentService {
 
   async request(actor: Actor, poolName: string): Promise<DesktopRequestResult> {
     const principal = actor.principal;
-    if (!principal || principal.kind !== 'user') throw new BrokerError('forbidden', 'Only users can request desktops.');
     const pool = await this.store.pools.get(poolName);
-    // "No such pool" and "not yours" look the same to the caller.
-    if (!pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
+    // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
+    if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
 
     const r = await this.store.sessions.assign(poolName, principal.id, actor.address, this.now());
     if (r.outcome === 'error') {

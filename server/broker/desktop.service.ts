@@ -85,6 +85,21 @@ export class DesktopService {
     return this.get(id);
   }
 
+  /** A user is gone: their sessions end and the desktops they own are destroyed (a namesake must not inherit them). */
+  async reclaimFromUser(actor: Actor, user: string): Promise<void> {
+    for (const sid of await this.store.sessions.liveIdsOfUser(user)) {
+      const r = await this.store.sessions.release(sid, 'user deleted', this.now());
+      if (r) await this.audit.record(actor, 'session.logoff', { type: 'session', id: sid }, { reason: 'user deleted', desktop: r.desktopId });
+    }
+    for (const pool of await this.store.pools.list()) {
+      const id = await this.store.desktops.assignmentOf(pool.name, user);
+      if (!id) continue;
+      const d = await this.store.desktops.get(id);
+      if (!d || d.user !== user || d.state === 'deleting' || d.state === 'deleted') continue;
+      await this.move(actor, id, 'deleting', 'desktop.delete').catch((err: Error) => this.logger.warn({ desktop: id, err: err.message }, 'could not reclaim desktop'));
+    }
+  }
+
   /** Hard reset through the provider; the state does not change. */
   async reset(actor: Actor, id: string): Promise<Desktop> {
     const d = await this.get(id);

@@ -14,10 +14,11 @@ export class PoolService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private async checkReferences(spec: Pick<PoolSpec, 'provider' | 'entitlements'>): Promise<void> {
-    if (!this.providers.has(spec.provider)) {
+  private async checkReferences(spec: Partial<Pick<PoolSpec, 'provider' | 'entitlements'>>): Promise<void> {
+    if (spec.provider !== undefined && !this.providers.has(spec.provider)) {
       throw new BrokerError('validation_failed', `No provider named "${spec.provider}" is configured.`, { field: 'provider' });
     }
+    if (!spec.entitlements) return;
     const users = await this.store.users.missingUsers(spec.entitlements.users);
     if (users.length) throw new BrokerError('validation_failed', `Unknown user: ${users[0]}.`, { field: 'entitlements.users' });
     const groups = await this.store.users.missingGroups(spec.entitlements.groups);
@@ -42,15 +43,28 @@ export class PoolService {
     if (next.size.min > next.size.max || next.size.spare > next.size.max) {
       throw new BrokerError('validation_failed', 'min and spare must not exceed max.', { field: 'size' });
     }
-    await this.checkReferences(next);
+    // Only what the patch changes is checked: a pool stays manageable whatever else happened.
+    await this.checkReferences({ ...(patch.entitlements ? { entitlements: next.entitlements } : {}) });
     if ((await this.store.pools.save(next, 'update')) !== 'ok') throw new BrokerError('not_found', `No pool named "${name}".`);
     await this.audit.record(actor, action, { type: 'pool', id: name }, { changed: Object.keys(patch) });
     return this.get(name);
   }
 
   async remove(name: string, actor: Actor): Promise<void> {
-    if (!(await this.store.pools.markDeleting(name))) throw new BrokerError('not_found', `No pool named "${name}".`);
-    await this.audit.record(actor, 'pool.delete', { type: 'pool', id: name });
+    const r = await this.store.pools.markDeleting(name);
+    if (r === 'missing') throw new BrokerError('not_found', `No pool named "${name}".`);
+    if (r === 'marked') await this.audit.record(actor, 'pool.delete', { type: 'pool', id: name });
+  }
+
+  /** A user or group is gone: no pool may keep entitling it (a namesake would inherit the access). */
+  async forget(kind: 'users' | 'groups', name: string, actor: Actor): Promise<void> {
+    for (const p of await this.store.pools.list()) {
+      if (p.deleting || !p.entitlements[kind].includes(name)) continue;
+      const entitlements = { ...p.entitlements, [kind]: p.entitlements[kind].filter((x) => x !== name) };
+      const { deleting: _d, ...spec } = p;
+      await this.store.pools.save({ ...spec, entitlements, updatedAt: new Date(this.now()).toISOString() }, 'update');
+      await this.audit.record(actor, 'pool.update', { type: 'pool', id: p.name }, { changed: ['entitlements'], removed: { [kind]: name } });
+    }
   }
 
   async get(name: string): Promise<PoolView> {

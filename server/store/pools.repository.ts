@@ -56,10 +56,12 @@ export class PoolsRepository {
   }
 
   /** Marks the pool for deletion: it takes no new users; the sizing job empties and removes it. */
-  async markDeleting(name: string): Promise<boolean> {
-    if ((await this.redis.exists(this.k.pool(name))) === 0) return false;
-    await this.redis.hset(this.k.pool(name), 'deleting', '1', 'enabled', '0');
-    return true;
+  async markDeleting(name: string): Promise<'marked' | 'already' | 'missing'> {
+    const cur = await this.redis.hget(this.k.pool(name), 'deleting');
+    if (cur === null && (await this.redis.exists(this.k.pool(name))) === 0) return 'missing';
+    if (cur === '1') return 'already';
+    await this.redis.hset(this.k.pool(name), 'deleting', '1');
+    return 'marked';
   }
 
   /** Removes an emptied pool's keys. Refuses (false) while it still has desktops. */

@@ -14,7 +14,7 @@ export interface BrokerProcess {
 
 const started = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
 export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = []): Promise<BrokerProcess> {
@@ -48,7 +48,7 @@ export async function startBrokerProcess(script: string, env: Record<string, str
     output: () => out,
     kill(signal: NodeJS.Signals = 'SIGTERM') {
       return new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
         child.once('exit', (code) => {
           started.delete(child);
           resolve(code);

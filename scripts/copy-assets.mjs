@@ -1,0 +1,5 @@
+// After tsc: the files the compiled broker reads at run time, next to it in dist/.
+import { cpSync, existsSync } from 'node:fs';
+cpSync('server/store/lua', 'dist/server/store/lua', { recursive: true });
+cpSync('config', 'dist/config', { recursive: true });
+for (const d of ['client/dist', 'client/public']) if (existsSync(d)) cpSync(d, `dist/${d}`, { recursive: true });

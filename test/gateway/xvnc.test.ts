@@ -1,0 +1,167 @@
+// End to end against a real VNC server: Xvnc from tigervnc-standalone-server, drawn on with
+// xsetroot (x11-xserver-utils). Every Xvnc is stopped by pid in an after hook.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import sharp from 'sharp';
+import { startGateway, type Gateway } from '../../server/gateway/index.ts';
+import { Status } from '../../server/gateway/protocol.ts';
+import { GuacTestClient, type Frame } from './support/guac-client.ts';
+import { freePort, hasXvnc, startXvnc, type Xvnc } from './support/xvnc.ts';
+
+const logger = pino({ level: 'silent' });
+const missing = hasXvnc() ? null : 'Xvnc/xsetroot/vncpasswd not installed (apt-get install tigervnc-standalone-server tigervnc-tools x11-xserver-utils)';
+
+/** Colour at (x, y) after applying a frame's fills and images (layer 0 only). */
+async function colourAt(frames: Frame[], x: number, y: number): Promise<number[] | undefined> {
+  let found: number[] | undefined;
+  for (const f of frames) {
+    let rect: number[] | undefined;
+    for (const ins of f.instructions) {
+      const n = ins.args.map(Number);
+      if (ins.opcode === 'rect' && n[0] === 0) rect = n.slice(1);
+      if (ins.opcode === 'cfill' && n[1] === 0 && rect) {
+        const [rx, ry, rw, rh] = rect as [number, number, number, number];
+        if (x >= rx && y >= ry && x < rx + rw && y < ry + rh) found = n.slice(2, 5);
+      }
+    }
+    for (const img of f.images) {
+      if (img.layer !== '0') continue;
+      const { data, info } = await sharp(img.data).raw().toBuffer({ resolveWithObject: true });
+      if (x >= img.x && y >= img.y && x < img.x + info.width && y < img.y + info.height) {
+        const o = ((y - img.y) * info.width + (x - img.x)) * info.channels;
+        found = [data[o]!, data[o + 1]!, data[o + 2]!];
+      }
+    }
+  }
+  return found;
+}
+
+/** Reads (and acks) frames until (x, y) has the wanted colour; bounded. */
+async function waitForColour(c: GuacTestClient, x: number, y: number, want: number[], frames: Frame[] = []): Promise<Frame[]> {
+  for (let i = 0; i < 20; i++) {
+    frames.push(await c.frame(true, 10_000));
+    const got = await colourAt(frames, x, y);
+    if (got && got.every((v, k) => Math.abs(v - want[k]!) <= 2)) return frames;
+  }
+  assert.fail(`pixel (${x},${y}) never became ${want}; last ${await colourAt(frames, x, y)}`);
+}
+
+describe('gateway with a real Xvnc', () => {
+  it('has its prerequisites', () => assert.equal(missing, null));
+  let gw: Gateway;
+  let open: Xvnc;
+  let locked: Xvnc;
+  const clients: GuacTestClient[] = [];
+  const client = async () => {
+    const c = await GuacTestClient.connect(gw.port);
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    gw = await startGateway({ host: '127.0.0.1', port: 0, logger });
+    [open, locked] = await Promise.all([startXvnc({ width: 640, height: 480 }), startXvnc({ width: 640, height: 480, password: 'S3cret!x' })]);
+  });
+
+  after(async () => {
+    clients.forEach((c) => c.close());
+    await gw?.close();
+    await Promise.all([open?.stop(), locked?.stop()]);
+  });
+
+  it('streams the desktop (security None) and shows xsetroot colours', async () => {
+    const c = await client();
+    const { id } = await c.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    assert.match(id, /^\$/);
+    const first = await c.frame();
+    assert.ok(first.instructions.some((i) => i.opcode === 'size' && i.args.join() === '0,640,480'));
+    await open.x('xsetroot', '-solid', '#ff0000');
+    await waitForColour(c, 320, 240, [255, 0, 0], [first]);
+    await open.x('xsetroot', '-solid', '#0000ff');
+    await waitForColour(c, 5, 470, [0, 0, 255]);
+  });
+
+  it('draws a text-like pattern losslessly (PNG) with exact pixels', async () => {
+    const c = await client();
+    await c.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    await c.frame();
+    // xsetroot -mod tiles a two-colour grid pattern over the root window.
+    await open.x('xsetroot', '-mod', '4', '4', '-fg', '#00ff00', '-bg', '#202020');
+    const frames: Frame[] = [];
+    for (let i = 0; i < 20 && !frames.some((f) => f.images.length > 0); i++) frames.push(await c.frame());
+    const img = frames.flatMap((f) => f.images).find((im) => im.layer === '0');
+    assert.ok(img, 'expected an image for the pattern');
+    assert.equal(img.mime, 'image/png');
+    const { data, info } = await sharp(img.data).raw().toBuffer({ resolveWithObject: true });
+    const seen = new Set<string>();
+    for (let i = 0; i < info.width * info.height; i += 7) seen.add(`${data[i * info.channels]},${data[i * info.channels + 1]},${data[i * info.channels + 2]}`);
+    assert.deepEqual([...seen].sort(), ['0,255,0', '32,32,32']);
+  });
+
+  it('connects with VNC Authentication and reports a wrong password as 0x0301', async () => {
+    const ok = await client();
+    await ok.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'S3cret!x' });
+    await ok.frame();
+    await locked.x('xsetroot', '-solid', '#00ff00');
+    await waitForColour(ok, 100, 100, [0, 255, 0]);
+
+    const bad = await client();
+    await bad.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'nope' });
+    const err = await bad.next((i) => i.opcode === 'error');
+    assert.equal(Number(err.args[1]), Status.CLIENT_UNAUTHORIZED);
+  });
+
+  it('resizes the desktop when the client sends size (ExtendedDesktopSize)', async () => {
+    const x = await startXvnc({ width: 640, height: 480 });
+    try {
+      const c = await client();
+      await c.handshake({ hostname: '127.0.0.1', port: String(x.port) });
+      await c.frame();
+      c.send('size', 800, 600);
+      let size: string | undefined;
+      for (let i = 0; i < 10 && !size; i++) {
+        const f = await c.frame(true, 5000);
+        size = f.instructions.find((ins) => ins.opcode === 'size' && ins.args[0] === '0')?.args.join();
+      }
+      assert.equal(size, '0,800,600');
+      c.close();
+    } finally {
+      await x.stop();
+    }
+  });
+
+  it('reports an unreachable VNC port as 0x0207', async () => {
+    const c = await client();
+    await c.handshake({ hostname: '127.0.0.1', port: String(await freePort()) });
+    const err = await c.next((i) => i.opcode === 'error');
+    assert.equal(Number(err.args[1]), Status.UPSTREAM_NOT_FOUND);
+  });
+
+  it('lets a read-only joiner see the same desktop; flow control holds frames until sync', async () => {
+    const owner = await client();
+    const { id } = await owner.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    await owner.frame();
+    await open.x('xsetroot', '-solid', '#ffff00');
+    await waitForColour(owner, 10, 10, [255, 255, 0]);
+
+    const viewer = await client();
+    await viewer.handshake({ 'read-only': 'true' }, id);
+    const vf = await viewer.frame();
+    assert.ok(vf.instructions.some((i) => i.opcode === 'size' && i.args.join() === '0,640,480'));
+    assert.deepEqual(await colourAt([vf], 10, 10), [255, 255, 0]);
+    const of = await owner.frame(); // same refresh frame for the owner
+    assert.equal(of.ts, vf.ts);
+
+    // The viewer stops acknowledging: after its pending frame nothing more reaches anyone.
+    await open.x('xsetroot', '-solid', '#00ffff');
+    const held = await viewer.frame(false);
+    await owner.frame();
+    const mark = owner.received.length;
+    await open.x('xsetroot', '-solid', '#ff00ff');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok(!owner.received.slice(mark).some((i) => i.opcode === 'sync'), 'no frame while the viewer owes a sync');
+    viewer.send('sync', held.ts);
+    await waitForColour(owner, 10, 10, [255, 0, 255]);
+  });
+});

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
 import { Store, createRedis, connectRedis } from './store/index.ts';
 import { ProviderRegistry, type Provider } from './providers/index.ts';
+import { createProviders } from './providers/configured.ts';
 import { Broker, DESKTOP_STATES } from './broker/index.ts';
 import { Passwords, LoginThrottle, IdentityService, HttpAuth } from './auth/index.ts';
 import { createApi, errorHandler, type RouteTable } from './api/index.ts';
@@ -21,8 +22,8 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export interface BrokerAppOptions {
   config: Config;
   logger: Logger;
-  /** Hypervisor drivers; the configured ones are added by main.ts. */
-  providers?: Provider[];
+  /** Hypervisor drivers: a list (tests), or 'configured' for the ones config.providers names. */
+  providers?: Provider[] | 'configured';
   /** Reuse a client (tests); otherwise one is made from config.redis. */
   redis?: Redis;
   metrics?: Metrics;
@@ -74,8 +75,21 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
     auditMaxEntries: config.audit.maxEntries,
   });
-  const providers = new ProviderRegistry(o.providers ?? []);
+  const providers = new ProviderRegistry(Array.isArray(o.providers) ? o.providers : []);
   const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
+  if (o.providers === 'configured') {
+    for (const p of createProviders(config, logger, async (ref) => (await broker.images.resolve(ref)).path)) providers.add(p);
+  }
+  // Host maintenance is kept in Redis so it survives restarts and holds for every replica.
+  await store.images.hostMaintenance().then(
+    async (set) => {
+      for (const key of set) {
+        const [provider, host] = key.split('/') as [string, string];
+        if (providers.has(provider)) await providers.get(provider).setHostMaintenance(host, true).catch(() => undefined);
+      }
+    },
+    () => undefined,
+  );
   const passwords = new Passwords({ memoryKiB: config.auth.argon2MemoryKib, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism });
   const throttle = new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth });
   const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength, broker);
@@ -104,7 +118,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     },
   });
   const { router: api, table } = createApi({ broker, identity, auth, version: VERSION }, config.server.bodyLimitBytes, metricsRoute);
-  const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
+  const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
   let closing = false;
 
   const app = express();

@@ -1,6 +1,5 @@
 // vdi-broker: `node --import tsx server/main.ts [--config FILE] [--check-config]`
 import { configOrExit, runBroker, createLogger } from './runtime.ts';
-import { createProviders } from './providers/configured.ts';
 
 const argv = process.argv.slice(2);
 const config = configOrExit(argv);
@@ -9,5 +8,4 @@ if (argv.includes('--check-config')) {
   process.exit(0);
 }
 const logger = createLogger(config.logging.level);
-const providers = await createProviders(config, logger);
-await runBroker(config, logger, providers);
+await runBroker(config, logger, 'configured');

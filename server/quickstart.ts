@@ -8,7 +8,6 @@ import { join, resolve } from 'node:path';
 import { configOrExit, runBroker, createLogger } from './runtime.ts';
 import { createRedis, connectRedis } from './store/index.ts';
 import { createBrokerApp } from './app.ts';
-import { createProviders } from './providers/configured.ts';
 
 const DATA = resolve(process.env.VDI_QUICKSTART_DATA ?? 'data');
 const config = configOrExit(process.argv.slice(2));
@@ -66,8 +65,7 @@ if ((await setup.store.users.count()) === 0) {
 await setup.close();
 
 
-const providers = await createProviders(config, logger);
-const running = await runBroker(config, logger, providers, stopRedis);
+const running = await runBroker(config, logger, 'configured', stopRedis);
 const lines = [
   '',
   '  vdi-broker is running',

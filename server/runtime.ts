@@ -35,7 +35,7 @@ export interface RunningBroker {
 }
 
 /** Builds the broker, listens, starts the reconcilers and stops gracefully on SIGTERM/SIGINT. */
-export async function runBroker(config: Config, logger: Logger, providers: Provider[] = [], onStop?: () => Promise<void>): Promise<RunningBroker> {
+export async function runBroker(config: Config, logger: Logger, providers: Provider[] | 'configured' = 'configured', onStop?: () => Promise<void>): Promise<RunningBroker> {
   const broker = await createBrokerApp({ config, logger, providers });
   const server = createServer(broker.app);
   server.keepAliveTimeout = 65_000;

@@ -26,6 +26,35 @@ export function desktopRoutes(t: RouteTable, { broker }: ApiDeps): void {
     params: idParams, body: z.strictObject({ user: username }), errors: ['not_found', 'illegal_transition', 'already_exists', 'conflict'],
     handler: async ({ params, body, actor }) => ({ desktop: await broker.desktops.assign(actor, params.id, body.user) }),
   });
+  const snapParams = z.strictObject({ id: z.uuid(), snapshot: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, _ . -') });
+  t.add({
+    method: 'get', path: '/desktops/:id/snapshots', tag: 'desktops', summary: "A desktop's snapshots", role: 'helpdesk', params: idParams, errors: ['not_found', 'provider_error'],
+    handler: async ({ params }) => ({ snapshots: await broker.desktops.snapshots(params.id) }),
+  });
+  t.add({
+    method: 'post', path: '/desktops/:id/snapshots', tag: 'desktops', summary: 'Take a snapshot (disk and memory)', role: 'helpdesk', params: idParams, status: 201,
+    body: z.strictObject({ name: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, _ . -') }), errors: ['not_found', 'illegal_transition', 'provider_error'],
+    handler: async ({ params, body, actor }) => ({ snapshot: await broker.desktops.snapshotCreate(actor, params.id, body.name) }),
+  });
+  t.add({
+    method: 'post', path: '/desktops/:id/snapshots/:snapshot/revert', tag: 'desktops', summary: 'Revert to a snapshot', role: 'helpdesk', params: snapParams, errors: ['not_found', 'illegal_transition', 'provider_error'],
+    handler: async ({ params, actor }) => {
+      await broker.desktops.snapshotRevert(actor, params.id, params.snapshot);
+      return { reverted: params.snapshot };
+    },
+  });
+  t.add({
+    method: 'delete', path: '/desktops/:id/snapshots/:snapshot', tag: 'desktops', summary: 'Delete a snapshot', role: 'helpdesk', params: snapParams, status: 204, errors: ['not_found', 'provider_error'],
+    handler: async ({ params, actor }) => {
+      await broker.desktops.snapshotDelete(actor, params.id, params.snapshot);
+      return undefined;
+    },
+  });
+  t.add({
+    method: 'post', path: '/desktops/:id/migrate', tag: 'desktops', summary: 'Live-migrate to another host of its provider', role: 'helpdesk', params: idParams,
+    body: z.strictObject({ host: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9._-]*$/) }), errors: ['not_found', 'illegal_transition', 'provider_error'],
+    handler: async ({ params, body, actor }) => ({ migration: await broker.desktops.migrate(actor, params.id, body.host) }),
+  });
   t.add({
     method: 'delete', path: '/desktops/:id', tag: 'desktops', summary: 'Delete: end its session and destroy it', role: 'helpdesk', params: idParams, status: 202, errors: ['not_found', 'illegal_transition'],
     handler: async ({ params, actor }) => ({ desktop: await broker.desktops.remove(actor, params.id) }),

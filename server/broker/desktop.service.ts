@@ -100,6 +100,51 @@ export class DesktopService {
     }
   }
 
+  private async provider(d: { provider: string }) {
+    return this.providers.get(d.provider);
+  }
+
+  /** Runs a provider call for the helpdesk: audited either way, provider errors as 502. */
+  private async providerAction<T>(actor: Actor, id: string, action: string, details: Record<string, unknown>, op: (d: Desktop) => Promise<T>): Promise<T> {
+    const d = await this.get(id);
+    if (!['ready', 'assigned', 'in_use'].includes(d.state)) throw new BrokerError('illegal_transition', `A desktop in state ${d.state} cannot do that now.`);
+    try {
+      const r = await op(d);
+      await this.audit.record(actor, action, { type: 'desktop', id }, details);
+      return r;
+    } catch (err) {
+      await this.audit.record(actor, action, { type: 'desktop', id }, { ...details, error: (err as Error).message }, 'failed');
+      throw err instanceof BrokerError ? err : new BrokerError('provider_error', `${action} failed: ${(err as Error).message}`);
+    }
+  }
+
+  async snapshots(id: string) {
+    const d = await this.get(id);
+    return (await this.provider(d)).snapshotList(id);
+  }
+
+  snapshotCreate(actor: Actor, id: string, name: string) {
+    return this.providerAction(actor, id, 'desktop.snapshot.create', { snapshot: name }, async (d) => (await this.provider(d)).snapshotCreate(id, name));
+  }
+
+  snapshotRevert(actor: Actor, id: string, name: string) {
+    return this.providerAction(actor, id, 'desktop.snapshot.revert', { snapshot: name }, async (d) => (await this.provider(d)).snapshotRevert(id, name));
+  }
+
+  snapshotDelete(actor: Actor, id: string, name: string) {
+    return this.providerAction(actor, id, 'desktop.snapshot.delete', { snapshot: name }, async (d) => (await this.provider(d)).snapshotDelete(id, name));
+  }
+
+  /** Live migration to another host; the desktop keeps running and its record follows. */
+  async migrate(actor: Actor, id: string, host: string) {
+    return this.providerAction(actor, id, 'desktop.migrate', { to: host }, async (d) => {
+      const r = await (await this.provider(d)).migrate(id, host);
+      await this.store.desktops.setFields(id, { host: r.toHost });
+      this.logger.info({ desktop: id, ...r }, 'desktop migrated');
+      return r;
+    });
+  }
+
   /** Hard reset through the provider; the state does not change. */
   async reset(actor: Actor, id: string): Promise<Desktop> {
     const d = await this.get(id);

@@ -6,6 +6,8 @@ import { PoolService } from './pool.service.ts';
 import { AssignmentService } from './assignment.service.ts';
 import { SessionService } from './session.service.ts';
 import { DesktopService } from './desktop.service.ts';
+import { ImageService } from './image.service.ts';
+import { HostService } from './host.service.ts';
 
 export * from './model.ts';
 export * from './state-machine.ts';
@@ -15,6 +17,8 @@ export type { PoolService, PoolView } from './pool.service.ts';
 export type { AssignmentService, DesktopRequestResult } from './assignment.service.ts';
 export type { SessionService, SessionFilter } from './session.service.ts';
 export type { DesktopService, DesktopFilter } from './desktop.service.ts';
+export type { ImageService, ImageView } from './image.service.ts';
+export type { HostService, HostView } from './host.service.ts';
 
 /** The broker's domain services, wired to one store and one set of providers. */
 export class Broker {
@@ -23,13 +27,17 @@ export class Broker {
   readonly assignment: AssignmentService;
   readonly sessions: SessionService;
   readonly desktops: DesktopService;
+  readonly images: ImageService;
+  readonly hosts: HostService;
 
   constructor(deps: { store: Store; providers: ProviderRegistry; logger: Logger; metrics: Metrics; now?: () => number }) {
     const now = deps.now ?? Date.now;
     this.audit = new AuditService(deps.store.audit, deps.logger);
-    this.pools = new PoolService(deps.store, deps.providers, this.audit, now);
+    this.images = new ImageService(deps.store, this.audit);
+    this.pools = new PoolService(deps.store, deps.providers, this.audit, this.images, now);
     this.assignment = new AssignmentService(deps.store, this.audit, deps.metrics, now);
     this.sessions = new SessionService(deps.store, this.audit, now);
     this.desktops = new DesktopService(deps.store, deps.providers, this.audit, deps.logger, now);
+    this.hosts = new HostService(deps.store, deps.providers, this.desktops, this.audit, deps.logger);
   }
 }

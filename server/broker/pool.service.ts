@@ -2,19 +2,29 @@ import { BrokerError } from '../errors.ts';
 import type { Store, PoolCounts } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
+import type { ImageService } from './image.service.ts';
 import { isEntitled, type Pool, type PoolSpec, type PoolUpdate, type Principal } from './model.ts';
 
-export type PoolView = Pool & { deleting: boolean; counts: PoolCounts };
+export interface RolloutProgress {
+  /** "name:version" new desktops get. */
+  target: string | null;
+  upToDate: number;
+  total: number;
+}
+
+export type PoolView = Pool & { deleting: boolean; counts: PoolCounts; rollout: RolloutProgress };
 
 export class PoolService {
   constructor(
     private readonly store: Store,
     private readonly providers: ProviderRegistry,
     private readonly audit: AuditService,
+    private readonly images: ImageService,
     private readonly now: () => number = Date.now,
   ) {}
 
-  private async checkReferences(spec: Partial<Pick<PoolSpec, 'provider' | 'entitlements'>>): Promise<void> {
+  private async checkReferences(spec: Partial<Pick<PoolSpec, 'provider' | 'entitlements' | 'image'>>): Promise<void> {
+    if (spec.image !== undefined) await this.images.currentRef(spec.image);
     if (spec.provider !== undefined && !this.providers.has(spec.provider)) {
       throw new BrokerError('validation_failed', `No provider named "${spec.provider}" is configured.`, { field: 'provider' });
     }
@@ -44,7 +54,7 @@ export class PoolService {
       throw new BrokerError('validation_failed', 'min and spare must not exceed max.', { field: 'size' });
     }
     // Only what the patch changes is checked: a pool stays manageable whatever else happened.
-    await this.checkReferences({ ...(patch.entitlements ? { entitlements: next.entitlements } : {}) });
+    await this.checkReferences({ ...(patch.entitlements ? { entitlements: next.entitlements } : {}), ...(patch.image ? { image: patch.image } : {}) });
     if ((await this.store.pools.save(next, 'update')) !== 'ok') throw new BrokerError('not_found', `No pool named "${name}".`);
     await this.audit.record(actor, action, { type: 'pool', id: name }, { changed: Object.keys(patch) });
     return this.get(name);
@@ -70,12 +80,18 @@ export class PoolService {
   async get(name: string): Promise<PoolView> {
     const p = await this.store.pools.get(name);
     if (!p) throw new BrokerError('not_found', `No pool named "${name}".`);
-    return { ...p, counts: await this.store.pools.counts(name) };
+    return this.view(p);
   }
 
   async list(): Promise<PoolView[]> {
-    const pools = await this.store.pools.list();
-    return Promise.all(pools.map(async (p) => ({ ...p, counts: await this.store.pools.counts(p.name) })));
+    return Promise.all((await this.store.pools.list()).map((p) => this.view(p)));
+  }
+
+  private async view(p: Pool & { deleting: boolean }): Promise<PoolView> {
+    const desktops = (await this.store.desktops.listByPool(p.name)).filter((d) => d.state !== 'deleting');
+    const target = await this.images.currentRef(p.image).catch(() => null);
+    const rollout = { target, upToDate: desktops.filter((d) => d.image === target).length, total: desktops.length };
+    return { ...p, counts: await this.store.pools.counts(p.name), rollout };
   }
 
   /** The pools a user may use, each with the user's desktop there if any. */

@@ -9,6 +9,28 @@ const macPrefix = z
   .regex(/^[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/i, 'expected three hex octets like 02:56:44')
   .refine((s) => (parseInt(s.slice(0, 2), 16) & 0b11) === 0b10, 'the first octet must be locally administered unicast (bit 1 set, bit 0 clear)');
 
+const qemuHost = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  dataDir: z.string().min(1),
+  consoleAddress: z.string().min(1).default('127.0.0.1'),
+  capacity: z.strictObject({ vcpu: z.number().int().min(1), memoryMiB: z.number().int().min(64) }),
+  overcommit: z.strictObject({ cpu: z.number().positive().max(64).default(1), memory: z.number().positive().max(8).default(1) }).prefault({}),
+  maintenance: z.boolean().default(false),
+  vncDisplayBase: z.number().int().min(0).max(59000).optional(),
+});
+
+const qemuProvider = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  kind: z.literal('qemu'),
+  accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  placement: z.enum(['breadth', 'depth']).default('breadth'),
+  stopTimeoutMs: ms.default(30000),
+  startTimeoutMs: ms.default(90000),
+  hosts: z.array(qemuHost).min(1),
+});
+
+export type QemuProviderConfig = z.infer<typeof qemuProvider>;
+
 export const configSchema = z.strictObject({
   server: z.strictObject({
     host: z.string().min(1),
@@ -59,6 +81,20 @@ export const configSchema = z.strictObject({
     backoffBaseMs: ms,
     backoffMaxMs: ms,
     operationTimeoutMs: ms,
+  }),
+  providers: z.array(qemuProvider).refine((a) => new Set(a.map((p) => p.name)).size === a.length, 'provider names must be unique'),
+  images: z.strictObject({ dir: z.string().min(1) }),
+  guacd: z.strictObject({
+    host: z.string().max(253),
+    port,
+  }),
+  gateway: z.strictObject({
+    host: z.string().min(1),
+    port,
+  }),
+  tunnel: z.strictObject({
+    ticketTtlSeconds: z.number().int().min(5).max(60),
+    secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),
   }),
   audit: z.strictObject({
     maxEntries: z.number().int().min(1000),

@@ -1,7 +1,7 @@
 import type { Store } from '../store/index.ts';
 import type { ProviderRegistry, DesktopSpec } from '../providers/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
-import { SYSTEM_ACTOR, type AuditService, type Desktop, type Pool, type DesktopState } from '../broker/index.ts';
+import { SYSTEM_ACTOR, type AuditService, type Desktop, type Pool, type DesktopState, type ImageService } from '../broker/index.ts';
 import type { JobContext } from './runner.ts';
 
 export interface LifecycleOptions {
@@ -32,6 +32,7 @@ export class DesktopLifecycle {
     private readonly store: Store,
     private readonly providers: ProviderRegistry,
     private readonly audit: AuditService,
+    private readonly images: Pick<ImageService, 'currentRef'>,
     private readonly metrics: Metrics,
     private readonly o: LifecycleOptions,
     private readonly clock: () => number = Date.now,
@@ -84,15 +85,18 @@ export class DesktopLifecycle {
         // Its pool is gone: nothing to build it from.
         await this.store.desktops.transition(d.id, 'deleting', { expect: [op], reason: 'pool deleted', now: this.clock() });
       } else if (op === 'provisioning') {
-        const spec = desktopSpec(d, pool);
+        // Built from the image's published version, recorded on the desktop as name:version.
+        const image = await this.images.currentRef(pool.image);
+        const spec = desktopSpec({ ...d, image }, pool);
         const { host } = await this.withTimeout(async (signal) => {
           const r = await provider.create(spec, { signal });
           await provider.start(d.id, { signal });
           return r;
         });
-        await this.settle(d, 'provisioning', host, log);
+        await this.settle(d, 'provisioning', host, log, { image });
       } else if (op === 'refreshing') {
-        const spec = desktopSpec({ ...d, image: pool.image }, pool);
+        const image = await this.images.currentRef(pool.image);
+        const spec = desktopSpec({ ...d, image }, pool);
         const host = await this.withTimeout(async (signal) => {
           // A desktop whose VM never got built (quarantined while provisioning) is built afresh.
           const missing = (await provider.power(d.id)) === 'missing';
@@ -105,7 +109,7 @@ export class DesktopLifecycle {
           await provider.start(d.id, { signal });
           return r.host;
         });
-        await this.settle(d, 'refreshing', host, log, { image: pool.image });
+        await this.settle(d, 'refreshing', host, log, { image });
       }
       this.metrics.desktopOperations.observe({ operation: op, result: 'ok' }, (this.clock() - started) / 1000);
       log.info({ op, ms: this.clock() - started }, 'desktop operation done');

@@ -1,13 +1,14 @@
 import type { Store } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
-import type { AuditService } from '../broker/index.ts';
+import type { AuditService, ImageService } from '../broker/index.ts';
 import type { Config } from '../config/index.ts';
 import { JobRunner } from './runner.ts';
 import { PoolSizing } from './pool-sizing.ts';
 import { DesktopLifecycle } from './desktop-lifecycle.ts';
 import { SessionTimeouts } from './session-timeouts.ts';
 import { InventoryReconciler } from './inventory.ts';
+import { ImageRollout } from './image-rollout.ts';
 
 export { JobRunner, type JobContext, type JobDef } from './runner.ts';
 export { timeoutReason } from './session-timeouts.ts';
@@ -20,11 +21,11 @@ export interface Reconcilers {
 }
 
 /** The broker's background reconcilers, each under its own Redis lease. */
-export function createReconcilers(deps: { store: Store; providers: ProviderRegistry; audit: AuditService; logger: Logger; metrics: Metrics; jobs: Config['jobs']; now?: () => number }): Reconcilers {
+export function createReconcilers(deps: { store: Store; providers: ProviderRegistry; audit: AuditService; images: ImageService; logger: Logger; metrics: Metrics; jobs: Config['jobs']; now?: () => number }): Reconcilers {
   const { store, providers, audit, jobs } = deps;
   const now = deps.now ?? Date.now;
   const runner = new JobRunner(store, deps.logger.child({ component: 'jobs' }), deps.metrics, jobs.leaseTtlMs, now);
-  const lifecycle = new DesktopLifecycle(store, providers, audit, deps.metrics, {
+  const lifecycle = new DesktopLifecycle(store, providers, audit, deps.images, deps.metrics, {
     maxConcurrent: jobs.maxConcurrentOperations,
     maxFailures: jobs.maxFailures,
     backoffBaseMs: jobs.backoffBaseMs,
@@ -37,6 +38,8 @@ export function createReconcilers(deps: { store: Store; providers: ProviderRegis
   runner.add({ name: 'pool-sizing', intervalMs: jobs.poolSizingIntervalMs, run: (c) => sizing.run(c) });
   runner.add({ name: 'desktop-lifecycle', intervalMs: jobs.lifecycleIntervalMs, run: (c) => lifecycle.run(c) });
   runner.add({ name: 'session-timeouts', intervalMs: jobs.sessionTimeoutsIntervalMs, run: (c) => timeouts.run(c) });
+  const rollout = new ImageRollout(store, deps.images);
+  runner.add({ name: 'image-rollout', intervalMs: jobs.poolSizingIntervalMs, run: (c) => rollout.run(c) });
   runner.add({ name: 'inventory', intervalMs: jobs.inventoryIntervalMs, run: (c) => inventory.run(c) });
   return {
     runner,

@@ -1,5 +1,5 @@
 export type {
   Provider, ProviderCapabilities, DesktopSpec, DesktopResources, PowerState, ConsoleEndpoint,
-  Snapshot, InventoryItem, MigrationResult, CreateResult, OperationOptions,
+  Snapshot, InventoryItem, MigrationResult, CreateResult, OperationOptions, HostInfo,
 } from './provider.ts';
 export { ProviderRegistry } from './registry.ts';

@@ -73,6 +73,14 @@ export interface CreateResult {
   host: string;
 }
 
+/** A place where desktops run, with its capacity (after overcommit) and what is used of it. */
+export interface HostInfo {
+  name: string;
+  maintenance: boolean;
+  capacity: { vcpu: number; memoryMiB: number };
+  used: { vcpu: number; memoryMiB: number; desktops: number };
+}
+
 export interface OperationOptions {
   signal?: AbortSignal;
 }
@@ -108,6 +116,11 @@ export interface Provider {
   console(id: string): Promise<ConsoleEndpoint>;
   /** Every desktop this provider has, running or only on disk. */
   inventory(): Promise<InventoryItem[]>;
+
+  /** The provider's hosts with capacity and load. */
+  hosts(): Promise<HostInfo[]>;
+  /** A host in maintenance takes no new desktops (running ones stay until moved). */
+  setHostMaintenance(host: string, on: boolean): Promise<void>;
 
   /** Stop background work (desktops keep running). */
   close(): Promise<void>;

@@ -9,16 +9,18 @@ import { SessionsRepository } from './sessions.repository.ts';
 import { ApiKeysRepository } from './apikeys.repository.ts';
 import { AuditRepository } from './audit.repository.ts';
 import { LeasesRepository } from './leases.repository.ts';
+import { ImagesRepository } from './images.repository.ts';
 
 export { createRedis, connectRedis, type RedisClient } from './redis.ts';
 export { keyspace, type Keyspace } from './keys.ts';
 export type { StoredUser } from './users.repository.ts';
 export type { StoredApiKey } from './apikeys.repository.ts';
 export type { AuditEntry, AuditFilter } from './audit.repository.ts';
+export type { Image, ImageVersion } from './images.repository.ts';
 export type { PoolCounts } from './pools.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
-export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository };
+export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository, ImagesRepository };
 
 export interface StoreOptions {
   keyPrefix: string;
@@ -37,6 +39,7 @@ export class Store {
   readonly apiKeys: ApiKeysRepository;
   readonly audit: AuditRepository;
   readonly leases: LeasesRepository;
+  readonly images: ImagesRepository;
 
   constructor(readonly redis: Redis, opts: StoreOptions) {
     defineScripts(redis);
@@ -48,6 +51,7 @@ export class Store {
     this.apiKeys = new ApiKeysRepository(redis, this.keys);
     this.audit = new AuditRepository(redis, this.keys, opts.auditMaxEntries);
     this.leases = new LeasesRepository(redis, this.keys);
+    this.images = new ImagesRepository(redis, this.keys);
   }
 
   get available(): boolean {

@@ -17,6 +17,10 @@ export function keyspace(prefix: string) {
     httpSessionPrefix: `${prefix}http:`, // express-session records (connect-redis)
     rateLimitPrefix: `${prefix}rl`, // login throttling (rate-limiter-flexible)
     sessionSecret: `${prefix}secret:session`, // string, generated once
+    tunnelSecret: `${prefix}secret:tunnel`, // string, generated once (when tunnel.secret is empty)
+    // streaming tunnel
+    ticket: (hash: string) => `${prefix}ticket:${hash}`, // string: encrypted connection ticket, EX ttl
+    tunnelEvents: `${prefix}tunnel:events`, // pub/sub channel: takeovers and ended tunnels
     // pools and desktops
     pools: `${prefix}pools`, // set of pool names
     pool: (name: string) => `${prefix}pool:${name}`, // hash: spec JSON + fields the scripts read
@@ -28,6 +32,12 @@ export function keyspace(prefix: string) {
     desktopNames: `${prefix}desktop-names`, // hash name -> desktop id (unique broker-wide)
     macs: `${prefix}macs`, // hash mac -> desktop id
     macCursor: `${prefix}macs:cursor`, // integer, where the next MAC search starts
+    // golden images
+    images: `${prefix}images`, // set of image names
+    image: (name: string) => `${prefix}image:${name}`, // hash: name displayName current createdAt updatedAt
+    imageVersions: (name: string) => `${prefix}image:${name}:versions`, // hash version -> JSON
+    // hosts
+    hostMaintenance: `${prefix}hosts:maintenance`, // hash "provider/host" -> 1
     // sessions
     sessionsLive: `${prefix}sessions:live`, // set of live session ids
     session: (id: string) => `${prefix}session:${id}`, // hash

@@ -51,6 +51,12 @@ const BASES: Record<string, () => { path: string; body: Record<string, unknown> 
   'POST /groups': () => ({ path: '/groups', body: { name: 'newgroup', displayName: 'New group', members: ['target'] } }),
   'PATCH /groups/:name': () => ({ path: '/groups/staff', body: { displayName: 'Staff people', members: [] } }),
   'POST /api-keys': () => ({ path: '/api-keys', body: { name: 'newkey', role: 'admin' } }),
+  'POST /desktops/:id/snapshots': () => ({ path: `/desktops/${desktopId}/snapshots`, body: { name: 'snap-1' } }),
+  'POST /desktops/:id/migrate': () => ({ path: `/desktops/${desktopId}/migrate`, body: { host: 'host-b' } }),
+  'POST /images': () => ({ path: '/images', body: { name: 'newimage', displayName: 'New image' } }),
+  'POST /images/:name/versions': () => ({ path: '/images/demo/versions', body: { path: '/nonexistent/image/dir', publish: true } }),
+  'POST /images/:name/publish': () => ({ path: '/images/demo/publish', body: { version: 1 } }),
+  'POST /hosts/:provider/:host/maintenance': () => ({ path: '/hosts/fake/host-a/maintenance', body: { on: true } }),
 };
 
 const SQL = ["' OR 1=1 --", "x'; DROP TABLE users;--"];
@@ -208,7 +214,7 @@ test('garbage, wrong types, unknown fields, SQL, HTML, long strings: 400 naming 
       // Bodies that are not a JSON object at all.
       const garbage: [string, string | Uint8Array | undefined, Record<string, string>][] = [
         ['not JSON', '{not json', {}],
-        ['truncated JSON', JSON.stringify(body).slice(0, 15), {}],
+        ['truncated JSON', JSON.stringify(body).slice(0, Math.min(15, JSON.stringify(body).length - 1)), {}],
         ['JSON array', '[]', {}],
         ['JSON array of the body', JSON.stringify([body]), {}],
         ['JSON string', '"str"', {}],

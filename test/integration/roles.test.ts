@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 // The role matrix: every route in the RouteTable, called by every kind of caller (anonymous,
 // cookie logins of each role, API keys of each role). Anonymous gets 401 on everything that
 // needs a login, a role below the route's gets 403, an allowed role never gets 401/403 and,
@@ -136,6 +139,31 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
     return { path: `/api-keys/${k.key.id}` };
   },
   'GET /audit': async () => ({ path: '/audit?limit=5' }),
+  'GET /images': async () => ({ path: '/images' }),
+  'GET /images/:name': async () => ({ path: '/images/demo' }),
+  'POST /images': async () => ({ path: '/images', body: { name: fresh('img'), displayName: 'An image' } }),
+  'POST /images/:name/versions': async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vdi-roles-img-'));
+    writeFileSync(join(dir, 'disk.qcow2'), '');
+    return { path: '/images/demo/versions', body: { path: dir, publish: false } };
+  },
+  'POST /images/:name/publish': async () => ({ path: '/images/demo/publish', body: { version: 1 } }),
+  'GET /hosts': async () => ({ path: '/hosts' }),
+  'POST /hosts/:provider/:host/maintenance': async () => ({ path: '/hosts/fake/host-a/maintenance', body: { on: false } }),
+  'POST /hosts/:provider/:host/drain': async () => ({ path: '/hosts/fake/host-a/drain' }),
+  'GET /desktops/:id/snapshots': async () => ({ path: `/desktops/${await readyDesktop('p1')}/snapshots` }),
+  'POST /desktops/:id/snapshots': async () => ({ path: `/desktops/${await readyDesktop('p1')}/snapshots`, body: { name: 'before-update' } }),
+  'POST /desktops/:id/snapshots/:snapshot/revert': async () => {
+    const id = await readyDesktop('p1');
+    await tb.provider.snapshotCreate(id, 'snap1');
+    return { path: `/desktops/${id}/snapshots/snap1/revert` };
+  },
+  'DELETE /desktops/:id/snapshots/:snapshot': async () => {
+    const id = await readyDesktop('p1');
+    await tb.provider.snapshotCreate(id, 'snap2');
+    return { path: `/desktops/${id}/snapshots/snap2` };
+  },
+  'POST /desktops/:id/migrate': async () => ({ path: `/desktops/${await readyDesktop('p1')}/migrate`, body: { host: 'host-b' } }),
   'GET /metrics': async () => ({ path: '/metrics' }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
 };

@@ -1,7 +1,7 @@
 // A test double of a hypervisor driver, for unit and integration tests of the broker core
 // only. The product never ships or loads it; real drivers live in server/providers/.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Provider, DesktopSpec, PowerState, ConsoleEndpoint, Snapshot, InventoryItem, MigrationResult, CreateResult } from '../../server/providers/index.ts';
+import type { Provider, DesktopSpec, PowerState, ConsoleEndpoint, Snapshot, InventoryItem, MigrationResult, CreateResult, HostInfo } from '../../server/providers/index.ts';
 
 interface FakeVm {
   spec: DesktopSpec;
@@ -20,7 +20,7 @@ export class FakeProvider implements Provider {
   /** Make the next N calls of an operation fail. */
   private failures = new Map<string, number>();
 
-  constructor(readonly name = 'fake', readonly hosts = ['host-a'], private readonly stateFile?: string) {
+  constructor(readonly name = 'fake', private readonly hosts_ = ['host-a'], private readonly stateFile?: string) {
     // A state file lets the double outlive its process, like a real hypervisor outlives the broker.
     if (stateFile && existsSync(stateFile)) {
       for (const [id, vm] of Object.entries(JSON.parse(readFileSync(stateFile, 'utf8')) as Record<string, FakeVm>)) this.vms.set(id, vm);
@@ -55,7 +55,7 @@ export class FakeProvider implements Provider {
     await this.op('create', spec.id);
     const existing = this.vms.get(spec.id);
     if (existing) return { host: existing.host };
-    const host = spec.host ?? this.hosts[this.vms.size % this.hosts.length]!;
+    const host = spec.host ?? this.hosts_[this.vms.size % this.hosts_.length]!;
     this.vms.set(spec.id, { spec, host, power: 'stopped', snapshots: [], generation: 1 });
     this.save();
     return { host };
@@ -114,6 +114,17 @@ export class FakeProvider implements Provider {
   }
   async inventory(): Promise<InventoryItem[]> {
     return [...this.vms.entries()].map(([desktopId, v]) => ({ desktopId, host: v.host, power: v.power }));
+  }
+  readonly maintenance = new Set<string>();
+  async hosts(): Promise<HostInfo[]> {
+    return this.hosts_.map((name) => {
+      const mine = [...this.vms.values()].filter((v) => v.host === name);
+      return { name, maintenance: this.maintenance.has(name), capacity: { vcpu: 64, memoryMiB: 65536 }, used: { vcpu: mine.length, memoryMiB: mine.length * 256, desktops: mine.length } };
+    });
+  }
+  async setHostMaintenance(host: string, on: boolean): Promise<void> {
+    if (on) this.maintenance.add(host);
+    else this.maintenance.delete(host);
   }
   async close(): Promise<void> {}
 }

@@ -1,11 +1,14 @@
 // A real broker for tests: in-process, real Redis (own key prefix), listening on 127.0.0.1.
 import { createServer, type Server } from 'node:http';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../../server/config/index.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import { createBrokerApp, type BrokerApp } from '../../server/app.ts';
 import type { Provider } from '../../server/providers/index.ts';
-import type { PoolSpec, Role } from '../../server/broker/index.ts';
+import { SYSTEM_ACTOR, type PoolSpec, type Role } from '../../server/broker/index.ts';
 import { FakeProvider } from './fake-provider.ts';
 import { SHARED_REDIS_URL, uniquePrefix, dropPrefix } from './redis.ts';
 
@@ -50,6 +53,13 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   const server = createServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // A registered, published image "demo" (an empty disk file: the fake provider never reads it).
+  const imageDir = mkdtempSync(join(tmpdir(), 'vdi-image-'));
+  writeFileSync(join(imageDir, 'disk.qcow2'), '');
+  if (!(await app.store.images.get('demo'))) {
+    await app.broker.images.create(SYSTEM_ACTOR, 'demo', 'Demo image');
+    await app.broker.images.addVersion(SYSTEM_ACTOR, 'demo', { path: imageDir, publish: true });
+  }
   let hash: string | undefined;
   return {
     app, server, url, prefix, provider, config,
@@ -58,6 +68,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       if (!opts.keepKeys) await dropPrefix(config.redis.url, prefix);
+      rmSync(imageDir, { recursive: true, force: true });
     },
     async addUser(id, role = 'user', groups = []) {
       hash ??= await (await import('argon2')).default.hash(PASSWORD, { type: 2, memoryCost: 1024, timeCost: 1 });

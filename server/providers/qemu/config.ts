@@ -79,14 +79,18 @@ export function directoryImageResolver(root: string): ImageResolver {
       version = versions.at(-1);
       if (!version) throw new Error(`Image ${imageId} has no versions under ${path.join(root, name)}.`);
     }
-    const dir = path.resolve(root, name, version);
-    let cmdline = DEFAULT_CMDLINE;
-    try {
-      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { cmdline?: unknown };
-      if (typeof manifest.cmdline === 'string') cmdline = manifest.cmdline;
-    } catch {
-      // no manifest: defaults
-    }
-    return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), disk: path.join(dir, 'disk.qcow2'), cmdline };
+    return imageFilesIn(path.resolve(root, name, version));
   };
+}
+
+/** The files of one image version laid out in a directory (vmlinuz, initrd.img, disk.qcow2, manifest.json). */
+export function imageFilesIn(dir: string): ImageFiles {
+  let cmdline = DEFAULT_CMDLINE;
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { cmdline?: unknown };
+    if (typeof manifest.cmdline === 'string') cmdline = manifest.cmdline;
+  } catch {
+    // no manifest: defaults
+  }
+  return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), disk: path.join(dir, 'disk.qcow2'), cmdline };
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type {
   ConsoleEndpoint, CreateResult, DesktopSpec, InventoryItem, MigrationResult, OperationOptions, PowerState, Provider,
   ProviderCapabilities, Snapshot,
+  HostInfo,
 } from '../provider.ts';
 import type { Accelerator, ImageFiles, QemuHostConfig, QemuProviderOptions } from './config.ts';
 import { type HostStatus, type HostUsage, effectiveCapacity, placeDesktop } from './hosts.ts';
@@ -94,6 +95,14 @@ export class QemuProvider implements Provider {
       name: h.name, dataDir: h.dataDir, consoleAddress: h.consoleAddress ?? '127.0.0.1', maintenance: !!h.maintenance,
       capacity: effectiveCapacity(h), used: usage.get(h.name) ?? { vcpu: 0, memoryMiB: 0, desktops: 0 },
     }));
+  }
+
+  async hosts(): Promise<HostInfo[]> {
+    return (await this.hostStatus()).map(({ name, maintenance, capacity, used }) => ({ name, maintenance, capacity, used }));
+  }
+
+  async setHostMaintenance(host: string, on: boolean): Promise<void> {
+    this.setMaintenance(host, on);
   }
 
   /** Drain a host (no new desktops) or put it back in service. */

@@ -5,9 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v redis-server >/dev/null || redis-cli -u "${VDI_REDIS_URL:-redis://127.0.0.1:6379}" ping >/dev/null 2>&1 || need+=(redis-server)
+# the embedded hypervisor and what the demo golden image is built from
+for p in qemu-system-x86 qemu-utils linux-image-amd64 busybox-static e2fsprogs cpio kmod; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
   else
     echo "missing: ${need[*]}. Install with: apt-get install -y ${need[*]}" >&2
     exit 3

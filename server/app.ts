@@ -15,6 +15,7 @@ import { createApi, errorHandler, type RouteTable } from './api/index.ts';
 import { createReconcilers, type Reconcilers } from './jobs/index.ts';
 import { Metrics, type Logger } from './observability/index.ts';
 import { BrokerError } from './errors.ts';
+import { TicketService } from './tunnel/tickets.ts';
 
 export const VERSION = '0.1.0';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -117,7 +118,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       return undefined;
     },
   });
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION }, config.server.bodyLimitBytes, metricsRoute);
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config }) }, config.server.bodyLimitBytes, metricsRoute);
   const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
   let closing = false;
 

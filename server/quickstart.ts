@@ -4,11 +4,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { configOrExit, runBroker, createLogger } from './runtime.ts';
 import { createRedis, connectRedis } from './store/index.ts';
 import { createBrokerApp } from './app.ts';
+import type { Actor } from './broker/index.ts';
 
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DATA = resolve(process.env.VDI_QUICKSTART_DATA ?? 'data');
 const config = configOrExit(process.argv.slice(2));
 const logger = createLogger(config.logging.level);
@@ -50,20 +53,57 @@ const stopRedis = async () => {
   await new Promise((r) => redisChild.once('exit', r));
 };
 
-// First admin: created once; its password is kept in data/ (mode 0600) so a rerun can show it.
+// First admin, demo image, demo users and a demo pool: created once. Passwords are kept in
+// data/ (mode 0600) so a rerun can show them again.
 const pwFile = join(DATA, 'admin-password');
-const setup = await createBrokerApp({ config: { ...config, jobs: { ...config.jobs, enabled: false } }, logger: createLogger('warn') });
+const demoPwFile = join(DATA, 'demo-password');
+const setup = await createBrokerApp({ config: { ...config, jobs: { ...config.jobs, enabled: false } }, logger: createLogger('warn'), providers: 'configured' });
+const quick: Actor = { principal: { kind: 'user', id: 'quickstart', role: 'admin', groups: [] }, address: 'local' };
+mkdirSync(DATA, { recursive: true });
 let adminPassword: string | null = null;
 if ((await setup.store.users.count()) === 0) {
   adminPassword = randomBytes(12).toString('base64url');
-  await setup.identity.createUser({ principal: { kind: 'user', id: 'quickstart', role: 'admin', groups: [] }, address: 'local' }, { id: 'admin', role: 'admin', password: adminPassword, displayName: 'Administrator' });
-  mkdirSync(DATA, { recursive: true });
+  await setup.identity.createUser(quick, { id: 'admin', role: 'admin', password: adminPassword, displayName: 'Administrator' });
   writeFileSync(pwFile, adminPassword + '\n', { mode: 0o600 });
 } else if (existsSync(pwFile)) {
   adminPassword = readFileSync(pwFile, 'utf8').trim();
 }
-await setup.close();
 
+// The demo golden image: built from Debian packages when missing, registered as version 1.
+const imageDir = resolve(config.images.dir, 'demo', '1');
+if (!existsSync(join(imageDir, 'disk.qcow2'))) {
+  logger.info({ dir: imageDir }, 'building the demo golden image');
+  const b = spawnSync('bash', [join(ROOT, 'scripts/image/build-demo-image.sh'), imageDir], { stdio: 'inherit' });
+  if (b.status !== 0) {
+    process.stderr.write('building the demo image failed (it needs: apt-get install -y linux-image-amd64 busybox-static e2fsprogs cpio kmod qemu-utils)\n');
+    process.exit(4);
+  }
+}
+if (!(await setup.store.images.get('demo'))) {
+  await setup.broker.images.create(quick, 'demo', 'Demo desktop (Debian kernel + busybox)');
+  await setup.broker.images.addVersion(quick, 'demo', { path: imageDir, publish: true });
+}
+const demoProvider = config.providers[0]?.name;
+let demoPassword: string | null = existsSync(demoPwFile) ? readFileSync(demoPwFile, 'utf8').trim() : null;
+if (demoProvider && !(await setup.store.pools.get('demo'))) {
+  demoPassword ??= randomBytes(9).toString('base64url');
+  writeFileSync(demoPwFile, demoPassword + '\n', { mode: 0o600 });
+  for (const id of ['alice', 'bob']) {
+    if (!(await setup.store.users.get(id))) await setup.identity.createUser(quick, { id, role: 'user', password: demoPassword, displayName: id[0]!.toUpperCase() + id.slice(1) });
+  }
+  if (!(await setup.store.users.getGroup('demo-users'))) await setup.identity.createGroup(quick, { name: 'demo-users', displayName: 'Demo users', members: ['alice', 'bob'] });
+  await setup.broker.pools.create(
+    {
+      name: 'demo', displayName: 'Demo desktops', description: 'Non-persistent demo desktops on the embedded QEMU hypervisor',
+      assignment: 'floating', persistence: 'refresh', size: { min: 0, max: 4, spare: 2 }, naming: 'demo-{n:02}',
+      resources: { vcpu: 1, memoryMiB: 256, diskGiB: 1, network: 'default', graphics: 'vga' },
+      image: 'demo', provider: demoProvider, clone: 'linked', entitlements: { users: [], groups: ['demo-users'] },
+      sessionPolicy: { idleTimeoutSeconds: 0, logoffAfterDisconnectSeconds: 900, maxSessionSeconds: 0 }, enabled: true, maintenance: false,
+    },
+    quick,
+  );
+}
+await setup.close();
 
 const running = await runBroker(config, logger, 'configured', stopRedis);
 const lines = [
@@ -71,6 +111,7 @@ const lines = [
   '  vdi-broker is running',
   `  Log in at:  ${running.url}`,
   adminPassword ? `  Admin:      admin / ${adminPassword}` : '  Admin:      (an account exists already; reset with: npm run cli -- user passwd admin --password-stdin)',
+  demoPassword ? `  Demo users: alice, bob / ${demoPassword}  (pool "demo": 2 spare desktops booting, ready within a minute)` : '',
   `  API docs:   ${running.url}api/v1/openapi.json`,
   '  Stop with Ctrl-C.',
   '',

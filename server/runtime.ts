@@ -4,6 +4,7 @@ import { loadConfig, ConfigError, type Config } from './config/index.ts';
 import { createLogger, type Logger } from './observability/index.ts';
 import { createBrokerApp, type BrokerApp } from './app.ts';
 import type { Provider } from './providers/index.ts';
+import { attachTunnel, type AttachedTunnel } from './tunnel/index.ts';
 
 /** Loads config or exits with the one-line reason. */
 export function configOrExit(argv: string[]): Config {
@@ -30,6 +31,7 @@ export function publicUrl(config: Config, server: Server): string {
 export interface RunningBroker {
   broker: BrokerApp;
   server: Server;
+  tunnel: AttachedTunnel;
   url: string;
   stop(): Promise<void>;
 }
@@ -43,6 +45,7 @@ export async function runBroker(config: Config, logger: Logger, providers: Provi
     server.once('error', reject);
     server.listen(config.server.port, config.server.host, () => resolve());
   });
+  const tunnel = await attachTunnel({ server, store: broker.store, broker: broker.broker, providers: broker.providers, config, logger, metrics: broker.metrics });
   broker.startJobs();
   const url = publicUrl(config, server);
   logger.info({ url }, 'vdi-broker listening');
@@ -51,6 +54,8 @@ export async function runBroker(config: Config, logger: Logger, providers: Provi
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down');
+      // Open tunnels are WebSockets the HTTP server would wait for: end them first, cleanly.
+      await tunnel.close();
       const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeIdleConnections();
       const grace = new Promise<void>((r) => setTimeout(r, config.server.shutdownGraceSeconds * 1000).unref());
@@ -72,7 +77,7 @@ export async function runBroker(config: Config, logger: Logger, providers: Provi
     });
   }
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
-  return { broker, server, url, stop };
+  return { broker, server, tunnel, url, stop };
 }
 
 export { createLogger };

@@ -1,9 +1,12 @@
 import type { Broker } from '../broker/index.ts';
 import type { HttpAuth, IdentityService } from '../auth/index.ts';
+import type { TicketService } from '../tunnel/tickets.ts';
 
 export interface ApiDeps {
   broker: Broker;
   identity: IdentityService;
   auth: HttpAuth;
   version: string;
+  /** Connection tickets for the Guacamole tunnel. */
+  tickets: TicketService;
 }

@@ -18,10 +18,14 @@ export function desEncrypt(key8: Buffer, data: Buffer): Buffer {
   return Buffer.concat([cipher.update(data), cipher.final()]);
 }
 
-/** The VNC key: password bytes (Latin-1, at most 8) zero padded, each byte bit-reversed. */
+/**
+ * The VNC key: the password's first 8 bytes, zero padded, each byte bit-reversed. The bytes
+ * are UTF-8, like guacd (libvncclient takes the C string it is given) and like TigerVNC's
+ * vncpasswd and QEMU's set_password, so "pässwörd" is p c3 a4 s s w c3 b6.
+ */
 export function vncKey(password: string): Buffer {
   const key = Buffer.alloc(8);
-  Buffer.from(password, 'latin1').copy(key, 0, 0, 8);
+  Buffer.from(password, 'utf8').copy(key, 0, 0, 8);
   for (let i = 0; i < 8; i++) key[i] = reverseBits(key[i]!);
   return key;
 }

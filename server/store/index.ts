@@ -9,6 +9,7 @@ import { SessionsRepository } from './sessions.repository.ts';
 import { ApiKeysRepository } from './apikeys.repository.ts';
 import { AuditRepository } from './audit.repository.ts';
 import { LeasesRepository } from './leases.repository.ts';
+import { TicketsRepository } from './tickets.repository.ts';
 import { ImagesRepository } from './images.repository.ts';
 
 export { createRedis, connectRedis, type RedisClient } from './redis.ts';
@@ -20,6 +21,7 @@ export type { Image, ImageVersion } from './images.repository.ts';
 export type { PoolCounts } from './pools.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
+export type { TicketsRepository, SessionTunnel, TunnelEvent } from './tickets.repository.ts';
 export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository, ImagesRepository };
 
 export interface StoreOptions {
@@ -39,6 +41,7 @@ export class Store {
   readonly apiKeys: ApiKeysRepository;
   readonly audit: AuditRepository;
   readonly leases: LeasesRepository;
+  readonly tickets: TicketsRepository;
   readonly images: ImagesRepository;
 
   constructor(readonly redis: Redis, opts: StoreOptions) {
@@ -51,6 +54,7 @@ export class Store {
     this.apiKeys = new ApiKeysRepository(redis, this.keys);
     this.audit = new AuditRepository(redis, this.keys, opts.auditMaxEntries);
     this.leases = new LeasesRepository(redis, this.keys);
+    this.tickets = new TicketsRepository(redis, this.keys);
     this.images = new ImagesRepository(redis, this.keys);
   }
 

@@ -5,13 +5,15 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 
-/** Claims the session's tunnel for `owner` (the live connection); refuses ended sessions. */
+/**
+ * Claims the session's tunnel for `owner` (the live connection); refuses ended sessions (0).
+ * Returns the claim's sequence number: of two tabs, the later claim wins the takeover.
+ */
 const CLAIM = `
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st or st == 'ended' then return 0 end
 redis.call('HSET', KEYS[1], 'tunnelOwner', ARGV[1], 'guacConnection', ARGV[2], 'guacd', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'tunnels', 1)
-return 1`;
+return redis.call('HINCRBY', KEYS[1], 'tunnels', 1)`;
 
 /**
  * Adds a finished connection's traffic to the session and, when it still owned the tunnel,
@@ -44,7 +46,7 @@ export interface SessionTunnel {
 }
 
 export type TunnelEvent =
-  | { type: 'takeover'; session: string; owner: string }
+  | { type: 'takeover'; session: string; owner: string; seq: number }
   | { type: 'ended'; session: string; guacConnection: string };
 
 type Scripted = Redis & {
@@ -80,8 +82,9 @@ export class TicketsRepository {
     return this.redis.getdel(this.k.ticket(lookup));
   }
 
-  async claim(sessionId: string, owner: string, guacConnection: string, guacd: string): Promise<boolean> {
-    return (await this.redis.vdiTunnelClaim(this.k.session(sessionId), owner, guacConnection, guacd)) === 1;
+  /** 0 when the session is gone or ended, else the claim's sequence number. */
+  async claim(sessionId: string, owner: string, guacConnection: string, guacd: string): Promise<number> {
+    return Number(await this.redis.vdiTunnelClaim(this.k.session(sessionId), owner, guacConnection, guacd));
   }
 
   async release(sessionId: string, owner: string, stats: { bytesIn: number; bytesOut: number; ms: number }): Promise<{ wasOwner: boolean; owner: string }> {

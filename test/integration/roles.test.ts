@@ -90,6 +90,17 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
     const owner = c.principal ?? (await freshUser());
     return { path: `/me/sessions/${await liveSession(owner, 'mine')}/logoff`, ok: isPerson(c) };
   },
+  'POST /me/sessions/:id/connect': async (c) => {
+    const owner = c.principal ?? (await freshUser());
+    return { path: `/me/sessions/${await liveSession(owner, 'mine')}/connect`, ok: isPerson(c) };
+  },
+  'POST /sessions/:id/shadow': async () => {
+    // A session whose user is streaming (as the tunnel records it).
+    const sid = await liveSession(await freshUser());
+    assert.ok(await tb.app.store.tickets.claim(sid, 'probe', '$probe', '127.0.0.1:4822'));
+    await tb.app.broker.sessions.connected(sid);
+    return { path: `/sessions/${sid}/shadow` };
+  },
   'GET /pools': async () => ({ path: '/pools' }),
   'GET /pools/:name': async () => ({ path: '/pools/p1' }),
   'POST /pools': async () => ({ path: '/pools', body: { ...tb.pool({ name: fresh('np') }) } }),

@@ -108,7 +108,11 @@ export class FakeProvider implements Provider {
     v.host = targetHost;
     return { fromHost: from, toHost: targetHost, durationMs: 1 };
   }
+  /** Tunnel tests point every desktop's console at a real VNC server (or a fake guacd ignores it). */
+  consoleEndpoint: ConsoleEndpoint | null = null;
+
   async console(id: string): Promise<ConsoleEndpoint> {
+    if (this.consoleEndpoint) return { ...this.consoleEndpoint };
     this.vm(id);
     return { protocol: 'vnc', host: '127.0.0.1', port: 5900, password: 'fake-secret' };
   }

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../../server/config/index.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import { createBrokerApp, type BrokerApp } from '../../server/app.ts';
+import { attachTunnel, type AttachedTunnel } from '../../server/tunnel/index.ts';
 import type { Provider } from '../../server/providers/index.ts';
 import { SYSTEM_ACTOR, type PoolSpec, type Role } from '../../server/broker/index.ts';
 import { FakeProvider } from './fake-provider.ts';
@@ -33,6 +34,8 @@ export function testConfig(prefix: string, over: DeepPartial<Config> = {}, redis
 export interface TestBroker {
   app: BrokerApp;
   server: Server;
+  /** The Guacamole tunnel on the same server (built-in gateway unless guacd.host is set). */
+  tunnel: AttachedTunnel;
   url: string;
   prefix: string;
   provider: FakeProvider;
@@ -53,6 +56,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   const server = createServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger: createLogger(config.logging.level), metrics: app.metrics });
   // A registered, published image "demo" (an empty disk file: the fake provider never reads it).
   const imageDir = mkdtempSync(join(tmpdir(), 'vdi-image-'));
   writeFileSync(join(imageDir, 'disk.qcow2'), '');
@@ -62,8 +66,9 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   }
   let hash: string | undefined;
   return {
-    app, server, url, prefix, provider, config,
+    app, server, tunnel, url, prefix, provider, config,
     async close() {
+      await tunnel.close();
       await app.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

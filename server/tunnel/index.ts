@@ -1,0 +1,296 @@
+// The Guacamole WebSocket tunnel at /api/v1/tunnel on the broker's own HTTP server:
+// browser (guacamole-common-js) ⇄ this tunnel (guacamole-lite) ⇄ guacd or the built-in
+// gateway ⇄ the desktop's console. A connection is opened by a single-use ticket (tickets.ts);
+// its life is reported to the session (connected, disconnected, activity, bytes) and a second
+// tab of the same session takes it over, on any replica (Redis pub/sub). See docs/streaming.md.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config/index.ts';
+import type { Store, TunnelEvent } from '../store/index.ts';
+import type { Broker } from '../broker/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import { startGateway, type Gateway } from '../gateway/index.ts';
+import { Status } from '../gateway/protocol.ts';
+import { refuse, TunnelConnection, WebSocketServer, type WsSocket } from './lite.ts';
+import { TicketError, TicketService, TUNNEL_PATH, type Ticket } from './tickets.ts';
+
+export { TicketService, TicketError, TUNNEL_PATH, type IssuedTicket, type Ticket } from './tickets.ts';
+
+export interface TunnelDeps {
+  server: Server;
+  store: Store;
+  broker: Broker;
+  providers: ProviderRegistry;
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export interface AttachedTunnel {
+  /** Where guacd (or the built-in gateway) listens. */
+  guacd: { host: string; port: number };
+  /** Open tunnels on this replica. */
+  count(): number;
+  close(): Promise<void>;
+}
+
+/** Input updates the session's lastActivityAt at most this often. */
+const ACTIVITY_EVERY_MS = 5_000;
+/** How often open tunnels check that their session is still live. */
+const SWEEP_EVERY_MS = 5_000;
+/** A browser silent this long is gone (guacamole-common-js pings every 500 ms). */
+const MAX_INACTIVITY_MS = 15_000;
+const MAX_MESSAGE_BYTES = 512 * 1024;
+const MESSAGES = {
+  takenOver: 'This desktop was opened in another window or tab.',
+  loggedOff: 'The session has ended.',
+  ownerLeft: "The user's connection has ended.",
+  shutdown: 'The broker is restarting; reconnect in a moment.',
+};
+
+interface Tunnel {
+  conn: TunnelConnection;
+  ticket: Ticket;
+  /** This connection's claim on the session's tunnel (connect tickets). */
+  owner: string;
+  /** Order of claims on the session (higher wins a takeover). */
+  seq: number;
+  readyAt: number;
+  guacConnection: string;
+  lastActivity: number;
+}
+
+function tunnelMetrics(registry: Registry) {
+  const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+  return {
+    opened: get('vdi_tunnel_connections_total', () => new Counter({ name: 'vdi_tunnel_connections_total', help: 'Tunnel WebSockets by kind and outcome', labelNames: ['kind', 'outcome'] as const, registers: [registry] })),
+    open: get('vdi_tunnels_open', () => new Gauge({ name: 'vdi_tunnels_open', help: 'Open tunnels on this replica', labelNames: ['kind'] as const, registers: [registry] })),
+    bytes: get('vdi_tunnel_bytes_total', () => new Counter({ name: 'vdi_tunnel_bytes_total', help: 'Tunnel traffic (in = from browsers)', labelNames: ['direction'] as const, registers: [registry] })),
+  };
+}
+
+/** Query values a browser may add to the ticket (screen size, time zone); all others are ignored. */
+function clientQuery(u: URL): Record<string, string> {
+  const out: Record<string, string> = {};
+  const int = (name: string, min: number, max: number) => {
+    const v = u.searchParams.get(name);
+    if (v && /^\d{1,5}$/.test(v) && Number(v) >= min && Number(v) <= max) out[name] = v;
+  };
+  int('width', 64, 8192);
+  int('height', 64, 8192);
+  int('dpi', 48, 600);
+  const tz = u.searchParams.get('timezone');
+  if (tz && /^[A-Za-z0-9_+/-]{1,64}$/.test(tz)) out.timezone = tz;
+  return out;
+}
+
+function parseHostPort(s: string | undefined): { host: string; port: number } | null {
+  const m = /^(.*):(\d{1,5})$/.exec(s ?? '');
+  return m ? { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) } : null;
+}
+
+export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
+  const log = o.logger.child({ component: 'tunnel' });
+  const m = tunnelMetrics(o.metrics.registry);
+  let gateway: Gateway | null = null;
+  let guacd: { host: string; port: number };
+  if (o.config.guacd.host) {
+    guacd = { host: o.config.guacd.host, port: o.config.guacd.port };
+  } else {
+    gateway = await startGateway({ host: o.config.gateway.host, port: o.config.gateway.port, logger: o.logger });
+    guacd = { host: gateway.host, port: gateway.port };
+  }
+  const guacdName = `${guacd.host.includes(':') ? `[${guacd.host}]` : guacd.host}:${guacd.port}`;
+  const tickets = new TicketService({ store: o.store, broker: o.broker, providers: o.providers, config: o.config });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_MESSAGE_BYTES,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: (protocols: Set<string>) => (protocols.has('guacamole') ? 'guacamole' : false),
+  });
+  const live = new Set<Tunnel>();
+  const pending = new Set<WsSocket>();
+  const work = new Set<Promise<unknown>>();
+  let counter = 0;
+  let closing = false;
+
+  const track = (p: Promise<unknown>) => {
+    const q = p.catch((err: unknown) => log.warn({ err: (err as Error).message }, 'tunnel bookkeeping failed')).finally(() => work.delete(q));
+    work.add(q);
+  };
+  const ofSession = (session: string) => [...live].filter((t) => t.ticket.session === session);
+
+  /** Highest claim wins: lower ones of the session close, or this one does if it lost. */
+  const settleTakeover = (session: string, owner: string, seq: number) => {
+    for (const t of ofSession(session)) {
+      if (t.ticket.kind !== 'connect' || t.owner === owner || !t.seq) continue;
+      if (t.seq < seq) t.conn.fail(MESSAGES.takenOver, Status.SESSION_CONFLICT);
+    }
+  };
+
+  const onEvent = (e: TunnelEvent) => {
+    if (e.type === 'takeover') settleTakeover(e.session, e.owner, e.seq);
+    else if (e.type === 'ended') {
+      for (const t of ofSession(e.session)) if (t.ticket.kind === 'shadow' && t.ticket.join === e.guacConnection) t.conn.fail(MESSAGES.ownerLeft, Status.SESSION_CLOSED);
+    }
+  };
+  const unsubscribe = o.store.tickets.subscribe(onEvent, (err) => log.warn({ err: err.message }, 'tunnel events unavailable'));
+
+  async function onReady(t: Tunnel): Promise<void> {
+    t.readyAt = Date.now();
+    t.guacConnection = t.conn.guacamoleConnectionId ?? '';
+    const session = t.ticket.session;
+    if (t.ticket.kind === 'shadow') {
+      log.info({ session, by: t.ticket.user, join: t.guacConnection }, 'shadow started');
+      return;
+    }
+    const seq = await o.store.tickets.claim(session, t.owner, t.guacConnection, guacdName);
+    if (!seq) return t.conn.fail(MESSAGES.loggedOff, Status.SESSION_CLOSED);
+    t.seq = seq;
+    if (!live.has(t)) return; // closed meanwhile: its close handler releases the claim
+    if (ofSession(session).some((x) => x.ticket.kind === 'connect' && x.seq > seq)) return t.conn.fail(MESSAGES.takenOver, Status.SESSION_CONFLICT);
+    settleTakeover(session, t.owner, seq);
+    await o.store.tickets.publish({ type: 'takeover', session, owner: t.owner, seq });
+    await o.broker.sessions.connected(session);
+    log.info({ session, user: t.ticket.user, desktop: t.ticket.desktop, conn: t.guacConnection }, 'tunnel connected');
+  }
+
+  async function onClosed(t: Tunnel): Promise<void> {
+    const session = t.ticket.session;
+    const kind = t.ticket.kind;
+    m.open.dec({ kind });
+    m.bytes.inc({ direction: 'in' }, t.conn.bytesIn);
+    m.bytes.inc({ direction: 'out' }, t.conn.bytesOut);
+    if (!t.readyAt) return;
+    const ms = Date.now() - t.readyAt;
+    log.info({ session, kind, status: `0x${t.conn.endStatus.toString(16).padStart(4, '0')}`, ms, bytesIn: t.conn.bytesIn, bytesOut: t.conn.bytesOut }, 'tunnel closed');
+    if (kind === 'shadow') return;
+    const r = await o.store.tickets.release(session, t.owner, { bytesIn: t.conn.bytesIn, bytesOut: t.conn.bytesOut, ms });
+    if (!r.wasOwner) return; // taken over: the new tab owns the session now
+    await o.broker.sessions.disconnected(session);
+    // A tab that claimed between our release and `disconnected` must not look disconnected.
+    const now = await o.store.tickets.tunnel(session);
+    if (now?.owner) await o.broker.sessions.connected(session);
+    for (const x of ofSession(session)) if (x.ticket.kind === 'shadow' && x.ticket.join === t.guacConnection) x.conn.fail(MESSAGES.ownerLeft, Status.SESSION_CLOSED);
+    await o.store.tickets.publish({ type: 'ended', session, guacConnection: t.guacConnection });
+  }
+
+  function onInput(t: Tunnel): void {
+    if (t.ticket.kind !== 'connect' || !t.readyAt) return;
+    const now = Date.now();
+    if (now - t.lastActivity < ACTIVITY_EVERY_MS) return;
+    t.lastActivity = now;
+    track(o.broker.sessions.activity(t.ticket.session));
+  }
+
+  async function accept(ws: WsSocket, url: URL): Promise<void> {
+    // Whatever the browser sends while the ticket is checked is kept (bounded) and relayed.
+    const early: Buffer[] = [];
+    const hold = (d: Buffer) => void (early.length < 32 && early.push(d));
+    ws.on('message', hold);
+    pending.add(ws);
+    let ticket: Ticket;
+    try {
+      ticket = await tickets.redeem(url.searchParams.get('token') ?? '');
+    } catch (err) {
+      if (!(err instanceof TicketError)) throw err;
+      m.opened.inc({ kind: 'unknown', outcome: 'refused' });
+      log.info({ reason: err.message }, 'tunnel refused');
+      return refuse(ws, err.message, err.status);
+    } finally {
+      pending.delete(ws);
+      ws.off('message', hold);
+    }
+    if (ws.readyState !== ws.OPEN) return; // the browser gave up meanwhile
+    if (closing) return refuse(ws, MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
+    const conn = new TunnelConnection(++counter, ws, { ...(ticket.join ? { join: ticket.join } : { type: ticket.protocol }), settings: ticket.settings }, clientQuery(url), {
+      maxInactivityMs: MAX_INACTIVITY_MS,
+      log: { debug: (msg) => log.debug({ session: ticket.session }, msg), warn: (msg) => log.debug({ session: ticket.session }, msg) },
+    });
+    const t: Tunnel = { conn, ticket, owner: randomUUID(), seq: 0, readyAt: 0, guacConnection: '', lastActivity: 0 };
+    conn.readOnly = ticket.kind === 'shadow';
+    conn.onInput = () => onInput(t);
+    live.add(t);
+    m.opened.inc({ kind: ticket.kind, outcome: 'accepted' });
+    m.open.inc({ kind: ticket.kind });
+    conn.on('ready', () => track(onReady(t)));
+    conn.once('close', () => {
+      live.delete(t);
+      track(onClosed(t));
+    });
+    conn.connect(ticket.kind === 'shadow' ? (parseHostPort(ticket.guacd) ?? guacd) : guacd);
+    for (const d of early) conn.sendMessageToGuacd(d);
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      url = new URL('http://localhost/');
+    }
+    if (url.pathname !== TUNNEL_PATH) {
+      // Not ours; if nobody else takes upgrades, do not leave the socket hanging.
+      if (o.server.listenerCount('upgrade') <= 1) socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    socket.on('error', () => undefined);
+    if (closing) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (err: Error) => log.debug({ err: err.message }, 'tunnel websocket error'));
+      accept(ws, url).catch((err: unknown) => {
+        log.error({ err }, 'tunnel failed to open');
+        refuse(ws, 'Internal error', Status.SERVER_ERROR);
+      });
+    });
+  }
+  o.server.on('upgrade', onUpgrade);
+
+  // Tunnels of sessions logged off meanwhile (helpdesk, timeouts, another replica) are closed.
+  let sweeping = false;
+  const sweep = setInterval(() => {
+    if (sweeping || !live.size) return;
+    sweeping = true;
+    const ids = [...new Set([...live].map((t) => t.ticket.session))];
+    track(
+      o.store.tickets
+        .states(ids)
+        .then((states) => {
+          for (const t of live) {
+            const st = states.get(t.ticket.session);
+            if (st === 'ended' || st === '') t.conn.fail(MESSAGES.loggedOff, Status.SESSION_CLOSED);
+          }
+        })
+        .finally(() => (sweeping = false)),
+    );
+  }, SWEEP_EVERY_MS);
+  sweep.unref();
+
+  log.info({ path: TUNNEL_PATH, guacd: guacdName, builtInGateway: !!gateway }, 'tunnel attached');
+  return {
+    guacd,
+    count: () => live.size,
+    async close() {
+      if (closing) return;
+      closing = true;
+      o.server.off('upgrade', onUpgrade);
+      clearInterval(sweep);
+      for (const ws of pending) refuse(ws, MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
+      for (const t of [...live]) t.conn.fail(MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
+      // Let the sessions be marked disconnected (bounded: Redis may be gone).
+      const deadline = Date.now() + 3000;
+      while (work.size && Date.now() < deadline) await Promise.race([Promise.allSettled([...work]), new Promise((r) => setTimeout(r, 100))]);
+      await unsubscribe();
+      await new Promise<void>((r) => wss.close(() => r()));
+      await gateway?.close();
+      log.info('tunnel closed');
+    },
+  };
+}

@@ -1,0 +1,161 @@
+// Connection tickets. The browser holds only an opaque random id (256 bits). Redis holds the
+// connection settings under SHA-256(id), encrypted with AES-256-GCM under a key derived from
+// the tunnel secret AND the id: neither a Redis dump alone nor the secret alone opens a ticket,
+// and nothing the browser receives names the console's host, port or password. A ticket lives
+// `tunnel.ticketTtlSeconds` and is taken from Redis with GETDEL before guacd is contacted, so
+// it works once even when two WebSockets race with it.
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { BrokerError } from '../errors.ts';
+import { Status } from '../gateway/protocol.ts';
+import type { Store } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import type { Config } from '../config/index.ts';
+import { actorName, type Actor, type Broker } from '../broker/index.ts';
+import { consoleSettings, SHADOW_SETTINGS, type GuacSettings } from './settings.ts';
+
+export const TUNNEL_PATH = '/api/v1/tunnel';
+
+export interface Ticket {
+  v: 1;
+  kind: 'connect' | 'shadow';
+  /** Who may use it: the session's user (connect) or the helpdesk actor (shadow). */
+  user: string;
+  session: string;
+  desktop: string;
+  /** Expiry, ms since the epoch. */
+  exp: number;
+  protocol: 'vnc' | 'rdp';
+  settings: GuacSettings;
+  /** shadow: the guacd connection id to join, and the guacd that holds it (host:port). */
+  join?: string;
+  guacd?: string;
+}
+
+/** What the API hands the browser. */
+export interface IssuedTicket {
+  ticket: string;
+  tunnel: string;
+  expiresAt: string;
+  readOnly: boolean;
+}
+
+/** A refused ticket, with the Guacamole status the WebSocket is closed with. */
+export class TicketError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+    this.name = 'TicketError';
+  }
+}
+
+const TICKET_RE = /^[A-Za-z0-9_-]{43}$/;
+
+export class TicketService {
+  private master: Promise<Buffer> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly d: { store: Store; broker: Broker; providers: ProviderRegistry; config: Config; now?: () => number }) {
+    this.now = d.now ?? Date.now;
+  }
+
+  private key(): Promise<Buffer> {
+    this.master ??= this.d.store.tickets.secret(this.d.config.tunnel.secret).then(
+      (s) => Buffer.from(hkdfSync('sha256', s, 'vdi-broker', 'tunnel tickets v1', 32)),
+      (err: unknown) => {
+        this.master = undefined;
+        throw err;
+      },
+    );
+    return this.master;
+  }
+
+  private static lookup(id: string): string {
+    return createHash('sha256').update(id).digest('base64url');
+  }
+
+  private async seal(t: Omit<Ticket, 'v' | 'exp'>): Promise<IssuedTicket> {
+    const ttl = this.d.config.tunnel.ticketTtlSeconds;
+    const ticket: Ticket = { v: 1, ...t, exp: this.now() + ttl * 1000 };
+    const id = randomBytes(32).toString('base64url');
+    const lookup = TicketService.lookup(id);
+    const key = createHmac('sha256', await this.key()).update(id).digest();
+    const iv = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', key, iv);
+    c.setAAD(Buffer.from(lookup));
+    const body = Buffer.concat([c.update(JSON.stringify(ticket), 'utf8'), c.final()]);
+    const sealed = Buffer.concat([iv, c.getAuthTag(), body]).toString('base64url');
+    if (!(await this.d.store.tickets.put(lookup, sealed, ttl))) throw new Error('ticket id collision');
+    return { ticket: id, tunnel: TUNNEL_PATH, expiresAt: new Date(ticket.exp).toISOString(), readOnly: t.kind === 'shadow' };
+  }
+
+  /** A ticket for the session's own user (404 for anyone else's session, like a missing one). */
+  async issueConnect(actor: Actor, sessionId: string): Promise<IssuedTicket> {
+    const p = actor.principal;
+    const s = await this.d.store.sessions.get(sessionId);
+    if (!p || p.kind !== 'user' || !s || s.user !== p.id || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
+    const desktop = await this.d.store.desktops.get(s.desktop);
+    if (!desktop || desktop.session !== s.id) throw new BrokerError('not_found', 'No such session.');
+    if (desktop.state !== 'in_use') {
+      throw new BrokerError('conflict', 'The desktop is still being prepared; try again in a moment.', { retryAfterSeconds: 2 });
+    }
+    const provider = this.d.providers.get(desktop.provider);
+    let ep;
+    try {
+      ep = await provider.console(desktop.id);
+    } catch (err) {
+      throw new BrokerError('provider_error', 'The desktop console is not reachable.', { cause: err });
+    }
+    if (ep.protocol !== 'vnc' && !this.d.config.guacd.host) {
+      throw new BrokerError('not_supported', 'This desktop needs an external guacd (guacd.host) for its RDP console.');
+    }
+    return this.seal({ kind: 'connect', user: p.id, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep) });
+  }
+
+  /** A read-only ticket joining the session's live connection (helpdesk; audited). */
+  async issueShadow(actor: Actor, sessionId: string): Promise<IssuedTicket> {
+    const s = await this.d.store.sessions.get(sessionId);
+    if (!s || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
+    const tun = await this.d.store.tickets.tunnel(s.id);
+    if (s.state !== 'connected' || !tun?.guacConnection) throw new BrokerError('conflict', 'The session has no live connection to shadow.');
+    const issued = await this.seal({
+      kind: 'shadow', user: actorName(actor), session: s.id, desktop: s.desktop, protocol: 'vnc', settings: SHADOW_SETTINGS, join: tun.guacConnection, guacd: tun.guacd,
+    });
+    await this.d.broker.audit.record(actor, 'session.shadow', { type: 'session', id: s.id }, { user: s.user, desktop: s.desktop, readOnly: true });
+    return issued;
+  }
+
+  /** Takes the ticket (once), opens it and checks it still fits its session. */
+  async redeem(id: string): Promise<Ticket> {
+    if (!TICKET_RE.test(id)) throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED);
+    const lookup = TicketService.lookup(id);
+    let sealed: string | null;
+    let key: Buffer;
+    try {
+      sealed = await this.d.store.tickets.take(lookup);
+      key = await this.key();
+    } catch {
+      throw new TicketError('The broker cannot check tickets right now; try again.', Status.UPSTREAM_UNAVAILABLE);
+    }
+    if (!sealed) throw new TicketError('The ticket is unknown, expired or already used.', Status.CLIENT_UNAUTHORIZED);
+    let t: Ticket;
+    try {
+      const raw = Buffer.from(sealed, 'base64url');
+      const d = createDecipheriv('aes-256-gcm', createHmac('sha256', key).update(id).digest(), raw.subarray(0, 12));
+      d.setAAD(Buffer.from(lookup));
+      d.setAuthTag(raw.subarray(12, 28));
+      t = JSON.parse(Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8')) as Ticket;
+    } catch {
+      throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED);
+    }
+    if (t.v !== 1 || !(t.exp > this.now())) throw new TicketError('The ticket has expired.', Status.CLIENT_UNAUTHORIZED);
+    let s;
+    try {
+      s = await this.d.store.sessions.get(t.session);
+    } catch {
+      throw new TicketError('The broker cannot check tickets right now; try again.', Status.UPSTREAM_UNAVAILABLE);
+    }
+    if (!s || s.state === 'ended' || s.desktop !== t.desktop || (t.kind === 'connect' && s.user !== t.user)) {
+      throw new TicketError('The session has ended.', Status.CLIENT_FORBIDDEN);
+    }
+    return t;
+  }
+}

@@ -1,0 +1,58 @@
+// A real Xvnc whose VncAuth password is non-ASCII ("pässwörd": VNC uses its first 8 UTF-8
+// bytes, as TigerVNC's vncpasswd stores them), reached through the broker's tunnel and the
+// built-in gateway (guacd.host empty): guacamole-lite 1.2.0 alone would decode the password
+// as ASCII. Xvnc is stopped by pid, also on failure.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TestBroker } from '../support/harness.ts';
+import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
+import { TunnelClient } from './support/tunnel-client.ts';
+import { CONSOLE_PASSWORD, connectTicket, liveSession, login, streamingBroker } from './support/fixtures.ts';
+
+const missing = hasXvnc() ? null : 'Xvnc/xsetroot/vncpasswd not installed (apt-get install tigervnc-standalone-server tigervnc-tools x11-xserver-utils)';
+let xvnc: Xvnc | undefined;
+let tb: TestBroker | undefined;
+const clients: TunnelClient[] = [];
+
+before(async () => {
+  if (missing) return;
+  xvnc = await startXvnc({ width: 320, height: 200, password: CONSOLE_PASSWORD });
+  tb = await streamingBroker('tunnel-xvnc', {}, { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port, password: CONSOLE_PASSWORD });
+});
+after(async () => {
+  for (const c of clients) c.close();
+  await tb?.close();
+  await xvnc?.stop();
+});
+
+const isFill = (rgb: number[]) => (i: { opcode: string; args: string[] }) => i.opcode === 'cfill' && i.args.slice(2, 5).map(Number).join() === rgb.join();
+
+test('non-ASCII VNC password end to end through the tunnel and the built-in gateway', { skip: missing ?? false }, async () => {
+  assert.ok(tb!.tunnel.guacd.port > 0 && tb!.config.guacd.host === '', 'the built-in gateway is used');
+  const alice = await login(tb!, 'alice');
+  const { session } = await liveSession(tb!, alice);
+  await xvnc!.x('xsetroot', '-solid', '#c83264');
+  const c = new TunnelClient(tb!.url, `token=${await connectTicket(alice, session)}&width=320&height=200`);
+  clients.push(c);
+  await c.ready(15_000);
+  await c.next((i) => i.opcode === 'size' && i.args.join() === '0,320,200', 15_000);
+  await c.next(isFill([200, 50, 100]), 15_000);
+  // Live: a change on the desktop arrives.
+  await xvnc!.x('xsetroot', '-solid', '#1e90ff');
+  await c.next(isFill([30, 144, 255]), 15_000);
+  c.close();
+});
+
+test('a wrong console password is reported as 0x0301 by the gateway, through the tunnel', { skip: missing ?? false }, async () => {
+  tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc!.port, password: 'p\u00e4ssw\u00f6rd'.normalize('NFD') };
+  try {
+    const alice = await login(tb!, 'alice');
+    const { session } = await liveSession(tb!, alice);
+    const c = new TunnelClient(tb!.url, `token=${await connectTicket(alice, session)}`);
+    clients.push(c);
+    const e = await c.ended(15_000);
+    assert.equal(Number(e.error?.args[1]), 0x0301, JSON.stringify(c.received.slice(-3)));
+  } finally {
+    tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc!.port, password: CONSOLE_PASSWORD };
+  }
+});

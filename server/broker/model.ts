@@ -44,12 +44,15 @@ export interface NamePattern {
   prefix: string;
   width: number;
   suffix: string;
+  /** Highest counter: {n:03} stops at 999 (names keep their width); {n} at 99999. */
+  max: number;
 }
 
 export function parseNamePattern(pattern: string): NamePattern {
   const m = /^([a-z0-9-]*)\{n(?::0?([1-9]))?\}([a-z0-9-]*)$/i.exec(pattern);
   if (!m) throw new Error(`bad naming pattern ${pattern}`);
-  return { prefix: m[1]!.toLowerCase(), width: m[2] ? Number(m[2]) : 1, suffix: m[3]!.toLowerCase() };
+  const width = m[2] ? Number(m[2]) : 1;
+  return { prefix: m[1]!.toLowerCase(), width, suffix: m[3]!.toLowerCase(), max: m[2] ? 10 ** width - 1 : 99_999 };
 }
 
 export const poolSizes = z

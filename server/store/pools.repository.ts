@@ -9,7 +9,6 @@ export type PoolCounts = Record<DesktopState, number> & { total: number; session
 /** The fields the Lua scripts read, mirrored from the spec on every save. */
 function scriptFields(p: Pool): (string | number)[] {
   const n = parseNamePattern(p.naming);
-  const nameMax = n.width > 1 ? 10 ** n.width - 1 : 99_999;
   return [
     'spec', JSON.stringify(p),
     'max', p.size.max,
@@ -22,7 +21,7 @@ function scriptFields(p: Pool): (string | number)[] {
     'namePrefix', n.prefix,
     'nameWidth', n.width,
     'nameSuffix', n.suffix,
-    'nameMax', nameMax,
+    'nameMax', n.max,
   ];
 }
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestBroker, ApiClient, waitFor, type TestBroker } from '../support/harness.ts';
@@ -131,4 +134,35 @@ test('a lease lets one replica at a time run a job', async () => {
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(a + b > before, 'the other replica took the lease over');
   await second.stop();
+});
+
+test('publishing an image version rebuilds idle desktops at once, busy ones after logoff; the pool shows progress', async () => {
+  await tb.app.broker.pools.create(tb.pool({ name: 'roll', size: { min: 3, max: 3, spare: 0 }, entitlements: { users: ['alice'], groups: [] } }), SYSTEM_ACTOR);
+  await waitFor(async () => (await tb.app.store.desktops.listByPool('roll')).filter((d) => d.state === 'ready' && d.image === 'demo:1').length === 3);
+  const alice = new ApiClient(tb.url);
+  await alice.login('alice');
+  const r = await alice.post('/me/pools/roll/request');
+  assert.equal(r.status, 200);
+
+  const dir = mkdtempSync(join(tmpdir(), 'vdi-image-v2-'));
+  writeFileSync(join(dir, 'disk.qcow2'), 'v2');
+  try {
+    const img = await tb.app.broker.images.addVersion(SYSTEM_ACTOR, 'demo', { path: dir, publish: true });
+    assert.equal(img.current, 2);
+    assert.match(img.versions[1]!.checksum, /^[0-9a-f]{64}$/);
+    await waitFor(async () => {
+      const ds = await tb.app.store.desktops.listByPool('roll');
+      return ds.filter((d) => d.image === 'demo:2' && d.state === 'ready').length === 2 ? ds : null;
+    });
+    let pool = await tb.app.broker.pools.get('roll');
+    assert.deepEqual(pool.rollout, { target: 'demo:2', upToDate: 2, total: 3 });
+    assert.equal((await tb.app.store.desktops.get(r.body.desktop.id))?.image, 'demo:1', 'the busy desktop is left alone');
+    await alice.post(`/me/sessions/${r.body.session.id}/logoff`);
+    await waitFor(async () => (await tb.app.store.desktops.get(r.body.desktop.id))?.image === 'demo:2');
+    pool = await tb.app.broker.pools.get('roll');
+    assert.deepEqual(pool.rollout, { target: 'demo:2', upToDate: 3, total: 3 });
+  } finally {
+    await tb.app.broker.images.publish(SYSTEM_ACTOR, 'demo', 1);
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import type { TestBroker } from '../support/harness.ts';
 import { FakeGuacd } from './support/fake-guacd.ts';
 import { TunnelClient, WebSocket } from './support/tunnel-client.ts';
@@ -29,6 +30,27 @@ after(async () => {
   await tb?.close();
   await guacd?.close();
 });
+
+/** A hand-made upgrade request (then `junk` bytes); resolves with what the server answered, once it closed. */
+function rawUpgrade(port: number, key: string, junk: Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    const done = () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(got);
+    };
+    const timer = setTimeout(done, 10_000);
+    s.on('error', done);
+    s.on('close', done);
+    s.on('data', (d: Buffer) => {
+      if (!got) s.write(junk);
+      got += d.toString('latin1');
+    });
+    s.write(`GET /api/v1/tunnel?token=${'y'.repeat(43)} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${key ? `Sec-WebSocket-Key: ${key}\r\n` : ''}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: guacamole\r\n\r\n`);
+  });
+}
 
 /** The socket ended with `error <status>` and a numeric close reason equal to it. */
 async function refusedWith(c: TunnelClient, status: number): Promise<string> {
@@ -137,11 +159,18 @@ test('1,000 garbage upgrades in a row: the process stays up and its memory flat'
     await sleep(50);
     return process.memoryUsage();
   };
+  const port = Number(new URL(tb.url).port);
   const round = async (n: number) => {
     for (let i = 0; i < n; i += 50) {
       await Promise.all(
         Array.from({ length: 50 }, async (_, j) => {
-          const kind = (i + j) % 4;
+          const kind = (i + j) % 6;
+          if (kind >= 4) {
+            // Below the WebSocket layer: a handshake without a key, or a good one followed by junk frames.
+            const r = await rawUpgrade(port, kind === 4 ? '' : 'dGhlIHNhbXBsZSBub25jZQ==', Buffer.from([0xff, 0xff, 0x00, 0x13, 0x37, 0x00]));
+            assert.match(r, kind === 4 ? /^HTTP\/1\.1 400/ : /^HTTP\/1\.1 101/);
+            return;
+          }
           const q = kind === 0 ? `token=${'x'.repeat(43)}` : kind === 1 ? 'token=%%%' : kind === 2 ? `token=${Math.random().toString(36)}` : '';
           const c = new TunnelClient(tb.url, q);
           await c.ended(10_000);

@@ -22,8 +22,9 @@ export interface QemuHostConfig {
 }
 
 export interface ImageFiles {
-  kernel: string;
-  initrd: string;
+  /** Direct kernel boot (the demo image). Without a kernel the VM boots its disk through the BIOS (any qcow2: Ubuntu, Windows). */
+  kernel?: string;
+  initrd?: string;
   /** qcow2 base disk that linked clones point at (read-only). */
   disk: string;
   /** Kernel command line; the driver appends vdi.name=<desktop name>. */
@@ -92,5 +93,8 @@ export function imageFilesIn(dir: string): ImageFiles {
   } catch {
     // no manifest: defaults
   }
-  return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), disk: path.join(dir, 'disk.qcow2'), cmdline };
+  const disk = path.join(dir, 'disk.qcow2');
+  // A directory with only disk.qcow2 is a disk-booting golden image (Ubuntu, Windows...).
+  if (!fs.existsSync(path.join(dir, 'vmlinuz'))) return { disk };
+  return { kernel: path.join(dir, 'vmlinuz'), initrd: path.join(dir, 'initrd.img'), disk, cmdline };
 }

@@ -201,13 +201,15 @@ export function qemuArgs(i: QemuArgsInput): string[] {
     '-nodefaults', '-no-user-config',
     // Guest clock from the host's UTC; lost RTC ticks are caught up gradually (no drift).
     '-rtc', 'base=utc,driftfix=slew',
-    '-kernel', i.state.image.kernel,
-    '-initrd', i.state.image.initrd,
-    '-append', cmdline,
+    // Direct kernel boot for the demo image; golden images without a kernel boot their disk,
+    // on AHCI and e1000e which every guest OS (Windows included) has drivers for.
+    ...(i.state.image.kernel
+      ? ['-kernel', i.state.image.kernel, ...(i.state.image.initrd ? ['-initrd', i.state.image.initrd] : []), '-append', cmdline]
+      : []),
     '-fw_cfg', `name=opt/vdi/name,string=${esc(spec.name)}`,
     '-blockdev', JSON.stringify({ driver: 'qcow2', 'node-name': 'disk0', file: { driver: 'file', filename: p.disk } }),
-    '-device', 'virtio-blk-pci,drive=disk0,id=vda',
-    '-nic', `user,model=virtio-net-pci,mac=${spec.mac},restrict=on`,
+    '-device', i.state.image.kernel ? 'virtio-blk-pci,drive=disk0,id=vda' : 'ide-hd,drive=disk0,id=vda,bus=ide.0,bootindex=0',
+    '-nic', `user,model=${i.state.image.kernel ? 'virtio-net-pci' : 'e1000e'},mac=${spec.mac},restrict=on`,
     '-vga', VGA[spec.resources.graphics] ?? 'std',
     '-vnc', `${addr}:${i.vncDisplayBase},to=${i.vncDisplayBase + 2000},password=on`,
     '-chardev', `socket,id=qmp,path=${esc(p.qmp)},server=on,wait=off`,

@@ -431,13 +431,19 @@ export class QemuProvider implements Provider {
   private async resolveImage(imageId: string): Promise<ImageFiles> {
     const image = await this.opts.images(imageId);
     for (const [what, file] of [['kernel', image.kernel], ['initrd', image.initrd], ['disk', image.disk]] as const) {
+      if (file === undefined) continue;
       try {
         await fsp.access(file, fs.constants.R_OK);
       } catch (e) {
         throw new Error(`Image ${imageId} is missing its ${what} file ${file} (${(e as NodeJS.ErrnoException).code}); build or install the image first.`);
       }
     }
-    return { ...image, kernel: path.resolve(image.kernel), initrd: path.resolve(image.initrd), disk: path.resolve(image.disk) };
+    return {
+      ...image,
+      ...(image.kernel ? { kernel: path.resolve(image.kernel) } : {}),
+      ...(image.initrd ? { initrd: path.resolve(image.initrd) } : {}),
+      disk: path.resolve(image.disk),
+    };
   }
 
   private async startLocked(loc: Located): Promise<void> {

@@ -125,7 +125,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.server.trustProxy);
-  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': ["'self'", 'ws:', 'wss:'], 'img-src': ["'self'", 'data:', 'blob:'] } } }));
+  // Strict CSP (no inline scripts). No upgrade-insecure-requests: TLS is the proxy's business,
+  // and the quick start serves plain HTTP.
+  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': ["'self'", 'ws:', 'wss:'], 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } } }));
   app.use(requestLog(logger, metrics));
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', version: VERSION });

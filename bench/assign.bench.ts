@@ -9,6 +9,8 @@ import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startTestBroker, ApiClient } from '../test/support/harness.ts';
 import { SYSTEM_ACTOR, type Actor } from '../server/broker/index.ts';
+import { freePort } from '../test/support/redis.ts';
+import { startBrokerProcess } from '../test/support/process.ts';
 
 const { values } = parseArgs({ options: { clients: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' }, rate: { type: 'string', default: '2000' } } });
 const RATE = Math.min(Math.max(Number(values.rate), 1), 50_000);
@@ -74,7 +76,14 @@ try {
   };
   const service = { closedLoop: await run('service closed', serviceCycle), openLoop: await run('service open', serviceCycle, RATE) };
 
-  const clients = users.map(() => new ApiClient(tb.url));
+  // The HTTP API is measured on a broker in its own process, so the load generator does not
+  // share its event loop (it shares the 2 cores, as a thin-client crowd would not).
+  const port = await freePort();
+  const broker = await startBrokerProcess('test/support/broker-process.ts', {
+    VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: tb.config.redis.url, VDI_REDIS_KEY_PREFIX: tb.prefix,
+    VDI_JOBS_ENABLED: 'false', VDI_LOGGING_LEVEL: 'warn', VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1',
+  });
+  const clients = users.map(() => new ApiClient(broker.url));
   for (let i = 0; i < CLIENTS; i += 50) await Promise.all(clients.slice(i, i + 50).map((c, j) => c.login(users[i + j]!)));
   const httpCycle = async (i: number, t: number) => {
     const c = clients[i]!;
@@ -85,6 +94,7 @@ try {
     return ms;
   };
   const http = { closedLoop: await run('http closed', httpCycle), openLoop: await run('http open', httpCycle, RATE) };
+  await broker.kill('SIGTERM');
 
   const c = await tb.app.store.pools.counts('bench');
   process.stdout.write(

@@ -22,7 +22,7 @@ describe('qemu driver: bad inputs give clear errors and leave nothing behind', (
   test('missing image, or an image missing one of its files', async () => {
     const h = env.host('h1');
     const p = env.provider([h]);
-    await assert.rejects(p.create(makeSpec('img', { image: 'no-such-image:1' })), /Image no-such-image:1 is missing its kernel file/);
+    await assert.rejects(p.create(makeSpec('img', { image: 'no-such-image:1' })), /Image no-such-image:1 is missing its disk file/);
     // An image directory without its disk.
     const broken = path.join(env.root, 'images', 'broken', '1');
     fs.mkdirSync(broken, { recursive: true });

@@ -20,7 +20,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim
-ENV NODE_ENV=production
+ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576
 RUN groupadd --system vdi && useradd --system --gid vdi --home-dir /app --shell /usr/sbin/nologin vdi
 WORKDIR /app
 COPY --from=deps /src/node_modules ./node_modules

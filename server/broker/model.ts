@@ -86,6 +86,13 @@ export const entitlements = z.strictObject({
   groups: z.array(identifier()).max(1_000).default([]),
 });
 
+export const fileTransfer = z.strictObject({
+  /** Files may be downloaded from the redirected drive to the user's device. */
+  download: z.boolean().default(true),
+  /** Files may be uploaded from the user's device to the redirected drive. */
+  upload: z.boolean().default(true),
+});
+
 export const poolSpecSchema = z.strictObject({
   name: poolName,
   displayName: displayText(80).min(1),
@@ -100,6 +107,10 @@ export const poolSpecSchema = z.strictObject({
   clone: z.enum(['linked', 'full']).default('linked'),
   entitlements: entitlements.prefault({}),
   sessionPolicy: sessionPolicy.prefault({}),
+  /** The file share its users' folders live on (config shares.list); absent = the first share. */
+  share: identifier(63).optional(),
+  /** File transfer between the user's device and the redirected drive (RDP through guacd). */
+  fileTransfer: fileTransfer.optional(),
   enabled: z.boolean().default(true),
   maintenance: z.boolean().default(false),
 });
@@ -118,6 +129,8 @@ export const poolUpdateSchema = z.strictObject({
   clone: z.enum(['linked', 'full']).optional(),
   entitlements: entitlements.optional(),
   sessionPolicy: sessionPolicy.optional(),
+  share: identifier(63).optional(),
+  fileTransfer: fileTransfer.optional(),
   enabled: z.boolean().optional(),
   maintenance: z.boolean().optional(),
 });

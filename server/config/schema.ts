@@ -29,6 +29,21 @@ const qemuProvider = z.strictObject({
   hosts: z.array(qemuHost).min(1),
 });
 
+const quota = z
+  .strictObject({ softBytes: z.number().int().min(0), hardBytes: z.number().int().min(0) })
+  .refine((q) => q.softBytes <= q.hardBytes, { message: 'softBytes must not exceed hardBytes', path: ['softBytes'] });
+
+const share = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  root: z.string().min(1),
+  unc: z.string().max(400).default(''),
+  guacdPath: z.string().max(1000).default(''),
+  createRoot: z.boolean().default(false),
+  quota: quota.optional(),
+});
+
+export type ShareConfig = z.infer<typeof share>;
+
 export type QemuProviderConfig = z.infer<typeof qemuProvider>;
 
 export const configSchema = z.strictObject({
@@ -95,6 +110,14 @@ export const configSchema = z.strictObject({
   tunnel: z.strictObject({
     ticketTtlSeconds: z.number().int().min(5).max(60),
     secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),
+  }),
+  shares: z.strictObject({
+    list: z.array(share).min(1).refine((a) => new Set(a.map((s) => s.name)).size === a.length, 'share names must be unique'),
+    quota,
+    maxUploadBytes: z.number().int().min(1),
+    healthTimeoutMs: ms,
+    healthCacheMs: z.number().int().min(0).max(600_000),
+    rdpDriveName: z.string().min(1).max(64).regex(/^[^\\/:*?"<>|\u0000-\u001f]+$/, 'a plain drive name'),
   }),
   audit: z.strictObject({
     maxEntries: z.number().int().min(1000),

@@ -16,8 +16,12 @@ export function backoffMs(failures: number, base: number, max: number): number {
   return Math.min(max, base * 2 ** Math.max(0, failures - 1));
 }
 
-export function desktopSpec(d: Desktop, pool: Pool): DesktopSpec {
-  return { id: d.id, name: d.name, pool: d.pool, mac: d.mac, image: d.image || pool.image, clone: pool.clone, resources: pool.resources, ...(d.host ? { host: d.host } : {}) };
+/** The holder's home folder for a desktop spec (server/shares wires it in app.ts). */
+export type HomeOf = (d: Desktop, pool: Pool) => DesktopSpec['home'];
+
+export function desktopSpec(d: Desktop, pool: Pool, homeOf?: HomeOf): DesktopSpec {
+  const home = d.user && homeOf ? homeOf(d, pool) : undefined;
+  return { id: d.id, name: d.name, pool: d.pool, mac: d.mac, image: d.image || pool.image, clone: pool.clone, resources: pool.resources, ...(d.host ? { host: d.host } : {}), ...(home ? { home } : {}) };
 }
 
 /**
@@ -27,6 +31,8 @@ export function desktopSpec(d: Desktop, pool: Pool): DesktopSpec {
  */
 export class DesktopLifecycle {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Resolves the holder's folder so a desktop (re)built for a user gets their files. */
+  homeOf?: HomeOf;
 
   constructor(
     private readonly store: Store,
@@ -87,7 +93,7 @@ export class DesktopLifecycle {
       } else if (op === 'provisioning') {
         // Built from the image's published version, recorded on the desktop as name:version.
         const image = await this.images.currentRef(pool.image);
-        const spec = desktopSpec({ ...d, image }, pool);
+        const spec = desktopSpec({ ...d, image }, pool, this.homeOf);
         const { host } = await this.withTimeout(async (signal) => {
           const r = await provider.create(spec, { signal });
           await provider.start(d.id, { signal });
@@ -96,7 +102,7 @@ export class DesktopLifecycle {
         await this.settle(d, 'provisioning', host, log, { image });
       } else if (op === 'refreshing') {
         const image = await this.images.currentRef(pool.image);
-        const spec = desktopSpec({ ...d, image }, pool);
+        const spec = desktopSpec({ ...d, image }, pool, this.homeOf);
         const host = await this.withTimeout(async (signal) => {
           // A desktop whose VM never got built (quarantined while provisioning) is built afresh.
           const missing = (await provider.power(d.id)) === 'missing';

@@ -19,6 +19,9 @@ export function createProviders(config: Config, logger: Logger, imagePath: Image
         startTimeoutMs: p.startTimeoutMs,
         hosts: p.hosts.map((h) => ({ ...h, dataDir: resolve(h.dataDir) })),
         images: async (ref) => imageFilesIn(await imagePath(ref)),
+        // The holder's folder, resolved by the broker into the spec when the desktop is built
+        // or refreshed for a user (server/shares); none for a desktop nobody holds.
+        homeShare: (spec) => spec.home?.path,
         logger: logger.child({ provider: p.name }),
       }),
   );

@@ -37,6 +37,8 @@ export interface DesktopSpec {
   resources: DesktopResources;
   /** Preferred host; the driver picks one with capacity when empty. */
   host?: string;
+  /** The holder's folder on the file share (server/shares): host path, and the UNC path guests know. */
+  home?: { path: string; unc?: string };
 }
 
 export type PowerState = 'running' | 'stopped' | 'paused' | 'missing';

@@ -18,7 +18,9 @@ process.once('exit', () => {
 });
 
 export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = []): Promise<BrokerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script), ...args], {
+  // VDI_TEST_NODE_ARGS: extra node flags for the broker (e.g. --cpu-prof when profiling a bench)
+  const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

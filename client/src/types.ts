@@ -1,0 +1,68 @@
+// Shapes of the broker's /api/v1 answers the client reads (docs/openapi.json).
+export type Role = 'user' | 'helpdesk' | 'admin';
+export type DesktopState = 'provisioning' | 'ready' | 'assigned' | 'in_use' | 'refreshing' | 'deleting' | 'deleted' | 'error';
+export const DESKTOP_STATES: DesktopState[] = ['provisioning', 'ready', 'assigned', 'in_use', 'refreshing', 'deleting', 'deleted', 'error'];
+
+export interface User { id: string; displayName: string; role: Role; groups: string[]; disabled: boolean }
+export interface Me { kind: 'user'; user: User; csrfToken: string | null }
+
+export interface MyPool {
+  name: string;
+  displayName: string;
+  description: string;
+  assignment: 'floating' | 'dedicated';
+  persistence: 'persistent' | 'refresh' | 'delete';
+  available: boolean;
+  maintenance: boolean;
+  desktop: { id: string; name: string; state: DesktopState; session: string | null } | null;
+}
+
+export interface UserSession {
+  id: string; desktop: string; pool: string; state: string; createdAt: number;
+  connectedAt: number | null; disconnectedAt: number | null; endedAt: number | null;
+}
+
+export interface RequestResult {
+  outcome: string;
+  state: DesktopState;
+  session: UserSession;
+  desktop: { id: string; name: string; pool: string; state: DesktopState; session: string | null };
+}
+
+export interface Ticket { ticket: string; tunnel: string; expiresAt: string; readOnly: boolean }
+
+export interface Pool {
+  name: string; displayName: string; description: string;
+  assignment: 'floating' | 'dedicated'; persistence: 'persistent' | 'refresh' | 'delete';
+  size: { min: number; max: number; spare: number };
+  naming: string;
+  resources: { vcpu: number; memoryMiB: number; diskGiB: number; network: string; graphics: string };
+  image: string; provider: string; clone: 'linked' | 'full';
+  entitlements: { users: string[]; groups: string[] };
+  enabled: boolean; maintenance: boolean; deleting: boolean;
+  counts: Record<DesktopState, number>;
+  rollout: { target: string; upToDate: number; total: number };
+}
+
+export interface Desktop {
+  id: string; pool: string; name: string; state: DesktopState; provider: string; host: string; mac: string;
+  user: string; session: string; image: string; createdAt: number; updatedAt: number; stateSince: number;
+  failures: number; lastError: string;
+}
+
+export interface Session {
+  id: string; user: string; desktop: string; pool: string; state: 'starting' | 'connected' | 'disconnected' | 'ended';
+  clientAddress: string; createdAt: number; connectedAt: number; disconnectedAt: number; lastActivityAt: number;
+  endedAt: number; endReason: string;
+}
+
+export interface Host {
+  provider: string; name: string; maintenance: boolean;
+  capacity: { vcpu: number; memoryMiB: number };
+  used: { vcpu: number; memoryMiB: number; desktops: number };
+}
+
+export interface AuditEntry {
+  id: string; at: string; actor: string; role: string; action: string; targetType: string; target: string;
+  address: string; outcome: 'ok' | 'denied' | 'failed'; details: Record<string, unknown>;
+}

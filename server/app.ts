@@ -99,8 +99,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const auth = new HttpAuth(identity, {
     redis,
     sessionPrefix: store.keys.httpSessionPrefix,
-    get secret() {
-      return secret ?? 'unused';
+    secret: () => {
+      if (!secret) throw new Error('session secret read before it was loaded');
+      return secret;
     },
     cookieName: config.session.cookieName,
     maxAgeSeconds: config.session.maxAgeSeconds,
@@ -141,13 +142,14 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   });
   app.use('/api/v1', async (req, _res, next) => {
     if (closing) return next(new BrokerError('not_ready', undefined, { retryAfterSeconds: 2 }));
-    if (req.path === '/openapi.json') return next();
-    if (!store.available) return next(new BrokerError('redis_unavailable', undefined, { retryAfterSeconds: 2 }));
+    // The API description needs no state; everything else needs Redis (and the cookie secret kept there).
+    const doc = req.path === '/openapi.json';
+    if (!store.available) return doc ? next() : next(new BrokerError('redis_unavailable', undefined, { retryAfterSeconds: 2 }));
     try {
       secret ??= await store.sessionSecret('');
       next();
     } catch (err) {
-      next(err);
+      next(doc ? undefined : err);
     }
   }, api);
   const clientDir = [join(ROOT, 'client/dist'), join(ROOT, 'client/public')].find((d) => existsSync(join(d, 'index.html')));

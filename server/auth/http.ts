@@ -28,7 +28,8 @@ declare global {
 export interface HttpAuthOptions {
   redis: Redis;
   sessionPrefix: string;
-  secret: string;
+  /** The cookie-signing secret; read when the first request arrives (it may come from Redis). */
+  secret: () => string;
   cookieName: string;
   maxAgeSeconds: number;
   secureCookies: 'auto' | 'true' | 'false' | boolean;
@@ -48,16 +49,20 @@ export class HttpAuth {
   constructor(private readonly identity: IdentityService, o: HttpAuthOptions) {
     this.cookieName = o.cookieName;
     const secure = o.secureCookies === true || o.secureCookies === 'true' ? true : o.secureCookies === 'auto' ? 'auto' : false;
-    this.session = session({
-      store: new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds }),
-      name: o.cookieName,
-      secret: o.secret,
-      resave: false,
-      saveUninitialized: false,
-      rolling: true,
-      proxy: undefined,
-      cookie: { httpOnly: true, sameSite: 'lax', secure, maxAge: o.maxAgeSeconds * 1000, path: '/' },
-    });
+    let mw: RequestHandler | undefined;
+    this.session = (req, res, next) => {
+      mw ??= session({
+        store: new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds }),
+        name: o.cookieName,
+        secret: o.secret(),
+        resave: false,
+        saveUninitialized: false,
+        rolling: true,
+        proxy: undefined,
+        cookie: { httpOnly: true, sameSite: 'lax', secure, maxAge: o.maxAgeSeconds * 1000, path: '/' },
+      });
+      mw(req, res, next);
+    };
     this.passport.use(
       new LocalStrategy({ passReqToCallback: true, session: true }, (req, username, password, done) => {
         identity.authenticate(username, password, req.ip ?? '').then(
@@ -90,7 +95,8 @@ export class HttpAuth {
       }, next);
     };
     const cookie: RequestHandler = (req, res, next) => {
-      if (req.principal) return next();
+      // No cookie, no session to load (login creates its own).
+      if (req.principal || !req.headers.cookie) return next();
       this.session(req, res, (err?: unknown) => {
         if (err) return next(err);
         this.passport.session()(req, res, (err2?: unknown) => {

@@ -344,3 +344,19 @@ test('secrets never appear in answers', async () => {
   const users = (await a.get('/users')).body.users as Record<string, unknown>[];
   for (const u of users) assert.deepEqual(Object.keys(u).sort(), ['createdAt', 'disabled', 'displayName', 'groups', 'id', 'role', 'updatedAt']);
 });
+
+test('cookies are signed with the broker secret kept in Redis, not a constant', async () => {
+  const { createHmac } = await import('node:crypto');
+  const secret = await tb.app.store.redis.get(tb.app.store.keys.sessionSecret);
+  assert.ok(secret && secret.length >= 40, 'a generated secret is stored');
+  const c = await adminClient();
+  const raw = decodeURIComponent(c.cookie.slice('vdi.sid='.length));
+  const sid = raw.slice(2, raw.lastIndexOf('.'));
+  const sign = (key: string) => `vdi.sid=${encodeURIComponent('s:' + sid + '.' + createHmac('sha256', key).update(sid).digest('base64').replace(/=+$/, ''))}`;
+  assert.equal(sign(secret), c.cookie, 'the cookie is signed with the stored secret');
+  for (const guess of ['unused', 'secret', 'keyboard cat', '']) {
+    const forged = new ApiClient(tb.url);
+    forged.cookie = sign(guess);
+    assert.equal((await forged.get('/me')).status, 401, `a cookie signed with "${guess}" is refused`);
+  }
+});

@@ -1,0 +1,235 @@
+// The configured file shares: where each user's folder is, its health, its quota and usage.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Counter, Gauge } from 'prom-client';
+import type { Config } from '../config/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import type { Actor, AuditService } from '../broker/index.ts';
+import { BrokerError } from '../errors.ts';
+import { folderName, INTERNAL_PREFIX } from './names.ts';
+
+type SharesConfig = Config['shares'];
+type ShareConfig = SharesConfig['list'][number];
+
+export interface Quota {
+  softBytes: number;
+  hardBytes: number;
+}
+
+export interface ShareHealth {
+  ok: boolean;
+  checkedAt: number;
+  error: string;
+  lastFailureAt: number;
+  lastError: string;
+}
+
+export interface Usage {
+  share: string;
+  usedBytes: number;
+  files: number;
+  softBytes: number;
+  hardBytes: number;
+  overSoft: boolean;
+  overHard: boolean;
+}
+
+/** One configured share, with absolute paths. */
+export class Share {
+  readonly name: string;
+  readonly root: string;
+  readonly unc: string;
+  readonly guacdRoot: string;
+  readonly createRoot: boolean;
+  readonly quota: Quota;
+  health: ShareHealth = { ok: false, checkedAt: 0, error: 'not checked yet', lastFailureAt: 0, lastError: '' };
+  probing: Promise<ShareHealth> | undefined;
+
+  constructor(c: ShareConfig, defaults: Quota) {
+    this.name = c.name;
+    this.root = path.resolve(c.root);
+    this.unc = c.unc;
+    this.guacdRoot = c.guacdPath || this.root;
+    this.createRoot = c.createRoot;
+    this.quota = c.quota ?? defaults;
+  }
+
+  /** The user's folder on the broker host. */
+  homePath(userId: string): string {
+    return path.join(this.root, folderName(userId));
+  }
+
+  /** The user's folder as guests and users know it ({username} replaced), or '' when not configured. */
+  uncOf(userId: string): string {
+    return this.unc ? this.unc.replaceAll('{username}', folderName(userId)) : '';
+  }
+
+  /** The user's folder as mounted on the guacd host (RDP drive-path). */
+  guacdPathOf(userId: string): string {
+    return path.posix.join(this.guacdRoot, folderName(userId));
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what} did not answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+/**
+ * The shares of config `shares.list`. Folders are created on demand (mode 0700, owned by the
+ * broker's user); health is a write probe in the share root, trusted for healthCacheMs.
+ */
+export class ShareService {
+  readonly shares: Share[];
+  private readonly up: Gauge<'share'>;
+  private readonly failures: Counter<'share'>;
+
+  constructor(
+    private readonly cfg: SharesConfig,
+    private readonly deps: { logger: Logger; metrics: Metrics; audit: AuditService; now?: () => number },
+  ) {
+    this.shares = cfg.list.map((c) => new Share(c, cfg.quota));
+    this.up = new Gauge({ name: 'vdi_share_up', help: 'File share health (1 reachable and writable, 0 not), by share', labelNames: ['share'] as const, registers: [deps.metrics.registry] });
+    this.failures = new Counter({ name: 'vdi_share_failures_total', help: 'Failed file share health probes, by share', labelNames: ['share'] as const, registers: [deps.metrics.registry] });
+  }
+
+  get maxUploadBytes(): number {
+    return this.cfg.maxUploadBytes;
+  }
+
+  get rdpDriveName(): string {
+    return this.cfg.rdpDriveName;
+  }
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  get(name: string): Share | undefined {
+    return this.shares.find((s) => s.name === name);
+  }
+
+  /** The share a pool's users keep their files on (pool.share, else the first). */
+  forPool(pool: { name: string; share?: string | undefined } | undefined): Share {
+    if (!pool?.share) return this.shares[0]!;
+    const s = this.get(pool.share);
+    if (!s) throw new BrokerError('share_unavailable', `Pool ${pool.name} names share "${pool.share}", which is not configured.`);
+    return s;
+  }
+
+  /** Checks the share is there, a folder, and writable (a probe file is written and removed). */
+  async health(share: Share, opts: { force?: boolean } = {}): Promise<ShareHealth> {
+    if (!opts.force && share.health.ok && this.now() - share.health.checkedAt < this.cfg.healthCacheMs) return share.health;
+    share.probing ??= this.probe(share).finally(() => (share.probing = undefined));
+    return share.probing;
+  }
+
+  private async probe(share: Share): Promise<ShareHealth> {
+    const checkedAt = this.now();
+    let error = '';
+    try {
+      await withTimeout((async () => {
+        if (share.createRoot) await fsp.mkdir(share.root, { recursive: true, mode: 0o755 }).catch(() => undefined);
+        const st = await fsp.lstat(share.root);
+        if (!st.isDirectory()) throw new Error(`${share.root} is not a directory`);
+        const probe = path.join(share.root, `${INTERNAL_PREFIX}probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+        const fh = await fsp.open(probe, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW, 0o600);
+        try {
+          await fh.writeFile('ok');
+          await fh.sync();
+        } finally {
+          await fh.close();
+          await fsp.rm(probe, { force: true });
+        }
+      })(), this.cfg.healthTimeoutMs, `share ${share.name}`);
+    } catch (e) {
+      error = (e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}` : (e as Error).message;
+    }
+    const ok = !error;
+    const was = share.health;
+    share.health = { ok, checkedAt, error, lastFailureAt: ok ? was.lastFailureAt : checkedAt, lastError: ok ? was.lastError : error };
+    this.up.set({ share: share.name }, ok ? 1 : 0);
+    if (!ok) {
+      this.failures.inc({ share: share.name });
+      this.deps.logger.error({ share: share.name, root: share.root, err: error }, 'file share unavailable');
+    } else if (!was.ok && was.checkedAt) {
+      this.deps.logger.info({ share: share.name }, 'file share available again');
+    }
+    return share.health;
+  }
+
+  /**
+   * The user's folder, created if missing (0700, the broker's user), after a health check.
+   * Unavailable: share_unavailable, an audit entry (outcome failed) for the helpdesk and a log line.
+   */
+  async ensureHome(actor: Actor, share: Share, userId: string, context: Record<string, unknown> = {}): Promise<string> {
+    const h = await this.health(share);
+    const home = share.homePath(userId);
+    try {
+      if (!h.ok) throw new Error(h.error);
+      await withTimeout((async () => {
+        try {
+          await fsp.mkdir(home, { mode: 0o700 });
+          await fsp.chmod(home, 0o700); // umask-proof
+          this.deps.logger.info({ share: share.name, user: userId }, 'user folder created');
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        const st = await fsp.lstat(home);
+        if (!st.isDirectory()) throw new Error(`${home} exists and is not a directory`);
+      })(), this.cfg.healthTimeoutMs, `share ${share.name}`);
+      return home;
+    } catch (e) {
+      const message = (e as Error).message;
+      if (h.ok) {
+        // The probe passed a moment ago but the folder failed: the share is not healthy after all.
+        share.health = { ...share.health, ok: false, error: message, lastFailureAt: this.now(), lastError: message };
+        this.up.set({ share: share.name }, 0);
+        this.failures.inc({ share: share.name });
+        this.deps.logger.error({ share: share.name, user: userId, err: message }, 'user folder cannot be prepared');
+      }
+      await this.deps.audit.record(actor, 'share.unavailable', { type: 'share', id: share.name }, { user: userId, error: message.slice(0, 300), ...context }, 'failed').catch(() => undefined);
+      throw new BrokerError('share_unavailable', undefined, { retryAfterSeconds: 30, cause: e });
+    }
+  }
+
+  /** Bytes and files in the user's folder (symbolic links are counted, never followed). */
+  async usage(share: Share, userId: string): Promise<Usage> {
+    let usedBytes = 0;
+    let files = 0;
+    const walk = async (dir: string): Promise<void> => {
+      let entries: fs.Dirent[];
+      try {
+        entries = await fsp.readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw e;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) await walk(p);
+        else {
+          const st = await fsp.lstat(p).catch(() => undefined);
+          if (st) {
+            usedBytes += st.size;
+            files += 1;
+          }
+        }
+      }
+    };
+    await walk(share.homePath(userId));
+    return { share: share.name, usedBytes, files, ...share.quota, overSoft: usedBytes > share.quota.softBytes, overHard: usedBytes >= share.quota.hardBytes };
+  }
+
+  /** What the helpdesk sees of the shares: configuration and a fresh health probe. */
+  async describe(): Promise<{ name: string; root: string; unc: string; guacdPath: string; quota: Quota; health: ShareHealth }[]> {
+    const out = [];
+    for (const s of this.shares) {
+      const health = await this.health(s, { force: true });
+      out.push({ name: s.name, root: s.root, unc: s.unc, guacdPath: s.guacdRoot, quota: s.quota, health: { ...health } });
+    }
+    return out;
+  }
+}

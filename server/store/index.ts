@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { keyspace, type Keyspace } from './keys.ts';
+import { sharedSecret } from './secrets.ts';
 import { defineScripts } from './scripts.ts';
 import { UsersRepository } from './users.repository.ts';
 import { PoolsRepository } from './pools.repository.ts';
@@ -71,11 +71,7 @@ export class Store {
   }
 
   /** The cookie-signing secret: configured, or generated once and shared by all replicas. */
-  async sessionSecret(configured: string): Promise<string> {
-    if (configured) return configured;
-    await this.redis.set(this.keys.sessionSecret, randomBytes(48).toString('base64url'), 'NX');
-    const s = await this.redis.get(this.keys.sessionSecret);
-    if (!s) throw new Error('session secret missing from Redis');
-    return s;
+  sessionSecret(configured: string): Promise<string> {
+    return sharedSecret(this.redis, this.keys.sessionSecret, configured);
   }
 }

@@ -1,9 +1,9 @@
 // What the streaming tunnel keeps in Redis: single-use connection tickets (opaque to Redis:
 // stored under a hash of the ticket and encrypted with a key derived from it), the tunnel
 // secret, the tunnel fields of a session hash, and the replicas' pub/sub channel.
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
+import { sharedSecret } from './secrets.ts';
 
 /**
  * Claims the session's tunnel for `owner` (the live connection); refuses ended sessions (0).
@@ -64,12 +64,8 @@ export class TicketsRepository {
   }
 
   /** The ticket-encryption secret: configured, or generated once and shared by all replicas. */
-  async secret(configured: string): Promise<string> {
-    if (configured) return configured;
-    await this.redis.set(this.k.tunnelSecret, randomBytes(48).toString('base64url'), 'NX');
-    const s = await this.redis.get(this.k.tunnelSecret);
-    if (!s) throw new Error('tunnel secret missing from Redis');
-    return s;
+  secret(configured: string): Promise<string> {
+    return sharedSecret(this.redis, this.k.tunnelSecret, configured);
   }
 
   /** Stores a sealed ticket under its lookup hash; false if that hash exists already. */

@@ -4,7 +4,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestBroker, ApiClient, waitFor, type TestBroker } from '../support/harness.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
-import { desktopSpec } from '../../server/jobs/desktop-lifecycle.ts';
 
 let tb: TestBroker;
 let admin: ApiClient;
@@ -26,20 +25,7 @@ after(async () => {
   for (const c of closed) if (c.status === 'rejected') throw c.reason;
 });
 
-/** Ready desktops made by hand (no reconcilers), present in the FakeProvider too. */
-async function readyDesktops(pool: string, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await tb.app.store.desktops.provisionSpare(pool, Date.now());
-    assert.ok('id' in r, JSON.stringify(r));
-    const t = await tb.app.store.desktops.transition(r.id, 'settled', { expect: ['provisioning'] });
-    assert.ok(t.ok && t.to === 'ready');
-    await tb.provider.create(desktopSpec((await tb.app.store.desktops.get(r.id))!, (await tb.app.store.pools.get(pool))!));
-    await tb.provider.start(r.id);
-    ids.push(r.id);
-  }
-  return ids;
-}
+const readyDesktops = (pool: string, n: number) => tb.readyDesktops(pool, n);
 
 const poolBody = (name: string, over: Record<string, unknown> = {}) => ({
   name, displayName: `Pool ${name}`, assignment: 'floating', persistence: 'refresh', size: { min: 0, max: 10, spare: 0 },

@@ -12,18 +12,7 @@ before(async () => {
 });
 after(async () => tb.close());
 
-/** Makes `n` ready desktops in a pool by driving provisioning by hand (no reconcilers). */
-async function readyDesktops(pool: string, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await tb.app.store.desktops.provisionSpare(pool, Date.now());
-    assert.ok('id' in r, JSON.stringify(r));
-    const t = await tb.app.store.desktops.transition(r.id, 'settled', { expect: ['provisioning'] });
-    assert.ok(t.ok && t.to === 'ready');
-    ids.push(r.id);
-  }
-  return ids;
-}
+const readyDesktops = (pool: string, n: number) => tb.readyDesktops(pool, n);
 
 test('floating refresh pool: ready desktop, same desktop on second request, refresh on logoff', async () => {
   await tb.app.broker.pools.create(tb.pool({ name: 'flt', size: { min: 0, max: 2, spare: 0 }, entitlements: { users: ['alice', 'bob', 'carol'], groups: [] } }), admin());

@@ -11,6 +11,7 @@ import { attachTunnel, type AttachedTunnel } from '../../server/tunnel/index.ts'
 import type { Provider } from '../../server/providers/index.ts';
 import { SYSTEM_ACTOR, type PoolSpec, type Role } from '../../server/broker/index.ts';
 import { FakeProvider } from './fake-provider.ts';
+import { desktopSpec } from '../../server/jobs/desktop-lifecycle.ts';
 import { SHARED_REDIS_URL, uniquePrefix, dropPrefix } from './redis.ts';
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
@@ -44,6 +45,8 @@ export interface TestBroker {
   /** Adds a user straight into the store (fast; the password hash is computed once per broker). */
   addUser(id: string, role?: Role, groups?: string[]): Promise<void>;
   pool(spec: Partial<PoolSpec> & { name: string }): PoolSpec;
+  /** Ready desktops made by hand (no reconcilers), present in the FakeProvider too. */
+  readyDesktops(pool: string, n: number): Promise<string[]>;
 }
 
 export const PASSWORD = 'correct horse battery';
@@ -78,6 +81,19 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
     async addUser(id, role = 'user', groups = []) {
       hash ??= await (await import('argon2')).default.hash(PASSWORD, { type: 2, memoryCost: 1024, timeCost: 1 });
       await app.store.users.create({ id, displayName: id, role, passwordHash: hash, groups });
+    },
+    async readyDesktops(pool, n) {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await app.store.desktops.provisionSpare(pool, Date.now());
+        if (!('id' in r)) throw new Error(`cannot provision in ${pool}: ${r.error}`);
+        const t = await app.store.desktops.transition(r.id, 'settled', { expect: ['provisioning'] });
+        if (!t.ok || t.to !== 'ready') throw new Error(`desktop did not settle: ${JSON.stringify(t)}`);
+        await provider.create(desktopSpec((await app.store.desktops.get(r.id))!, (await app.store.pools.get(pool))!));
+        await provider.start(r.id);
+        ids.push(r.id);
+      }
+      return ids;
     },
     pool(spec) {
       return {

@@ -18,6 +18,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund
+# the web client, built once (client/dist)
+[ -f client/dist/index.html ] || npm run -s build:client
 # Fewer glibc arenas and a fixed mmap threshold keep idle tunnels small (docs/gateway.md).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 exec node --import tsx server/quickstart.ts "$@"

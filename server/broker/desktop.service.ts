@@ -110,7 +110,9 @@ export class DesktopService {
     if (!['ready', 'assigned', 'in_use'].includes(d.state)) throw new BrokerError('illegal_transition', `A desktop in state ${d.state} cannot do that now.`);
     try {
       const r = await op(d);
-      await this.audit.record(actor, action, { type: 'desktop', id }, details);
+      // Operations that report something (a migration's hosts, duration, bytes) are audited with it.
+      const outcome = r && typeof r === 'object' && !Array.isArray(r) ? (r as Record<string, unknown>) : {};
+      await this.audit.record(actor, action, { type: 'desktop', id }, { ...details, ...outcome });
       return r;
     } catch (err) {
       await this.audit.record(actor, action, { type: 'desktop', id }, { ...details, error: (err as Error).message }, 'failed');

@@ -88,7 +88,7 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
   assert.equal((await alice.login('alice')).status, 200);
   const ra = await alice.post('/me/pools/qp/request');
   assert.equal(ra.status, 200);
-  await waitFor(async () => (await admin!.app.store.pools.counts('qp')).provisioning > 0, 20_000, 20);
+  await waitFor(async () => (await admin!.app.store.pools.counts('qp')).provisioning > 0, 60_000, 20);
   assert.equal(await p.kill('SIGKILL'), null);
   // the pids of the desktops that were running (the half-made one may be rebuilt)
   const pidOf = (d: { id: string; host: string }) => Number(fs.readFileSync(path.join(env.root, d.host, 'desktops', d.id, 'qemu.pid'), 'utf8').trim());

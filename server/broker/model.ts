@@ -179,6 +179,11 @@ export interface Session {
   lastActivityAt: number;
   endedAt: number;
   endReason: string;
+  /** What the tunnel carried: bytes to and from the desktop, connected time, connections made. */
+  bytesIn: number;
+  bytesOut: number;
+  connectedMs: number;
+  tunnels: number;
 }
 
 export interface User {

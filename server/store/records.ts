@@ -41,6 +41,10 @@ export function toSession(h: Record<string, string>): Session | null {
     lastActivityAt: num(h.lastActivityAt),
     endedAt: num(h.endedAt),
     endReason: h.endReason ?? '',
+    bytesIn: num(h.tunnelBytesIn),
+    bytesOut: num(h.tunnelBytesOut),
+    connectedMs: num(h.tunnelMs),
+    tunnels: num(h.tunnels),
   };
 }
 

@@ -8,7 +8,7 @@ const policy = (o: Partial<{ idleTimeoutSeconds: number; logoffAfterDisconnectSe
 });
 const session = (o: Partial<Session>): Session => ({
   id: 's', user: 'u', desktop: 'd', pool: 'p', state: 'connected', clientAddress: '', createdAt: 0, connectedAt: 0,
-  disconnectedAt: 0, lastActivityAt: 0, endedAt: 0, endReason: '', ...o,
+  disconnectedAt: 0, lastActivityAt: 0, endedAt: 0, endReason: '', bytesIn: 0, bytesOut: 0, connectedMs: 0, tunnels: 0, ...o,
 });
 
 test('disconnect timer runs from the disconnect', () => {

@@ -2,4 +2,4 @@
 import { cpSync, existsSync } from 'node:fs';
 cpSync('server/store/lua', 'dist/server/store/lua', { recursive: true });
 cpSync('config', 'dist/config', { recursive: true });
-for (const d of ['client/dist', 'client/public']) if (existsSync(d)) cpSync(d, `dist/${d}`, { recursive: true });
+if (existsSync('client/dist')) cpSync('client/dist', 'dist/client/dist', { recursive: true });

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(redis-server redis-tools qemu-system-x86 qemu-utils tigervnc-standalone-server tigervnc-tools x11-xserver-utils
-      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium)
+      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -28,5 +28,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p client/tsconfig.json --noEmit
+# The web client the broker serves at / (test/client drives it in Chromium).
+npx vite build --config client/vite.config.ts --logLevel warn
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@" "${files[@]}"

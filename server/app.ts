@@ -16,6 +16,7 @@ import { createReconcilers, type Reconcilers } from './jobs/index.ts';
 import { Metrics, type Logger } from './observability/index.ts';
 import { BrokerError } from './errors.ts';
 import { TicketService } from './tunnel/tickets.ts';
+import { createShares, type Shares } from './shares/index.ts';
 
 export const VERSION = '0.1.0';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -38,6 +39,8 @@ export interface BrokerApp {
   identity: IdentityService;
   providers: ProviderRegistry;
   reconcilers: Reconcilers | null;
+  /** User files: shares, the files API's service, the home-folder hook. */
+  shares: Shares;
   routes: RouteTable;
   metrics: Metrics;
   /** Starts the reconcilers (if enabled in config). */
@@ -119,8 +122,11 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       return undefined;
     },
   });
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config }) }, config.server.bodyLimitBytes, metricsRoute);
+  const shares = createShares(config, { logger, metrics, audit: broker.audit, providers, ...(o.now ? { now: o.now } : {}) });
+  broker.assignment.useHome(shares.home);
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares }, config.server.bodyLimitBytes, metricsRoute);
   const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
+  if (reconcilers) reconcilers.lifecycle.homeOf = shares.home.homeOf;
   let closing = false;
 
   const app = express();
@@ -152,12 +158,20 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       next(doc ? undefined : err);
     }
   }, api);
-  const clientDir = [join(ROOT, 'client/dist'), join(ROOT, 'client/public')].find((d) => existsSync(join(d, 'index.html')));
-  if (clientDir) app.use(express.static(clientDir, { index: 'index.html', maxAge: '1h' }));
+  // The web client (`npm run build:client`). Hashed assets are cached; index.html is not, and
+  // it answers every client route (/desktop/..., /helpdesk/...) so deep links and reloads work.
+  const clientDir = join(ROOT, 'client/dist');
+  if (existsSync(join(clientDir, 'index.html'))) {
+    app.use('/assets', express.static(join(clientDir, 'assets'), { immutable: true, maxAge: '1y', fallthrough: false }));
+    app.use(express.static(clientDir, { index: 'index.html', maxAge: 0 }));
+    app.get(/^\/(?!api\/|assets\/)[^.]*$/, (req, res, next) => (req.accepts('html') ? res.sendFile(join(clientDir, 'index.html'), { maxAge: 0 }) : next()));
+  } else {
+    logger.warn({ clientDir }, 'web client not built (npm run build:client); only the API is served');
+  }
   app.use(errorHandler(logger));
 
   return {
-    app, store, broker, identity, providers, reconcilers, routes: table, metrics,
+    app, store, broker, identity, providers, reconcilers, shares, routes: table, metrics,
     startJobs() {
       reconcilers?.runner.start();
     },

@@ -2,9 +2,13 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { describeError } from './api.ts';
+import { onLiveState, subscribe, type LiveState } from './live.ts';
 
-/** Calls `load` now and every `ms` (while the tab is visible); the latest value or error. */
-export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = []): { data: T | null; error: string | null; reload: () => void } {
+/**
+ * Calls `load` now and every `ms` (while the tab is visible); the latest value or error.
+ * With `live`, it also reloads on every server-sent snapshot (helpdesk pages).
+ */
+export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] = [], live = false): { data: T | null; error: string | null; reload: () => void } {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<string | null>(null);
   const loadRef = useRef(load);
@@ -26,9 +30,11 @@ export function usePoll<T>(load: () => Promise<T>, ms: number, deps: unknown[] =
       if (alive) timer = setTimeout(tick, ms);
     };
     void tick();
+    const unsubscribe = live ? subscribe(() => void run()) : () => undefined;
     return () => {
       alive = false;
       clearTimeout(timer);
+      unsubscribe();
     };
   }, deps);
   return { data, error, reload: () => void run() };
@@ -122,4 +128,11 @@ export function StateBadge(props: { state: string }) {
 
 export function ErrorLine(props: { error: string | null }) {
   return props.error ? <p class="banner bad" role="alert">{props.error}</p> : null;
+}
+
+/** "live" / "polling" indicator for the helpdesk console. */
+export function LiveIndicator() {
+  const [s, setS] = useState<LiveState>('connecting');
+  useEffect(() => onLiveState(setS), []);
+  return <span class={`live live-${s}`} data-testid="live-state" title={s === 'live' ? 'Updates arrive as they happen (server-sent events)' : 'Live updates unavailable; refreshing every few seconds'}>{s === 'live' ? '● live' : s === 'down' ? '○ polling' : '○ connecting'}</span>;
 }

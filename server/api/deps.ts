@@ -1,6 +1,7 @@
 import type { Broker } from '../broker/index.ts';
 import type { HttpAuth, IdentityService } from '../auth/index.ts';
 import type { TicketService } from '../tunnel/tickets.ts';
+import type { FilesService, ShareService } from '../shares/index.ts';
 
 export interface ApiDeps {
   broker: Broker;
@@ -9,4 +10,7 @@ export interface ApiDeps {
   version: string;
   /** Connection tickets for the Guacamole tunnel. */
   tickets: TicketService;
+  /** The user's files on the shares (server/shares). */
+  files: FilesService;
+  shares: ShareService;
 }

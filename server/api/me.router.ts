@@ -45,7 +45,7 @@ export function meRoutes(t: RouteTable, { broker }: ApiDeps): void {
     summary: 'Request a desktop from a pool: my existing one, a ready one, or a new one (202 while it is prepared)',
     role: 'user',
     params: myPoolParams,
-    errors: ['not_found', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted'],
+    errors: ['not_found', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable'],
     handler: async ({ params, actor, setStatus }) => {
       const r = await broker.assignment.request(actor, params.pool);
       if (r.desktop.state !== 'in_use') setStatus(202);

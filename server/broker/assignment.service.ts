@@ -2,7 +2,15 @@ import { BrokerError, isErrorCode } from '../errors.ts';
 import type { Store } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
-import { isEntitled, type Desktop, type Session } from './model.ts';
+import { isEntitled, type Desktop, type Pool, type Session } from './model.ts';
+
+/** The user's files (server/shares), consulted around every desktop request. */
+export interface HomeHook {
+  /** Before: the pool's share is healthy and the user's folder exists; else throws share_unavailable. */
+  prepare(actor: Actor, pool: Pool, user: string): Promise<void>;
+  /** After a ready desktop was handed over: it gets the user's folder (the driver may restart it). */
+  attach(actor: Actor, pool: Pool, desktop: Desktop, user: string): Promise<void>;
+}
 
 export interface DesktopRequestResult {
   outcome: 'existing' | 'assigned' | 'provisioning';
@@ -19,12 +27,28 @@ export class AssignmentService {
     private readonly now: () => number = Date.now,
   ) {}
 
+  private home: HomeHook | undefined;
+
+  /** Wires in the user's files (app.ts); without it desktops are handed out without a home share. */
+  useHome(hook: HomeHook): void {
+    this.home = hook;
+  }
+
   async request(actor: Actor, poolName: string): Promise<DesktopRequestResult> {
     const principal = actor.principal;
     const pool = await this.store.pools.get(poolName);
     // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
     if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
 
+    // Never a desktop without the user's files: the share is checked (and the folder made) first.
+    if (this.home) {
+      try {
+        await this.home.prepare(actor, pool, principal.id);
+      } catch (e) {
+        this.metrics.assignments.inc({ pool: poolName, outcome: e instanceof BrokerError ? e.code : 'error' });
+        throw e;
+      }
+    }
     const r = await this.store.sessions.assign(poolName, principal.id, actor.address, this.now());
     if (r.outcome === 'error') {
       this.metrics.assignments.inc({ pool: poolName, outcome: r.code });
@@ -34,6 +58,16 @@ export class AssignmentService {
     this.metrics.assignments.inc({ pool: poolName, outcome: r.outcome });
     const [session, desktop] = await Promise.all([this.store.sessions.get(r.sessionId), this.store.desktops.get(r.desktopId)]);
     if (!session || !desktop) throw new BrokerError('conflict', 'The desktop changed while it was being assigned; try again.');
+    if (this.home && r.outcome === 'assigned') {
+      try {
+        await this.home.attach(actor, pool, desktop, principal.id);
+      } catch (e) {
+        // The desktop could not get the user's folder: give it back rather than hand it out without files.
+        await this.store.sessions.release(session.id, 'home share not attached', this.now()).catch(() => undefined);
+        await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: 'share_unavailable', desktop: desktop.name, error: String((e as Error).message).slice(0, 300) }, 'failed');
+        throw e instanceof BrokerError ? e : new BrokerError('share_unavailable', undefined, { retryAfterSeconds: 30, cause: e });
+      }
+    }
     if (r.outcome !== 'existing') {
       await this.audit.record(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome });
     }

@@ -14,7 +14,7 @@ export * from './state-machine.ts';
 export { SYSTEM_ACTOR, actorName, type Actor } from './audit.service.ts';
 export type { AuditService } from './audit.service.ts';
 export type { PoolService, PoolView } from './pool.service.ts';
-export type { AssignmentService, DesktopRequestResult } from './assignment.service.ts';
+export type { AssignmentService, DesktopRequestResult, HomeHook } from './assignment.service.ts';
 export type { SessionService, SessionFilter } from './session.service.ts';
 export type { DesktopService, DesktopFilter } from './desktop.service.ts';
 export type { ImageService, ImageView } from './image.service.ts';

@@ -5,12 +5,11 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { Actor } from '../broker/index.ts';
 import { BrokerError } from '../errors.ts';
 import { INTERNAL_PREFIX, resolveInHome } from './names.ts';
-import type { Share, ShareService } from './share.service.ts';
+import type { Share, ShareService, Usage } from './share.service.ts';
 
 export interface FileEntry {
   name: string;
@@ -20,6 +19,8 @@ export interface FileEntry {
 }
 
 const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
+/** Bytes of a refused upload read and thrown away before the connection is dropped. */
+const DRAIN_LIMIT = 16 * 1024 * 1024;
 
 export class FilesService {
   constructor(private readonly shares: ShareService) {}
@@ -33,8 +34,14 @@ export class FilesService {
     return { share: s, home: await this.shares.ensureHome(actor, s, p.id, { via: 'files' }), user: p.id };
   }
 
-  async list(actor: Actor, rel: string): Promise<{ path: string; entries: FileEntry[] }> {
-    const { home } = await this.home(actor);
+  /** My use of the share against the quota. */
+  async usage(actor: Actor, share?: Share): Promise<Usage> {
+    const h = await this.home(actor, share);
+    return this.shares.usage(h.share, h.user);
+  }
+
+  async list(actor: Actor, rel: string, share?: Share): Promise<{ path: string; entries: FileEntry[] }> {
+    const { home } = await this.home(actor, share);
     const r = await resolveInHome(home, rel, { allowRoot: true });
     if (!r.stat) throw new BrokerError('not_found', 'No such folder.', { field: 'path' });
     if (!r.stat.isDirectory()) throw new BrokerError('bad_path', 'Not a folder.', { field: 'path' });
@@ -50,8 +57,8 @@ export class FilesService {
   }
 
   /** Opens a file for download (never through a link). */
-  async open(actor: Actor, rel: string): Promise<{ name: string; size: number; stream: Readable }> {
-    const { home } = await this.home(actor);
+  async open(actor: Actor, rel: string, share?: Share): Promise<{ name: string; size: number; stream: Readable }> {
+    const { home } = await this.home(actor, share);
     const r = await resolveInHome(home, rel);
     if (!r.stat) throw new BrokerError('not_found', 'No such file.', { field: 'path' });
     if (!r.stat.isFile()) throw new BrokerError('bad_path', 'Not a file.', { field: 'path' });
@@ -65,8 +72,8 @@ export class FilesService {
    * the folder is at its hard quota; stopped mid-way when it passes maxUploadBytes (413) or
    * the hard quota (507), and the temp file is removed.
    */
-  async upload(actor: Actor, rel: string, body: AsyncIterable<Buffer>, opts: { overwrite: boolean; declaredBytes?: number }): Promise<{ path: string; sizeBytes: number; created: boolean }> {
-    const { share, home, user } = await this.home(actor);
+  async upload(actor: Actor, rel: string, body: AsyncIterable<Buffer>, opts: { overwrite: boolean; declaredBytes?: number; share?: Share | undefined }): Promise<{ path: string; sizeBytes: number; created: boolean }> {
+    const { share, home, user } = await this.home(actor, opts.share);
     const r = await resolveInHome(home, rel);
     if (r.stat && !r.stat.isFile()) throw new BrokerError('conflict', 'A folder of that name exists.', { field: 'path' });
     if (r.stat && !opts.overwrite) throw new BrokerError('already_exists', 'A file of that name exists; send overwrite=true to replace it.', { field: 'path' });
@@ -81,18 +88,21 @@ export class FilesService {
     const tmp = path.join(path.dirname(r.abs), `${INTERNAL_PREFIX}upload-${randomBytes(6).toString('hex')}`);
     const fh = await fsp.open(tmp, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | O_NOFOLLOW, 0o600);
     let written = 0;
+    let drained = 0;
     let failure: BrokerError | undefined;
     try {
-      const out = fh.createWriteStream({ autoClose: false }) as Writable;
-      await pipeline(body, async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          if (failure) continue; // drain the rest of the request, write nothing more
-          written += chunk.length;
-          if (written > max) failure = new BrokerError('payload_too_large', `Uploads are limited to ${max} bytes.`, { field: 'body' });
-          else if (written > room) failure = quotaError();
-          else yield chunk;
+      for await (const chunk of body) {
+        if (failure) {
+          // Drain the rest of the request so the client reads the answer; give up on abuse.
+          drained += chunk.length;
+          if (drained > DRAIN_LIMIT) break;
+          continue;
         }
-      }, out);
+        written += chunk.length;
+        if (written > max) failure = new BrokerError('payload_too_large', `Uploads are limited to ${max} bytes.`, { field: 'body' });
+        else if (written > room) failure = quotaError();
+        else await fh.write(chunk);
+      }
       if (failure) throw failure;
       await fh.sync();
       await fh.close();
@@ -109,16 +119,16 @@ export class FilesService {
     }
   }
 
-  async mkdir(actor: Actor, rel: string): Promise<{ path: string }> {
-    const { home } = await this.home(actor);
+  async mkdir(actor: Actor, rel: string, share?: Share): Promise<{ path: string }> {
+    const { home } = await this.home(actor, share);
     const r = await resolveInHome(home, rel);
     if (r.stat) throw new BrokerError('already_exists', 'Something of that name exists.', { field: 'path' });
     await fsp.mkdir(r.abs, { mode: 0o700 });
     return { path: r.parts.join('/') };
   }
 
-  async rename(actor: Actor, from: string, to: string): Promise<{ path: string }> {
-    const { home } = await this.home(actor);
+  async rename(actor: Actor, from: string, to: string, share?: Share): Promise<{ path: string }> {
+    const { home } = await this.home(actor, share);
     const a = await resolveInHome(home, from, { field: 'path' });
     const b = await resolveInHome(home, to, { field: 'to' });
     if (!a.stat) throw new BrokerError('not_found', 'No such file or folder.', { field: 'path' });
@@ -130,8 +140,8 @@ export class FilesService {
     return { path: b.parts.join('/') };
   }
 
-  async remove(actor: Actor, rel: string, recursive: boolean): Promise<void> {
-    const { home } = await this.home(actor);
+  async remove(actor: Actor, rel: string, recursive: boolean, share?: Share): Promise<void> {
+    const { home } = await this.home(actor, share);
     const r = await resolveInHome(home, rel);
     if (!r.stat) throw new BrokerError('not_found', 'No such file or folder.', { field: 'path' });
     if (r.stat.isDirectory()) {

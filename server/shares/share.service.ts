@@ -91,8 +91,12 @@ export class ShareService {
     private readonly deps: { logger: Logger; metrics: Metrics; audit: AuditService; now?: () => number },
   ) {
     this.shares = cfg.list.map((c) => new Share(c, cfg.quota));
-    this.up = new Gauge({ name: 'vdi_share_up', help: 'File share health (1 reachable and writable, 0 not), by share', labelNames: ['share'] as const, registers: [deps.metrics.registry] });
-    this.failures = new Counter({ name: 'vdi_share_failures_total', help: 'Failed file share health probes, by share', labelNames: ['share'] as const, registers: [deps.metrics.registry] });
+    // One registry may serve several brokers (tests): reuse the metrics when they exist.
+    const reg = deps.metrics.registry;
+    this.up = (reg.getSingleMetric('vdi_share_up') as Gauge<'share'> | undefined)
+      ?? new Gauge({ name: 'vdi_share_up', help: 'File share health (1 reachable and writable, 0 not), by share', labelNames: ['share'] as const, registers: [reg] });
+    this.failures = (reg.getSingleMetric('vdi_share_failures_total') as Counter<'share'> | undefined)
+      ?? new Counter({ name: 'vdi_share_failures_total', help: 'Failed file share health probes, by share', labelNames: ['share'] as const, registers: [reg] });
   }
 
   get maxUploadBytes(): number {
@@ -193,6 +197,11 @@ export class ShareService {
       await this.deps.audit.record(actor, 'share.unavailable', { type: 'share', id: share.name }, { user: userId, error: message.slice(0, 300), ...context }, 'failed').catch(() => undefined);
       throw new BrokerError('share_unavailable', undefined, { retryAfterSeconds: 30, cause: e });
     }
+  }
+
+  /** An alert for the helpdesk about a share a request could not use (audit, outcome failed). */
+  async alert(actor: Actor, share: string, details: Record<string, unknown>): Promise<void> {
+    await this.deps.audit.record(actor, 'share.unavailable', { type: 'share', id: share }, details, 'failed').catch(() => undefined);
   }
 
   /** Bytes and files in the user's folder (symbolic links are counted, never followed). */

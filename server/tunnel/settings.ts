@@ -18,10 +18,34 @@ export function toGuacSettings(o: Record<string, string | number | boolean | nul
   return out;
 }
 
-/** A user's own connection to their desktop's console. */
-export function consoleSettings(ep: ConsoleEndpoint): GuacSettings {
+/** The user's folder as an RDP redirected drive (guacd's drive-path is on the guacd host). */
+export interface DriveRedirect {
+  /** The user's folder as mounted on the guacd host (share guacdPath + folder name). */
+  path: string;
+  /** Drive name the desktop shows (config shares.rdpDriveName). */
+  name: string;
+  /** Pool fileTransfer switches: browser download from / upload to the drive. */
+  download: boolean;
+  upload: boolean;
+}
+
+/** guacd's drive-redirection parameters for an RDP connection. */
+export function driveSettings(d: DriveRedirect): GuacSettings {
+  return toGuacSettings({
+    'enable-drive': true,
+    'drive-path': d.path,
+    'drive-name': d.name,
+    'create-drive-path': true,
+    'disable-download': !d.download,
+    'disable-upload': !d.upload,
+  });
+}
+
+/** A user's own connection to their desktop's console (RDP: with their folder as a drive when given). */
+export function consoleSettings(ep: ConsoleEndpoint, drive?: DriveRedirect): GuacSettings {
   if (ep.protocol === 'rdp') {
     return toGuacSettings({
+      ...(drive ? driveSettings(drive) : {}),
       hostname: ep.host,
       port: ep.port,
       username: ep.username ?? '',

@@ -11,7 +11,8 @@ import type { Store } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { Config } from '../config/index.ts';
 import { actorName, type Actor, type Broker } from '../broker/index.ts';
-import { consoleSettings, SHADOW_SETTINGS, type GuacSettings } from './settings.ts';
+import { consoleSettings, SHADOW_SETTINGS, type GuacSettings, type DriveRedirect } from './settings.ts';
+import type { Pool } from '../broker/index.ts';
 
 export const TUNNEL_PATH = '/api/v1/tunnel';
 
@@ -53,7 +54,13 @@ export class TicketService {
   private master: Promise<Buffer> | undefined;
   private readonly now: () => number;
 
-  constructor(private readonly d: { store: Store; broker: Broker; providers: ProviderRegistry; config: Config; now?: () => number }) {
+  constructor(
+    private readonly d: {
+      store: Store; broker: Broker; providers: ProviderRegistry; config: Config; now?: () => number;
+      /** The user's folder as an RDP drive (server/shares), for RDP consoles through guacd. */
+      drive?: (pool: Pool, user: string) => DriveRedirect;
+    },
+  ) {
     this.now = d.now ?? Date.now;
   }
 
@@ -107,7 +114,9 @@ export class TicketService {
     if (ep.protocol !== 'vnc' && !this.d.config.guacd.host) {
       throw new BrokerError('not_supported', 'This desktop needs an external guacd (guacd.host) for its RDP console.');
     }
-    return this.seal({ kind: 'connect', user: p.id, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep) });
+    const pool = ep.protocol === 'rdp' && this.d.drive ? await this.d.store.pools.get(desktop.pool) : null;
+    const drive = pool && this.d.drive ? this.d.drive(pool, p.id) : undefined;
+    return this.seal({ kind: 'connect', user: p.id, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep, drive) });
   }
 
   /** A read-only ticket joining the session's live connection (helpdesk; audited). */

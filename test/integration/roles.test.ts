@@ -60,6 +60,19 @@ async function assignedDesktop(): Promise<string> {
   return id;
 }
 
+/** Folders on the default share outlive a run: names made here are unique per run. */
+const RUN = `${process.pid}-${Date.now().toString(36)}`;
+
+/** A file in the caller's folder on the first share (made on disk), by name. */
+async function homeFile(c: Caller): Promise<string> {
+  const name = `${fresh('f')}-${RUN}.txt`;
+  if (!c.principal) return name;
+  const dir = tb.app.shares.shares.shares[0]!.homePath(c.principal.id);
+  (await import('node:fs')).mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, name), 'x');
+  return name;
+}
+
 interface Call {
   path: string;
   body?: unknown;
@@ -160,6 +173,7 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   },
   'POST /images/:name/publish': async () => ({ path: '/images/demo/publish', body: { version: 1 } }),
   'GET /hosts': async () => ({ path: '/hosts' }),
+  'GET /events': async () => ({ path: '/events?limit=1' }),
   'POST /hosts/:provider/:host/maintenance': async () => ({ path: '/hosts/fake/host-a/maintenance', body: { on: false } }),
   'POST /hosts/:provider/:host/drain': async () => ({ path: '/hosts/fake/host-a/drain' }),
   'GET /desktops/:id/snapshots': async () => ({ path: `/desktops/${await readyDesktop('p1')}/snapshots` }),
@@ -176,6 +190,16 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   },
   'POST /desktops/:id/migrate': async () => ({ path: `/desktops/${await readyDesktop('p1')}/migrate`, body: { host: 'host-b' } }),
   'GET /metrics': async () => ({ path: '/metrics' }),
+  // Files: a person's own folder; an API key is nobody and has none (404 is right).
+  'GET /me/files': async (c) => ({ path: '/me/files', ok: isPerson(c) }),
+  'GET /me/files/content': async (c) => ({ path: `/me/files/content?path=${await homeFile(c)}`, ok: isPerson(c) }),
+  'PUT /me/files/content': async (c) => ({ path: `/me/files/content?path=${fresh('up')}-${RUN}.txt`, ok: isPerson(c) }),
+  'POST /me/files/folder': async (c) => ({ path: `/me/files/folder?path=${fresh('dir')}-${RUN}`, ok: isPerson(c) }),
+  'POST /me/files/rename': async (c) => ({ path: `/me/files/rename?path=${await homeFile(c)}&to=${fresh('renamed')}-${RUN}.txt`, ok: isPerson(c) }),
+  'DELETE /me/files': async (c) => ({ path: `/me/files?path=${await homeFile(c)}`, ok: isPerson(c) }),
+  'GET /me/files/usage': async (c) => ({ path: '/me/files/usage', ok: isPerson(c) }),
+  'GET /users/:id/files/usage': async () => ({ path: '/users/target/files/usage' }),
+  'GET /shares': async () => ({ path: '/shares' }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
 };
 

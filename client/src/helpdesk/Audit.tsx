@@ -11,7 +11,7 @@ export function Audit() {
   q.set('limit', '50');
   if (before.length) q.set('before', before.at(-1)!);
   const qs = q.toString();
-  const { data, error } = usePoll(() => api.get<{ entries: AuditEntry[]; next?: string | null }>(`/audit?${qs}`), 5000, [qs]);
+  const { data, error } = usePoll(() => api.get<{ entries: AuditEntry[]; next?: string | null }>(`/audit?${qs}`), 10_000, [qs], true);
   const set = (k: keyof typeof f) => (e: Event) => { setBefore([]); setF({ ...f, [k]: (e.target as HTMLInputElement).value }); };
   return (
     <section>

@@ -7,7 +7,7 @@ import { ErrorLine, StateBadge, useActions, usePoll, type ConfirmRequest } from 
 export function Desktops() {
   const [f, setF] = useState({ pool: '', state: '', host: '', user: '', name: '' });
   const qs = new URLSearchParams(Object.entries(f).filter(([, v]) => v)).toString();
-  const { data, error, reload } = usePoll(() => api.get<{ desktops: Desktop[] }>(`/desktops${qs ? `?${qs}` : ''}`), 3000, [qs]);
+  const { data, error, reload } = usePoll(() => api.get<{ desktops: Desktop[] }>(`/desktops${qs ? `?${qs}` : ''}`), 10_000, [qs], true);
   const { ask, dialog, banner } = useActions();
   const act = (d: Desktop, r: Omit<ConfirmRequest, 'run'> & { run: (v: string) => Promise<string> }) => ask({ ...r, run: async (v) => { const t = await r.run(v); reload(); return t; } });
   const set = (k: keyof typeof f) => (e: Event) => setF({ ...f, [k]: (e.target as HTMLInputElement).value });

@@ -6,7 +6,7 @@ import { ErrorLine, useActions, usePoll } from '../ui.tsx';
 const pct = (a: number, b: number) => (b ? Math.round((100 * a) / b) : 0);
 
 export function Hosts() {
-  const { data, error, reload } = usePoll(() => api.get<{ hosts: Host[] }>('/hosts'), 5000);
+  const { data, error, reload } = usePoll(() => api.get<{ hosts: Host[] }>('/hosts'), 10_000, [], true);
   const { ask, dialog, banner } = useActions();
   return (
     <section>

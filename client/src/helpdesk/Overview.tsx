@@ -38,7 +38,7 @@ const SERIES: { key: keyof Omit<Sample, 't'>; label: string; color: string }[] =
 export function Chart(props: { samples: Sample[] }) {
   const W = 640, H = 160, P = 24;
   const s = props.samples;
-  if (s.length < 2) return <p class="muted">The chart fills in as this page stays open (one sample every few seconds, last 6 hours).</p>;
+  if (s.length < 2) return <p class="muted">The chart fills in while the console is open (a sample at every change and every 10 s; last 6 hours, kept in this browser tab).</p>;
   const t0 = s[0]!.t, t1 = s.at(-1)!.t;
   const max = Math.max(1, ...s.flatMap((x) => SERIES.map((k) => x[k.key])));
   const x = (t: number) => P + ((t - t0) / Math.max(1, t1 - t0)) * (W - 2 * P);
@@ -64,7 +64,7 @@ export function Overview() {
   const { data, error } = usePoll(async () => {
     const [{ pools }, { sessions }] = await Promise.all([api.get<{ pools: Pool[] }>('/pools'), api.get<{ sessions: Session[] }>('/sessions')]);
     return { pools, sessions, samples: record(pools) };
-  }, 5000);
+  }, 10_000, [], true);
   return (
     <section>
       <h1>Overview</h1>

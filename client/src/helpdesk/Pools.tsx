@@ -65,7 +65,7 @@ function PoolForm(props: { pool?: Pool; onSaved: (text: string) => void; onError
 }
 
 export function Pools() {
-  const { data, error, reload } = usePoll(() => api.get<{ pools: Pool[] }>('/pools'), 4000);
+  const { data, error, reload } = usePoll(() => api.get<{ pools: Pool[] }>('/pools'), 10_000, [], true);
   const { ask, dialog, banner } = useActions();
   const [editing, setEditing] = useState<Pool | 'new' | null>(null);
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);

@@ -1,8 +1,8 @@
 // "My desktops": the pools I am entitled to, with the state of my desktop in each.
-import { api } from '../api.ts';
+import { api, enc } from '../api.ts';
 import { navigate } from '../router.tsx';
 import type { MyPool } from '../types.ts';
-import { ErrorLine, StateBadge, usePoll } from '../ui.tsx';
+import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
 
 const STATE_TEXT: Record<string, string> = {
   provisioning: 'being prepared',
@@ -15,12 +15,14 @@ const STATE_TEXT: Record<string, string> = {
 };
 
 export function MyDesktops(props: { notice?: string | undefined }) {
-  const { data, error } = usePoll(() => api.get<{ pools: MyPool[] }>('/me/pools'), 3000);
+  const { data, error, reload } = usePoll(() => api.get<{ pools: MyPool[] }>('/me/pools'), 3000);
+  const { ask, dialog, banner } = useActions();
   return (
     <main class="page">
       <h1>My desktops</h1>
       {props.notice && <p class="banner ok" role="status">{props.notice}</p>}
       <ErrorLine error={error} />
+      {banner}
       {data && data.pools.length === 0 && <p>You are not entitled to any desktop yet. Ask the helpdesk.</p>}
       <ul class="tiles">
         {data?.pools.map((p) => (
@@ -42,9 +44,17 @@ export function MyDesktops(props: { notice?: string | undefined }) {
             <button class="primary" type="button" disabled={!p.available} onClick={() => navigate(`/desktop/${encodeURIComponent(p.name)}`)}>
               {p.desktop?.session ? 'Reconnect' : 'Launch'}
             </button>
+            {p.desktop?.session && (
+              <button type="button" class="danger" onClick={() => ask({
+                title: `Log off ${p.desktop!.name}?`, action: 'Log off', danger: true,
+                body: <p>Your apps on it are closed and unsaved work is lost. {p.persistence === 'persistent' ? 'The desktop keeps its disk.' : 'The desktop is refreshed to a clean state; files in your network folder are kept.'} To keep your apps running, just close the viewer (Disconnect).</p>,
+                run: async () => { await api.post(`/me/sessions/${enc(p.desktop!.session!)}/logoff`); reload(); return `Logged off from ${p.desktop!.name}.`; },
+              })}>Log off</button>
+            )}
           </li>
         ))}
       </ul>
+      {dialog}
     </main>
   );
 }

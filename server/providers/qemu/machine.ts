@@ -207,6 +207,8 @@ export function qemuArgs(i: QemuArgsInput): string[] {
       ? ['-kernel', i.state.image.kernel, ...(i.state.image.initrd ? ['-initrd', i.state.image.initrd] : []), '-append', cmdline]
       : []),
     '-fw_cfg', `name=opt/vdi/name,string=${esc(spec.name)}`,
+    // Guests that redirect folders themselves (logon scripts, pam_mount) find the user's UNC path here.
+    ...(spec.home?.unc ? ['-fw_cfg', `name=opt/vdi/home-unc,string=${esc(spec.home.unc)}`] : []),
     '-blockdev', JSON.stringify({ driver: 'qcow2', 'node-name': 'disk0', file: { driver: 'file', filename: p.disk } }),
     '-device', i.state.image.kernel ? 'virtio-blk-pci,drive=disk0,id=vda' : 'ide-hd,drive=disk0,id=vda,bus=ide.0,bootindex=0',
     '-nic', `user,model=${i.state.image.kernel ? 'virtio-net-pci' : 'e1000e'},mac=${spec.mac},restrict=on`,

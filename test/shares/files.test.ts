@@ -231,6 +231,19 @@ test('share not writable: desktop request gets share_unavailable, no desktop is 
   assert.equal(ok.status, 200, JSON.stringify(ok.body));
   assert.ok(fs.statSync(path.join(share, 'bob')).isDirectory());
   assert.equal((await helpdesk.get('/shares')).body.shares[0].health.ok, true);
+
+  // An outage does not lock a user out of the live session they already have.
+  fs.renameSync(share, aside);
+  fs.writeFileSync(share, 'not a folder');
+  try {
+    const again = await bob.post('/me/pools/sp/request');
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.outcome, 'existing');
+    assert.equal(again.body.session.id, ok.body.session.id);
+  } finally {
+    fs.rmSync(share, { force: true });
+    fs.renameSync(aside, share);
+  }
 });
 
 test('a pool naming a share that is not configured: share_unavailable and an alert, never a desktop', async () => {

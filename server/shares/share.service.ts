@@ -168,9 +168,15 @@ export class ShareService {
    * The user's folder, created if missing (0700, the broker's user), after a health check.
    * Unavailable: share_unavailable, an audit entry (outcome failed) for the helpdesk and a log line.
    */
+  private readonly verifiedHomes = new Map<string, number>();
+
   async ensureHome(actor: Actor, share: Share, userId: string, context: Record<string, unknown> = {}): Promise<string> {
     const h = await this.health(share);
     const home = share.homePath(userId);
+    // A folder verified a moment ago on a healthy share is not re-checked on every request
+    // (at 08:00 this path runs thousands of times a second).
+    const key = `${share.name}/${userId}`;
+    if (h.ok && (this.verifiedHomes.get(key) ?? 0) > this.now()) return home;
     try {
       if (!h.ok) throw new Error(h.error);
       await withTimeout((async () => {
@@ -184,6 +190,8 @@ export class ShareService {
         const st = await fsp.lstat(home);
         if (!st.isDirectory()) throw new Error(`${home} exists and is not a directory`);
       })(), this.cfg.healthTimeoutMs, `share ${share.name}`);
+      if (this.verifiedHomes.size > 100_000) this.verifiedHomes.clear();
+      this.verifiedHomes.set(key, this.now() + 30_000);
       return home;
     } catch (e) {
       const message = (e as Error).message;

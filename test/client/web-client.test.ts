@@ -10,7 +10,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { startTestBroker, PASSWORD, type TestBroker } from '../support/harness.ts';
 import { ROOT } from '../support/process.ts';
@@ -18,27 +17,14 @@ import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
 import { FakeRfbServer, solidRawRect } from '../gateway/support/fake-rfb.ts';
 import { login, sleep, until } from '../tunnel/support/fixtures.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
+import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
-const require = createRequire(import.meta.url);
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, '.artifacts/client');
-const hasPlaywright = (() => {
-  try {
-    require.resolve('playwright-core');
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const missing = !existsSync(CHROMIUM)
-  ? 'chromium not installed (apt-get install chromium)'
-  : !hasPlaywright
-    ? 'playwright-core not installed'
-    : !existsSync(join(ROOT, 'client/dist/index.html'))
+const missing = chromiumMissing() ?? (!existsSync(join(ROOT, 'client/dist/index.html'))
       ? 'client not built (npm run build:client)'
       : hasXvnc()
         ? null
-        : 'Xvnc/xsetroot/vncpasswd not installed';
+        : 'Xvnc/xsetroot/vncpasswd not installed');
 
 type Locator = {
   click(): Promise<void>;
@@ -64,12 +50,11 @@ type Page = {
 };
 type Context = { newPage(): Promise<Page>; close(): Promise<void> };
 type Browser = { newContext(o?: object): Promise<Context>; close(): Promise<void> };
-type BrowserServer = { wsEndpoint(): string; process(): { pid?: number }; close(): Promise<void> };
 
 let xvnc: Xvnc | undefined;
 let rfb: FakeRfbServer | undefined;
 let tb: TestBroker | undefined;
-let server: BrowserServer | undefined;
+let chrome: LaunchedChromium<Browser> | undefined;
 let browser: Browser | undefined;
 const contexts: Context[] = [];
 const GREEN = [10, 200, 30];
@@ -95,26 +80,13 @@ before(async () => {
   await tb.app.broker.pools.create(tb.pool({ name: 'p1', displayName: 'Office desktops', size: { min: 0, max: 5, spare: 0 }, entitlements: { users: ['alice', 'bob'], groups: [] } }), SYSTEM_ACTOR);
   await tb.app.broker.pools.create(tb.pool({ name: 'p2', displayName: 'Bob only', size: { min: 0, max: 5, spare: 0 }, entitlements: { users: ['bob'], groups: [] } }), SYSTEM_ACTOR);
   tb.app.startJobs();
-  const { chromium } = require('playwright-core') as { chromium: { launchServer(o: object): Promise<BrowserServer>; connect(ws: string): Promise<Browser> } };
-  server = await chromium.launchServer({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
-  browser = await chromium.connect(server.wsEndpoint());
+  chrome = await launchChromium<Browser>();
+  browser = chrome.browser;
 });
 
 after(async () => {
-  const pid = server?.process().pid;
   for (const c of contexts) await c.close().catch(() => undefined);
-  await browser?.close().catch(() => undefined);
-  await server?.close().catch(() => undefined);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  await chrome?.stop();
   await tb?.close();
   await rfb?.close();
   await xvnc?.stop();
@@ -145,7 +117,8 @@ async function waitConn(p: Page, state: string, timeout = 20_000): Promise<void>
   await until(async () => (await connState(p)) === state, timeout, `viewer ${state}`);
 }
 
-test('user: login errors, launch with progress, pixels, typing, clipboard both ways, auto-reconnect, disconnect, reconnect, log off', { skip: missing ?? false, timeout: 180_000 }, async () => {
+test('user: login errors, launch with progress, pixels, typing, clipboard both ways, auto-reconnect, disconnect, reconnect, log off', { timeout: 180_000 }, async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
   await xvnc!.x('xsetroot', '-solid', '#c83264');
   const p = await newPage();
   await p.goto(tb!.url + '/');
@@ -244,7 +217,8 @@ test('user: login errors, launch with progress, pixels, typing, clipboard both w
   await p.close();
 });
 
-test('helpdesk: console pages, find the session, shadow read-only, log the user off, desktop refreshing then ready', { skip: missing ?? false, timeout: 180_000 }, async () => {
+test('helpdesk: console pages, find the session, shadow read-only, log the user off, desktop refreshing then ready', { timeout: 180_000 }, async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
   tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc!.port };
   await xvnc!.x('xsetroot', '-solid', '#ffd700');
   const u = await newPage();
@@ -317,7 +291,8 @@ test('helpdesk: console pages, find the session, shadow read-only, log the user 
   await u.close();
 });
 
-test('a user cannot open the helpdesk console or another user\'s desktop (UI and API)', { skip: missing ?? false, timeout: 60_000 }, async () => {
+test('a user cannot open the helpdesk console or another user\'s desktop (UI and API)', { timeout: 60_000 }, async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
   const p = await newPage();
   await p.goto(tb!.url + '/helpdesk/sessions');
   await uiLogin(p, 'alice');
@@ -348,7 +323,8 @@ test('a user cannot open the helpdesk console or another user\'s desktop (UI and
   await p.close();
 });
 
-test('kiosk: full-screen login, straight into the only desktop, back to the login on disconnect and on log off', { skip: missing ?? false, timeout: 120_000 }, async () => {
+test('kiosk: full-screen login, straight into the only desktop, back to the login on disconnect and on log off', { timeout: 120_000 }, async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
   tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc!.port };
   await xvnc!.x('xsetroot', '-solid', '#c83264');
   const p = await newPage();

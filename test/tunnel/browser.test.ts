@@ -6,31 +6,16 @@
 // Chromium, Xvnc and the test's servers are stopped by pid / closed, also on failure.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { TestBroker } from '../support/harness.ts';
 import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
 import { FakeRfbServer, solidRawRect } from '../gateway/support/fake-rfb.ts';
 import { CONSOLE_PASSWORD, connectTicket, liveSession, login, sleep, streamingBroker, until } from './support/fixtures.ts';
 import { servePage } from './support/page.ts';
+import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
-const require = createRequire(import.meta.url);
-const CHROMIUM = '/usr/bin/chromium';
-const hasPlaywright = (() => {
-  try {
-    require.resolve('playwright-core');
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const missing = !existsSync(CHROMIUM)
-  ? 'chromium not installed (apt-get install chromium)'
-  : !hasPlaywright
-    ? 'playwright-core not installed'
-    : hasXvnc()
+const missing = chromiumMissing() ?? (hasXvnc()
       ? null
-      : 'Xvnc/xsetroot/vncpasswd not installed';
+      : 'Xvnc/xsetroot/vncpasswd not installed');
 
 type Page = {
   goto(url: string): Promise<unknown>;
@@ -39,13 +24,12 @@ type Page = {
   close(): Promise<void>;
 };
 type Browser = { newPage(): Promise<Page>; close(): Promise<void> };
-type BrowserServer = { wsEndpoint(): string; process(): { pid?: number; exitCode: number | null }; close(): Promise<void> };
 
 let xvnc: Xvnc | undefined;
 let rfb: FakeRfbServer | undefined;
 let tb: TestBroker | undefined;
 let page: { url: string; close(): Promise<void> } | undefined;
-let server: BrowserServer | undefined;
+let chrome: LaunchedChromium<Browser> | undefined;
 let browser: Browser | undefined;
 
 before(async () => {
@@ -62,25 +46,12 @@ before(async () => {
   };
   tb = await streamingBroker('tunnel-browser', {}, { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port, password: CONSOLE_PASSWORD });
   page = await servePage();
-  const { chromium } = require('playwright-core') as { chromium: { launchServer(o: object): Promise<BrowserServer>; connect(ws: string): Promise<Browser> } };
-  server = await chromium.launchServer({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
-  browser = await chromium.connect(server.wsEndpoint());
+  chrome = await launchChromium<Browser>();
+  browser = chrome.browser;
 });
 
 after(async () => {
-  const pid = server?.process().pid;
-  await browser?.close().catch(() => undefined);
-  await server?.close().catch(() => undefined);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  await chrome?.stop();
   await page?.close();
   await tb?.close();
   await rfb?.close();

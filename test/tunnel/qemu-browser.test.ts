@@ -7,8 +7,7 @@
 // Chromium is stopped by pid, QEMU by TestEnv.cleanup (by pid), also on failure.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -19,28 +18,15 @@ import type { QemuProvider } from '../../server/providers/qemu/qemu.provider.ts'
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 import { login, sleep, until } from './support/fixtures.ts';
 import { servePage } from './support/page.ts';
+import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
-const require = createRequire(import.meta.url);
-const CHROMIUM = '/usr/bin/chromium';
-const has = (m: string) => {
-  try {
-    require.resolve(m);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const hasQemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
 const hasBusybox = spawnSync('bash', ['-c', 'command -v busybox'], { stdio: 'ignore' }).status === 0;
-const missing = !existsSync(CHROMIUM)
-  ? 'chromium not installed (apt-get install chromium)'
-  : !has('playwright-core')
-    ? 'playwright-core not installed'
-    : !hasQemu
+const missing = chromiumMissing() ?? (!hasQemu
       ? 'qemu-system-x86 / qemu-utils not installed'
       : !hasBusybox
         ? 'busybox-static not installed (needed for the demo image)'
-        : null;
+        : null);
 
 type WsFrame = { payload: string | Buffer };
 type Ws = { url(): string; on(ev: 'framereceived' | 'framesent', f: (f: WsFrame) => void): void };
@@ -55,27 +41,17 @@ type Page = {
   close(): Promise<void>;
 };
 type Browser = { newPage(): Promise<Page>; close(): Promise<void> };
-type BrowserServer = { wsEndpoint(): string; process(): { pid?: number; exitCode: number | null }; close(): Promise<void> };
 
 const env = missing ? undefined : new TestEnv('qbrowser');
 let tb: TestBroker | undefined;
 let page: { url: string; close(): Promise<void> } | undefined;
-let server: BrowserServer | undefined;
+let chrome: LaunchedChromium<Browser> | undefined;
 let browser: Browser | undefined;
 let serial: SerialShell | undefined;
 
 after(async () => {
   serial?.close();
-  const pid = server?.process().pid;
-  await browser?.close().catch(() => undefined);
-  await server?.close().catch(() => undefined);
-  if (pid) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  await chrome?.stop();
   await page?.close();
   await tb?.close().catch(() => undefined);
   await env?.cleanup();
@@ -151,12 +127,8 @@ test('a QEMU desktop in Chromium: the guest\'s screen on the canvas, typed keys 
 
   // Chromium and the test page start while the desktop is being provisioned.
   page = await servePage();
-  const { chromium } = require('playwright-core') as { chromium: { launchServer(o: object): Promise<BrowserServer>; connect(ws: string): Promise<Browser> } };
-  server = await chromium.launchServer({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
-  browser = await chromium.connect(server.wsEndpoint());
+  chrome = await launchChromium<Browser>();
+  browser = chrome.browser;
 
   // The reconcilers create and start the VM; the pool's one desktop becomes ready.
   const desktop = await until(async () => {

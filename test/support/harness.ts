@@ -53,7 +53,12 @@ export const PASSWORD = 'correct horse battery';
 
 export async function startTestBroker(opts: { name: string; config?: DeepPartial<Config>; providers?: Provider[]; redisUrl?: string; keepKeys?: boolean; prefix?: string } = { name: 'broker' }): Promise<TestBroker> {
   const prefix = opts.prefix ?? uniquePrefix(opts.name);
-  const config = testConfig(prefix, opts.config, opts.redisUrl);
+  // Users' folders go to a share root of this broker's own (removed on close), unless the test sets shares.
+  const shareRoot = (opts.config as { shares?: unknown } | undefined)?.shares ? null : mkdtempSync(join(tmpdir(), 'vdi-share-'));
+  const over = shareRoot
+    ? { ...opts.config, shares: { list: [{ name: 'home', root: shareRoot, unc: '', guacdPath: '', createRoot: true }] } }
+    : opts.config;
+  const config = testConfig(prefix, over as DeepPartial<Config>, opts.redisUrl);
   const provider = new FakeProvider();
   const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: opts.providers ?? [provider] });
   const server = createServer(app.app);
@@ -77,6 +82,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
       await new Promise<void>((r) => server.close(() => r()));
       if (!opts.keepKeys) await dropPrefix(config.redis.url, prefix);
       rmSync(imageDir, { recursive: true, force: true });
+      if (shareRoot) rmSync(shareRoot, { recursive: true, force: true });
     },
     async addUser(id, role = 'user', groups = []) {
       hash ??= await (await import('argon2')).default.hash(PASSWORD, { type: 2, memoryCost: 1024, timeCost: 1 });

@@ -6,6 +6,11 @@ export function setCsrf(token: string | null | undefined): void {
   csrf = token ?? '';
 }
 
+/** For the few calls that are not JSON (file uploads). */
+export function csrfToken(): string {
+  return csrf;
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,

@@ -8,6 +8,7 @@ import type { Me, MyPool, User } from './types.ts';
 import { kioskMode } from './kiosk.ts';
 import { Login } from './portal/Login.tsx';
 import { MyDesktops } from './portal/Desktops.tsx';
+import { MyFiles } from './portal/Files.tsx';
 import { Launch } from './portal/Launch.tsx';
 import { Console } from './helpdesk/Console.tsx';
 import './styles.css';
@@ -79,6 +80,8 @@ function App() {
     ) : (
       <main class="page"><p class="banner bad" role="alert" data-testid="forbidden">The helpdesk console is for helpdesk staff. Your account ({user.id}) cannot open it.</p><Link href="/">Back to my desktops</Link></main>
     );
+  } else if (path === '/files') {
+    body = <MyFiles />;
   } else {
     body = <MyDesktops notice={notice || undefined} />;
   }
@@ -88,6 +91,7 @@ function App() {
         <Link href="/" class="brand">Virtual desktops</Link>
         <nav>
           <Link href="/">My desktops</Link>
+          <Link href="/files">My files</Link>
           {isStaff(user) && <Link href="/helpdesk">Helpdesk</Link>}
         </nav>
         <span class="who">{user.displayName} <span class="muted">({user.role})</span></span>

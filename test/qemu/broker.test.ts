@@ -30,6 +30,7 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
   admin = await startTestBroker({ name: 'qemu-admin', prefix, keepKeys: true });
   await admin.addUser('alice');
   await admin.addUser('bob');
+  await admin.addUser('carol');
   const { token } = await admin.app.identity.createApiKey(SYSTEM_ACTOR, { name: 'test', role: 'admin' });
 
   const port = await freePort();
@@ -51,7 +52,7 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
   const vars = {
     VDI_CONFIG: cfg, VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: SHARED_REDIS_URL, VDI_REDIS_KEY_PREFIX: prefix,
     VDI_LOGGING_LEVEL: 'info', VDI_JOBS_POOL_SIZING_INTERVAL_MS: '300', VDI_JOBS_LIFECYCLE_INTERVAL_MS: '200', VDI_JOBS_INVENTORY_INTERVAL_MS: '1000',
-    VDI_JOBS_LEASE_TTL_MS: '2000', VDI_JOBS_MAX_FAILURES: '2', VDI_JOBS_BACKOFF_BASE_MS: '200',
+    VDI_JOBS_LEASE_TTL_MS: '2000', VDI_JOBS_MAX_FAILURES: '5', VDI_JOBS_BACKOFF_BASE_MS: '200',
   };
   let p = await startBrokerProcess('server/main.ts', vars);
   procs.push(p);
@@ -67,7 +68,7 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
   assert.equal(v.status, 201, JSON.stringify(v.body));
   assert.equal(v.body.image.current, 1);
   const created = await api.post('/pools', {
-    ...admin.pool({ name: 'qp', provider: 'local', image: 'qdemo', naming: 'qp-{n:02}', size: { min: 0, max: 3, spare: 2 }, entitlements: { users: ['alice', 'bob'], groups: [] } }),
+    ...admin.pool({ name: 'qp', provider: 'local', image: 'qdemo', naming: 'qp-{n:02}', size: { min: 0, max: 3, spare: 2 }, entitlements: { users: ['alice', 'bob', 'carol'], groups: [] } }),
     resources: { vcpu: 1, memoryMiB: 160, diskGiB: 1, network: 'default', graphics: 'vga' },
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -83,13 +84,20 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
   assert.equal(new Set(ready.map((d) => d.host)).size, 2, 'breadth-first placement uses both hosts');
   assert.equal(env.qemuPids().length, 2);
 
-  // alice takes one; the sizing job starts a replacement; kill the broker while it is provisioning
+  // No more spares: alice and bob take the two ready desktops, carol's request creates a new
+  // desktop (202, provisioning), and the broker is killed at once, mid-provisioning.
+  assert.equal((await api.post('/pools/qp/resize', { min: 0, max: 3, spare: 0 })).status, 200);
   const alice = new ApiClient(p.url);
-  assert.equal((await alice.login('alice')).status, 200);
+  const bob = new ApiClient(p.url);
+  const carol = new ApiClient(p.url);
+  for (const [c, u] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol']] as const) assert.equal((await c.login(u)).status, 200);
   const ra = await alice.post('/me/pools/qp/request');
   assert.equal(ra.status, 200);
-  await waitFor(async () => (await admin!.app.store.pools.counts('qp')).provisioning > 0, 60_000, 20);
+  assert.equal((await bob.post('/me/pools/qp/request')).status, 200);
+  const rc = await carol.post('/me/pools/qp/request');
+  assert.equal(rc.status, 202, JSON.stringify(rc.body));
   assert.equal(await p.kill('SIGKILL'), null);
+  assert.equal((await admin!.app.store.desktops.get(rc.body.desktop.id))?.state, 'provisioning');
   // the pids of the desktops that were running (the half-made one may be rebuilt)
   const pidOf = (d: { id: string; host: string }) => Number(fs.readFileSync(path.join(env.root, d.host, 'desktops', d.id, 'qemu.pid'), 'utf8').trim());
   const pidsAtKill = ready.map(pidOf);
@@ -100,9 +108,11 @@ test('a pool of QEMU desktops through the broker: boot, SIGKILL mid-provisioning
 
   const settled = await waitFor(async () => {
     const d = await desktops();
-    return d.length === 3 && d.every((x) => x.state === 'ready' || x.state === 'in_use') ? d : null;
-  }, 120_000, 500);
-  assert.equal(settled.filter((d) => d.state === 'in_use').length, 1);
+    return d.length === 3 && d.every((x) => x.state === 'in_use') ? d : null;
+  }, 120_000, 500).catch(async (e) => {
+    throw new Error(`${(e as Error).message}: ${JSON.stringify((await desktops()).map((x) => [x.name, x.state, x.lastError]))}`);
+  });
+  assert.ok(settled.some((d) => d.id === rc.body.desktop.id), "carol's half-made desktop was completed");
   for (const pid of pidsAtKill) assert.ok(env.qemuPids().includes(pid), `running desktop ${pid} was re-adopted, not restarted`);
   // no orphans: one process per desktop, one directory per desktop
   await new Promise((r) => setTimeout(r, 1500)); // an inventory pass

@@ -14,6 +14,7 @@ import { startGateway } from '../../server/gateway/index.ts';
 import { Status } from '../../server/gateway/protocol.ts';
 import { GuacTestClient } from './support/guac-client.ts';
 import { freePort } from './support/xvnc.ts';
+import { stopChild } from '../support/process.ts';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
 
@@ -65,12 +66,7 @@ it('streams a QEMU VNC console protected by a password', async (t) => {
   t.after(async () => {
     clients.forEach((c) => c.close());
     await gw.close();
-    if (child.exitCode === null && child.pid) {
-      const exited = new Promise((r) => child.once('exit', r));
-      process.kill(child.pid, 'SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-      if (child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-    }
+    await stopChild(child);
     rmSync(dir, { recursive: true, force: true });
   });
   for (let i = 0; i < 100 && !existsSync(qmpPath); i++) await new Promise((r) => setTimeout(r, 50));

@@ -60,3 +60,12 @@ export async function startBrokerProcess(script: string, env: Record<string, str
     },
   };
 }
+
+/** Stops a child a test started: SIGTERM by pid, SIGKILL if it is still there after `graceMs`. */
+export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  process.kill(child.pid, 'SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
+  if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+}

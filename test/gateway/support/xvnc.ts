@@ -6,6 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { stopChild } from '../../support/process.ts';
 
 const run = promisify(execFile);
 
@@ -77,12 +78,7 @@ export async function startXvnc(opts: { width: number; height: number; password?
       { stdio: 'ignore' },
     );
     const stop = async () => {
-      if (child.exitCode === null && child.pid) {
-        const exited = new Promise((r) => child.once('exit', r));
-        process.kill(child.pid, 'SIGTERM');
-        await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-        if (child.exitCode === null) process.kill(child.pid, 'SIGKILL');
-      }
+      await stopChild(child);
       rmSync(dir, { recursive: true, force: true });
     };
     try {

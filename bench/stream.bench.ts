@@ -1,13 +1,16 @@
 // Streaming benchmark for server/gateway (not a test). The gateway runs in a child process
 // so its CPU and memory are measured alone; this process plays a VNC server (a tiny RFB
 // server pushing full-screen 1280×720 updates, photo-like and text-like) and a browser-like
-// client that answers every `sync`. Prints ONE JSON line. Bounded to well under 60 s.
+// client that answers every `sync`. Like the broker, it runs the gateway on a unix socket and
+// opens every connection with a grant signed with a key derived from a shared secret.
+// Prints ONE JSON line. Bounded to well under 60 s.
 //
 //   node --import tsx bench/stream.bench.ts
 import { fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { startGateway } from '../server/gateway/index.ts';
+import { grantKey, issueGrant, startGateway, type GuacdEndpoint } from '../server/gateway/index.ts';
 import { FakeRfbServer, type FakeRfbConnection } from '../test/gateway/support/fake-rfb.ts';
 import { GuacTestClient } from '../test/gateway/support/guac-client.ts';
 
@@ -15,11 +18,15 @@ const W = 1280;
 const H = 720;
 const PHASE_MS = 7000;
 const IDLE_TUNNELS = 200;
+/** The tunnel secret the gateway child and this process share (parent side). */
+const benchSecret = randomBytes(48).toString('base64url');
 
 type Usage = { cpu: number; rss: number; heap: number; external: number };
 
 if (process.argv.includes('--gateway-child')) {
-  const gw = await startGateway({ host: '127.0.0.1', port: 0, logger: pino({ level: 'warn' }), timings: { idleTimeoutMs: 120_000 } });
+  // The shared secret comes over IPC (as every replica reads the tunnel secret), never argv.
+  const secret = await new Promise<string>((resolve) => process.once('message', (m: { secret: string }) => resolve(m.secret)));
+  const gw = await startGateway({ listen: { socketDir: '' }, grantKey: grantKey(secret), logger: pino({ level: 'warn' }), timings: { idleTimeoutMs: 120_000 } });
   const gc = (globalThis as { gc?: () => void }).gc;
   process.on('message', (m: string) => {
     if (m === 'usage') {
@@ -31,7 +38,7 @@ if (process.argv.includes('--gateway-child')) {
       void gw.close().then(() => process.exit(0));
     }
   });
-  process.send!({ port: gw.port });
+  process.send!({ endpoint: gw.endpoint, address: gw.address });
 } else {
   await main();
 }
@@ -75,7 +82,12 @@ function textFrame(seed: number): Buffer {
   return px;
 }
 
-type GatewayChild = { port: number; usage(): Promise<Usage>; stop(): Promise<void> };
+type GatewayChild = { endpoint: GuacdEndpoint; address: string; usage(): Promise<Usage>; stop(): Promise<void> };
+
+/** What the broker's tunnel does for each connection: a grant for this gateway and endpoint. */
+function grantFor(gw: GatewayChild, vncPort: number): string {
+  return issueGrant(grantKey(benchSecret), { gateway: gw.address, host: '127.0.0.1', port: vncPort, readOnly: false });
+}
 
 /** Starts the gateway in its own process so its CPU and memory are measured alone. */
 async function spawnGateway(malloc: Record<string, string>): Promise<GatewayChild> {
@@ -85,9 +97,10 @@ async function spawnGateway(malloc: Record<string, string>): Promise<GatewayChil
     execArgv: ['--import', 'tsx', '--expose-gc'],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
-  const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
+  child.send({ secret: benchSecret });
+  const where = await new Promise<{ endpoint: GuacdEndpoint; address: string }>((resolve) => child.once('message', resolve));
   return {
-    port,
+    ...where,
     usage: () =>
       new Promise<Usage>((resolve) => {
         child.once('message', (m: Usage) => resolve(m));
@@ -137,10 +150,10 @@ async function main(): Promise<void> {
     // 1. One session streaming full-screen changes as fast as the client acknowledges.
     const gw = await spawnGateway(malloc);
     children.push(gw);
-    const client = await GuacTestClient.connect(gw.port);
+    const client = await GuacTestClient.connect(gw.endpoint);
     let bytes = 0;
     client.socket.on('data', (d: Buffer) => (bytes += d.length));
-    await client.handshake({ hostname: '127.0.0.1', port: String(rfb.port) });
+    await client.handshake({}, grantFor(gw, rfb.port));
     for (const phase of ['photo', 'text'] as const) {
       mode = phase;
       for (let i = 0; i < 3; i++) await client.frame(); // warm up
@@ -170,8 +183,8 @@ async function main(): Promise<void> {
     mode = 'idle';
     const idleGw = await spawnGateway(malloc);
     children.push(idleGw);
-    const warm = await GuacTestClient.connect(idleGw.port);
-    await warm.handshake({ hostname: '127.0.0.1', port: String(rfb.port) });
+    const warm = await GuacTestClient.connect(idleGw.endpoint);
+    await warm.handshake({}, grantFor(idleGw, rfb.port));
     await warm.frame();
     await new Promise((r) => setTimeout(r, 3000));
     await idleGw.usage();
@@ -181,9 +194,9 @@ async function main(): Promise<void> {
     for (let i = 0; i < IDLE_TUNNELS; i += 20) {
       await Promise.all(
         Array.from({ length: 20 }, async () => {
-          const c = await GuacTestClient.connect(idleGw.port);
+          const c = await GuacTestClient.connect(idleGw.endpoint);
           idle.push(c);
-          await c.handshake({ hostname: '127.0.0.1', port: String(rfb.port) });
+          await c.handshake({}, grantFor(idleGw, rfb.port));
           await c.frame();
         }),
       );

@@ -9,6 +9,7 @@ import type { Config } from './config/index.ts';
 import { Store, createRedis, connectRedis } from './store/index.ts';
 import { ProviderRegistry, type Provider } from './providers/index.ts';
 import { createProviders } from './providers/configured.ts';
+import { MachineService } from './providers/manual/index.ts';
 import { Broker, DESKTOP_STATES } from './broker/index.ts';
 import { Passwords, LoginThrottle, IdentityService, HttpAuth } from './auth/index.ts';
 import { createApi, errorHandler, type RouteTable } from './api/index.ts';
@@ -37,6 +38,8 @@ export interface BrokerApp {
   store: Store;
   broker: Broker;
   identity: IdentityService;
+  /** Logins (cookie sessions, API keys); the tunnel resolves them from WebSocket upgrades. */
+  auth: HttpAuth;
   providers: ProviderRegistry;
   reconcilers: Reconcilers | null;
   /** User files: shares, the files API's service, the home-folder hook. */
@@ -45,6 +48,11 @@ export interface BrokerApp {
   metrics: Metrics;
   /** Starts the reconcilers (if enabled in config). */
   startJobs(): void;
+  /**
+   * Shutdown begins (first SIGTERM): /readyz and new API requests answer 503 not_ready so a load
+   * balancer moves traffic elsewhere; requests already in flight are served to their end.
+   */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -62,6 +70,20 @@ function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
     });
     next();
   };
+}
+
+/**
+ * Where the web client may connect: its own origin ('self' covers same-origin ws:/wss: in
+ * current browsers, so the tunnel needs nothing more) and the thin-client shells allowed to
+ * open tunnels (tunnel.allowedOrigins), over HTTP(S) and WebSocket alike.
+ */
+export function connectSources(allowedOrigins: readonly string[]): string[] {
+  const out = ["'self'"];
+  for (const o of allowedOrigins) {
+    const origin = new URL(o).origin;
+    out.push(origin, origin.replace(/^http/, 'ws'));
+  }
+  return out;
 }
 
 /** Builds the broker: store, services, auth, API and reconcilers. The caller listens. */
@@ -82,7 +104,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const providers = new ProviderRegistry(Array.isArray(o.providers) ? o.providers : []);
   const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
   if (o.providers === 'configured') {
-    for (const p of createProviders(config, logger, async (ref) => (await broker.images.resolve(ref)).path)) providers.add(p);
+    for (const p of createProviders(config, logger, async (ref) => (await broker.images.resolve(ref)).path, store)) providers.add(p);
   }
   // Host maintenance is kept in Redis so it survives restarts and holds for every replica.
   await store.images.hostMaintenance().then(
@@ -106,6 +128,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       if (!secret) throw new Error('session secret read before it was loaded');
       return secret;
     },
+    loadSecret: async () => (secret ??= await store.sessionSecret('')),
     cookieName: config.session.cookieName,
     maxAgeSeconds: config.session.maxAgeSeconds,
     secureCookies: config.session.secureCookies,
@@ -122,9 +145,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       return undefined;
     },
   });
-  const shares = createShares(config, { logger, metrics, audit: broker.audit, providers, ...(o.now ? { now: o.now } : {}) });
+  const shares = createShares(config, { logger, metrics, audit: broker.audit, providers, quota: store.quota, ...(o.now ? { now: o.now } : {}) });
   broker.assignment.useHome(shares.home);
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares }, config.server.bodyLimitBytes, metricsRoute);
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now) }, config.server.bodyLimitBytes, metricsRoute);
   const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
   if (reconcilers) reconcilers.lifecycle.homeOf = shares.home.homeOf;
   let closing = false;
@@ -133,9 +156,17 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   app.disable('x-powered-by');
   app.set('trust proxy', config.server.trustProxy);
   // Strict CSP (no inline scripts). No upgrade-insecure-requests: TLS is the proxy's business,
-  // and the quick start serves plain HTTP.
-  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': ["'self'", 'ws:', 'wss:'], 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } } }));
+  // and the quick start serves plain HTTP. HSTS only on requests that arrived over TLS
+  // (req.secure honours server.trustProxy and X-Forwarded-Proto): over plain HTTP it means nothing.
+  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false }));
+  const hsts = helmet.strictTransportSecurity();
+  app.use((req, res, next) => (req.secure ? hsts(req, res, next) : next()));
   app.use(requestLog(logger, metrics));
+  // While draining, every answer asks the client to take its next request elsewhere.
+  app.use((_req, res, next) => {
+    if (closing) res.setHeader('Connection', 'close');
+    next();
+  });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', version: VERSION });
   });
@@ -171,12 +202,17 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   app.use(errorHandler(logger));
 
   return {
-    app, store, broker, identity, providers, reconcilers, shares, routes: table, metrics,
+    app, store, broker, identity, auth, providers, reconcilers, shares, routes: table, metrics,
     startJobs() {
       reconcilers?.runner.start();
     },
+    drain() {
+      closing = true;
+    },
     async close() {
       closing = true;
+      // Running uploads are aborted and cleaned up while Redis is still there (reservations).
+      await shares.close();
       await reconcilers?.stop();
       await providers.close();
       if (ownsRedis) redis.disconnect();

@@ -9,7 +9,13 @@ import { ProviderRegistry } from './providers/index.ts';
 import { Metrics } from './observability/index.ts';
 import { Passwords, LoginThrottle, IdentityService } from './auth/index.ts';
 import { BrokerError } from './errors.ts';
+import type { ZodType } from 'zod';
+import { zodIssueToError } from './api/route.ts';
+import { newUserBody, userPatchBody, newGroupBody, groupPatchBody, newApiKeyBody } from './api/schemas.ts';
 import { ROLES, Broker, type Actor, type Role } from './broker/index.ts';
+import { readFileSync } from 'node:fs';
+import { createProviders } from './providers/configured.ts';
+import { MachineService, machineSpecSchema } from './providers/manual/index.ts';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -52,26 +58,60 @@ async function main(): Promise<void> {
     throw new BrokerError('validation_failed', 'give --password-stdin (preferred) or --password', { field: 'password' });
   };
 
+  // The same schemas as the API: the CLI stores nothing the API would refuse.
+  const valid = <T>(schema: ZodType<T>, input: unknown): T => {
+    const r = schema.safeParse(input);
+    if (!r.success) throw zodIssueToError(r.error, 'body');
+    return r.data;
+  };
+
   const program = new Command('vdi-broker').option('--config <file>', 'configuration file').exitOverride();
   const user = program.command('user').description('local users');
   user.command('add <id>').option('--role <role>', 'user, helpdesk or admin', 'user').option('--display-name <name>').option('--group <group...>', 'groups', [])
     .option('--password <pw>').option('--password-stdin', 'read the password from standard input')
-    .action(async (id: string, o) => out(await identity.createUser(actor, { id: id.toLowerCase(), role: role(o.role), password: await password(o), displayName: o.displayName, groups: o.group })));
+    .action(async (id: string, o) => out(await identity.createUser(actor, valid(newUserBody, { id, role: role(o.role), password: await password(o), displayName: o.displayName, groups: o.group }))));
   user.command('list').action(async () => out(await identity.listUsers()));
-  user.command('passwd <id>').option('--password <pw>').option('--password-stdin').action(async (id: string, o) => out(await identity.updateUser(actor, id, { password: await password(o) })));
+  user.command('passwd <id>').option('--password <pw>').option('--password-stdin').action(async (id: string, o) => out(await identity.updateUser(actor, id, valid(userPatchBody, { password: await password(o) }))));
   user.command('role <id> <role>').action(async (id: string, r: string) => out(await identity.updateUser(actor, id, { role: role(r) })));
   user.command('disable <id>').action(async (id: string) => out(await identity.updateUser(actor, id, { disabled: true })));
   user.command('enable <id>').action(async (id: string) => out(await identity.updateUser(actor, id, { disabled: false })));
+  user.command('unlock <id>').description('clear login lock, waits and per-address blocks').action(async (id: string) => out(await identity.unlockUser(actor, id.toLowerCase())));
   user.command('del <id>').action(async (id: string) => identity.deleteUser(actor, id));
   const group = program.command('group').description('groups of users');
-  group.command('add <name>').option('--member <user...>', 'members', []).action(async (name: string, o) => out(await identity.createGroup(actor, { name, members: o.member })));
+  group.command('add <name>').option('--member <user...>', 'members', []).action(async (name: string, o) => out(await identity.createGroup(actor, valid(newGroupBody, { name, members: o.member }))));
   group.command('list').action(async () => out(await identity.listGroups()));
-  group.command('members <name> [users...]').action(async (name: string, users: string[]) => out(await identity.updateGroup(actor, name, { members: users })));
+  group.command('members <name> [users...]').action(async (name: string, users: string[]) => out(await identity.updateGroup(actor, name, valid(groupPatchBody, { members: users }))));
   group.command('del <name>').action(async (name: string) => identity.deleteGroup(actor, name));
   const key = program.command('apikey').description('API keys for automation');
-  key.command('create <name>').option('--role <role>', 'role of the key', 'helpdesk').action(async (name: string, o) => out(await identity.createApiKey(actor, { name, role: role(o.role) })));
+  key.command('create <name>').option('--role <role>', 'role of the key', 'helpdesk').action(async (name: string, o) => out(await identity.createApiKey(actor, valid(newApiKeyBody, { name, role: role(o.role) }))));
   key.command('list').action(async () => out(await identity.listApiKeys()));
   key.command('revoke <id>').action(async (id: string) => identity.revokeApiKey(actor, id));
+  // Machines of manual pools: only the manual drivers are built (they seal credentials with the tunnel secret).
+  const machineService = () => {
+    const manual = { ...config, providers: config.providers.filter((p) => p.kind === 'manual') };
+    const registry = new ProviderRegistry(createProviders(manual, logger, async () => '', store));
+    return new MachineService(store, registry, broker.audit);
+  };
+  const machine = program.command('machine').description('existing machines of manual pools (labs, RDS hosts)');
+  machine.command('add <name>').requiredOption('--pool <pool>').requiredOption('--address <host>').option('--protocol <p>', 'vnc or rdp', 'vnc').option('--port <n>')
+    .option('--username <u>').option('--password <pw>').option('--password-stdin', 'read the console password from standard input')
+    .option('--domain <d>').option('--security <mode>', 'RDP: any, nla, nla-ext, tls, vmconnect, rdp').option('--ignore-cert', 'RDP: accept any certificate').option('--mac <mac>', 'Wake-on-LAN MAC').option('--agent', 'runs the guest agent')
+    .action(async (name: string, o) => {
+      const pw = o.passwordStdin || o.password ? await password(o) : undefined;
+      const spec = valid(machineSpecSchema, {
+        name, pool: o.pool, protocol: o.protocol, address: o.address, ...(o.port ? { port: Number(o.port) } : {}), ...(o.username ? { username: o.username } : {}), ...(pw ? { password: pw } : {}),
+        ...(o.domain ? { domain: o.domain } : {}), ...(o.security ? { security: o.security } : {}), ...(o.ignoreCert ? { ignoreCert: true } : {}), ...(o.mac ? { mac: o.mac } : {}), ...(o.agent ? { agent: true } : {}),
+      });
+      out(await machineService().add(actor, spec));
+    });
+  machine.command('list').option('--pool <pool>').action(async (o) => out(await machineService().list(o.pool ? { pool: o.pool } : {})));
+  machine.command('del <name>').description('remove from its pool (the machine itself is not touched)').action(async (name: string) => machineService().remove(actor, name));
+  machine.command('import <csv>').description('add machines from a CSV file ("-" = standard input); header: name,pool,protocol,address[,port,username,password,domain,security,ignoreCert,mac,agent]')
+    .action(async (file: string) => {
+      const r = await machineService().importCsv(actor, file === '-' ? await readStdin() : readFileSync(file, 'utf8'));
+      out(r);
+      if (r.failed.length) process.exitCode = 1;
+    });
 
   try {
     await program.parseAsync(process.argv);

@@ -8,7 +8,8 @@ export const ERROR_CODES = {
   payload_too_large: { status: 413, message: 'The request body is too large.' },
   unauthenticated: { status: 401, message: 'Log in first.' },
   invalid_credentials: { status: 401, message: 'Wrong user name or password.' },
-  account_locked: { status: 429, message: 'Too many failed logins for this account; try again later.' },
+  account_locked: { status: 429, message: 'This account is locked after too many failed logins; try again later or ask the helpdesk.' },
+  login_throttled: { status: 429, message: 'Too many failed logins; wait before trying again.' },
   too_many_attempts: { status: 429, message: 'Too many failed logins from this address; try again later.' },
   csrf_invalid: { status: 403, message: 'Missing or invalid CSRF token.' },
   forbidden: { status: 403, message: 'Your role does not allow this.' },
@@ -27,6 +28,7 @@ export const ERROR_CODES = {
   quota_exceeded: { status: 507, message: 'Your file storage is over its limit; delete files first.' },
   share_unavailable: { status: 503, message: 'Your file share cannot be reached; the helpdesk has been alerted.' },
   not_supported: { status: 501, message: 'The desktop provider does not support this operation.' },
+  guacd_required: { status: 409, message: 'RDP consoles need an external guacd (guacd.host); this broker streams VNC only.' },
   provider_error: { status: 502, message: 'The hypervisor reported an error.' },
   redis_unavailable: { status: 503, message: 'The broker cannot reach its state store; try again shortly.' },
   not_ready: { status: 503, message: 'The broker is starting or shutting down.' },
@@ -60,17 +62,41 @@ export function isErrorCode(s: string): s is ErrorCode {
   return Object.hasOwn(ERROR_CODES, s);
 }
 
-/** True for the errors ioredis raises when Redis cannot be reached. */
-export function isRedisUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
+// Redis answers with these error prefixes when it cannot serve now but will again by itself:
+// loading its data set, a replica that cannot take writes (a failover in progress), out of
+// memory, its primary or cluster down, busy running a script, unable to persist.
+const REDIS_TRANSIENT_REPLY = /^(LOADING|READONLY|OOM|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY|NOREPLICAS|MISCONF)\b/;
+// ioredis' own messages when the connection is missing, stalled or gone.
+const REDIS_CLIENT_MESSAGES = [
+  'Command timed out',
+  "Stream isn't writeable",
+  'Connection is closed',
+  'Socket timeout',
+  'Redis is unavailable',
+  'Failed to refresh slots cache',
+  'None of startup nodes is available',
+];
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/**
+ * True for every way Redis can fail to serve a command: refused, reset, timed out (a stalled
+ * server), loading, a read-only replica, out of memory, primary or cluster down, connection
+ * closed, retries exhausted. The broker answers these with 503 redis_unavailable, never 500.
+ * Follows `cause` (wrapped errors) a few levels deep.
+ */
+export function isRedisUnavailable(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > 4) return false;
   const m = err.message;
-  return (
+  const code = (err as { code?: unknown }).code;
+  if (
     err.name === 'MaxRetriesPerRequestError' ||
-    m.includes("Stream isn't writeable") ||
-    m.includes('Connection is closed') ||
-    m.includes('ECONNREFUSED') ||
-    m.includes('ECONNRESET') ||
-    m.includes('LOADING') ||
-    m.includes('Redis is unavailable')
-  );
+    err.name === 'ClusterAllFailedError' ||
+    REDIS_TRANSIENT_REPLY.test(m) ||
+    REDIS_CLIENT_MESSAGES.some((s) => m.includes(s)) ||
+    (typeof code === 'string' && NETWORK_CODES.has(code)) ||
+    /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT)\b/.test(m)
+  ) {
+    return true;
+  }
+  return isRedisUnavailable(err.cause, depth + 1);
 }

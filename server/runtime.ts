@@ -1,5 +1,5 @@
 // Shared start-up for the broker process (main.ts) and the quick start (quickstart.ts).
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { loadConfig, ConfigError, type Config } from './config/index.ts';
 import { createLogger, type Logger } from './observability/index.ts';
 import { createBrokerApp, type BrokerApp } from './app.ts';
@@ -28,6 +28,28 @@ export function publicUrl(config: Config, server: Server): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
+/**
+ * Requests in flight on the server. drained(): ends the event streams (they would run for
+ * minutes; EventSource reconnects elsewhere) and resolves once no request is left.
+ */
+function trackRequests(server: Server): { drained(): Promise<void> } {
+  const open = new Set<ServerResponse>();
+  let idle: (() => void) | undefined;
+  server.on('request', (_req, res: ServerResponse) => {
+    open.add(res);
+    res.once('close', () => {
+      open.delete(res);
+      if (open.size === 0) idle?.();
+    });
+  });
+  return {
+    drained() {
+      for (const res of open) if (String(res.getHeader('content-type') ?? '').startsWith('text/event-stream')) res.end();
+      return open.size === 0 ? Promise.resolve() : new Promise<void>((r) => (idle = r));
+    },
+  };
+}
+
 export interface RunningBroker {
   broker: BrokerApp;
   server: Server;
@@ -45,22 +67,27 @@ export async function runBroker(config: Config, logger: Logger, providers: Provi
     server.once('error', reject);
     server.listen(config.server.port, config.server.host, () => resolve());
   });
-  const tunnel = await attachTunnel({ server, store: broker.store, broker: broker.broker, providers: broker.providers, config, logger, metrics: broker.metrics });
+  const tunnel = await attachTunnel({ server, store: broker.store, broker: broker.broker, providers: broker.providers, config, logger, metrics: broker.metrics, logins: (req) => broker.auth.loginOfUpgrade(req), trustProxy: broker.app.get('trust proxy fn') });
   broker.startJobs();
   const url = publicUrl(config, server);
   logger.info({ url }, 'vdi-broker listening');
 
+  const inFlight = trackRequests(server);
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down');
+      // Not ready from the first signal on (/readyz 503), so a load balancer stops sending traffic.
+      // The listener stays open through the grace: health checks get that answer instead of a
+      // refused connection, and requests already in flight are served to their end.
+      broker.drain();
       // Open tunnels are WebSockets the HTTP server would wait for: end them first, cleanly.
       await tunnel.close();
-      const closed = new Promise<void>((r) => server.close(() => r()));
-      server.closeIdleConnections();
       const grace = new Promise<void>((r) => setTimeout(r, config.server.shutdownGraceSeconds * 1000).unref());
-      await Promise.race([closed, grace]);
+      await Promise.race([inFlight.drained(), grace]);
+      const closed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
+      await closed;
       await broker.close();
       await onStop?.();
       logger.info('stopped');

@@ -69,6 +69,8 @@ export function describeError(e: unknown): string {
       return 'Wrong user name or password.';
     case 'account_locked':
       return `This account is locked after too many failed attempts.${wait || ' Try again later or ask the helpdesk.'}`;
+    case 'login_throttled':
+      return `Too many failed logins.${wait || ' Wait a moment.'}`;
     case 'too_many_attempts':
       return `Too many login attempts from here.${wait || ' Wait a few minutes.'}`;
     case 'redis_unavailable':

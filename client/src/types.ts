@@ -66,3 +66,17 @@ export interface AuditEntry {
   id: string; at: string; actor: string; role: string; action: string; targetType: string; target: string;
   address: string; outcome: 'ok' | 'denied' | 'failed'; details: Record<string, unknown>;
 }
+
+/** GET /auth/lockouts and /users/{id}/lockout: the login throttle's view of a user name. */
+export interface Lockout {
+  user: string;
+  state: 'locked' | 'throttled' | 'failing' | 'clear';
+  failures: number;
+  retryAfterSeconds: number;
+  addresses: { address: string; failures: number; blocked: boolean; retryAfterSeconds: number }[];
+}
+export interface Lockouts {
+  mode: 'progressive' | 'hard';
+  accounts: Lockout[];
+  addresses: { address: string; accounts: number; retryAfterSeconds: number }[];
+}

@@ -1,13 +1,12 @@
-import { z } from 'zod';
 import type { RouteTable } from './route.ts';
 import type { ApiDeps } from './deps.ts';
-import { keyParams, identifier, role } from './schemas.ts';
+import { keyParams, newApiKeyBody } from './schemas.ts';
 
 export function apiKeyRoutes(t: RouteTable, { identity }: ApiDeps): void {
   t.add({ method: 'get', path: '/api-keys', tag: 'api-keys', summary: 'API keys (never their secrets)', role: 'admin', handler: async () => ({ apiKeys: await identity.listApiKeys() }) });
   t.add({
     method: 'post', path: '/api-keys', tag: 'api-keys', summary: 'Create an API key; the token is shown only in this answer', role: 'admin', status: 201,
-    body: z.strictObject({ name: identifier(64), role }),
+    body: newApiKeyBody,
     handler: async ({ body, actor }) => identity.createApiKey(actor, body),
   });
   t.add({

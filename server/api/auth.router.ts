@@ -11,11 +11,19 @@ export function authRoutes(t: RouteTable, { auth, identity }: ApiDeps): void {
     summary: 'Log in with a local account; sets the session cookie and returns the CSRF token',
     role: 'anyone',
     body: z.strictObject({ username, password }),
-    errors: ['invalid_credentials', 'account_locked', 'too_many_attempts'],
+    errors: ['invalid_credentials', 'account_locked', 'login_throttled', 'too_many_attempts'],
     handler: async ({ req, res }) => {
       const principal = await auth.login(req, res);
       return { user: await identity.getUser(principal.id), csrfToken: auth.csrfToken(req) };
     },
+  });
+  t.add({
+    method: 'get',
+    path: '/auth/lockouts',
+    tag: 'auth',
+    summary: 'Users whose logins are locked, throttled or failing, and addresses blocked for password spraying',
+    role: 'helpdesk',
+    handler: async () => identity.lockouts(),
   });
   t.add({
     method: 'post',

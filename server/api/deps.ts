@@ -2,6 +2,7 @@ import type { Broker } from '../broker/index.ts';
 import type { HttpAuth, IdentityService } from '../auth/index.ts';
 import type { TicketService } from '../tunnel/tickets.ts';
 import type { FilesService, ShareService } from '../shares/index.ts';
+import type { MachineService } from '../providers/manual/index.ts';
 
 export interface ApiDeps {
   broker: Broker;
@@ -13,4 +14,6 @@ export interface ApiDeps {
   /** The user's files on the shares (server/shares). */
   files: FilesService;
   shares: ShareService;
+  /** Machines of manual pools (server/providers/manual). */
+  machines: MachineService;
 }

@@ -53,8 +53,8 @@ export function filesRoutes(t: RouteTable, { files, shares, identity }: ApiDeps)
   });
   t.add({
     method: 'put', path: '/me/files/content', tag: 'files', role: 'user', query: uploadQuery, status: 201,
-    errors: [...FILE_ERRORS, 'already_exists', 'conflict', 'quota_exceeded', 'payload_too_large'],
-    summary: 'Upload a file: the raw request body (any content type but JSON), streamed; limited to shares.maxUploadBytes and my hard quota. overwrite=true replaces a file.',
+    errors: [...FILE_ERRORS, 'already_exists', 'conflict', 'quota_exceeded', 'payload_too_large', 'not_ready'],
+    summary: 'Upload a file: the raw request body (any content type but JSON), streamed; limited to shares.maxUploadBytes and my hard quota (room is reserved before bytes are written, also without Content-Length). overwrite=true replaces a file. 503 not_ready when the broker shuts down mid-upload (nothing is kept).',
     handler: async ({ actor, query, req }) => {
       const len = req.headers['content-length'];
       const declared = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;

@@ -14,6 +14,7 @@ import { hostRoutes } from './hosts.router.ts';
 import { tunnelRoutes } from './tunnel.router.ts';
 import { eventRoutes } from './events.router.ts';
 import { filesRoutes } from './files.router.ts';
+import { machineRoutes } from './machines.router.ts';
 import { buildOpenApi } from './openapi.ts';
 import { notFound } from './errors.middleware.ts';
 
@@ -24,7 +25,7 @@ export type { ApiDeps } from './deps.ts';
 /** All /api/v1 routes, with the table they were declared in (tests walk it). */
 export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: RouteTable) => void): { router: Router; table: RouteTable } {
   const table = new RouteTable();
-  for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes, imageRoutes, hostRoutes, tunnelRoutes, filesRoutes, eventRoutes]) add(table, deps);
+  for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes, imageRoutes, hostRoutes, tunnelRoutes, filesRoutes, machineRoutes, eventRoutes]) add(table, deps);
   extra?.(table);
   let openapi: Record<string, unknown> | undefined;
   table.add({ method: 'get', path: '/openapi.json', tag: 'meta', summary: 'This document', role: 'anyone', handler: async () => (openapi ??= buildOpenApi(table, deps.version)) });
@@ -33,7 +34,7 @@ export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: Rou
   r.use(express.json({ limit: bodyLimitBytes, strict: true }));
   r.use(...deps.auth.middleware());
   r.use(deps.auth.csrfProtection());
-  table.mount(r);
+  table.mount(r, deps.broker.audit);
   r.use(notFound);
   return { router: r, table };
 }

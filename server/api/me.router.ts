@@ -42,7 +42,7 @@ export function meRoutes(t: RouteTable, { broker }: ApiDeps): void {
     method: 'post',
     path: '/me/pools/:pool/request',
     tag: 'me',
-    summary: 'Request a desktop from a pool: my existing one, a ready one, or a new one (202 while it is prepared)',
+    summary: 'Request a desktop from a pool: my existing one, a ready one, or a new one (202 while it is prepared); a disabled pool or one in maintenance still hands back my live session',
     role: 'user',
     params: myPoolParams,
     errors: ['not_found', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable'],

@@ -2,10 +2,10 @@
 // mount the express handlers, build the OpenAPI document and drive the role-matrix test.
 import { Router, type Request, type Response, type NextFunction } from 'express';
 import { z, type ZodType } from 'zod';
-import { BrokerError } from '../errors.ts';
+import { BrokerError, isRedisUnavailable } from '../errors.ts';
 import { ERROR_CODES } from '../errors.ts';
 import { requireRole, actorOf } from '../auth/index.ts';
-import type { Actor, Role } from '../broker/index.ts';
+import { withinAuditedCall, type Actor, type AuditService, type AuditedCall, type Role } from '../broker/index.ts';
 
 export type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
@@ -35,6 +35,11 @@ export interface RouteDef<B = unknown, Q = unknown, P = unknown> {
   status?: number;
   /** Error codes this route may answer with, beyond the common ones (for the docs). */
   errors?: (keyof typeof ERROR_CODES)[];
+  /**
+   * The audit action a refusal of this helpdesk/admin change is recorded under; by default
+   * derived from the path (POST /pools -> pool.create, POST /desktops/:id/migrate -> desktop.migrate).
+   */
+  auditAction?: string;
   handler: (ctx: HandlerContext<B, Q, P>) => Promise<unknown>;
 }
 
@@ -71,30 +76,82 @@ export class RouteTable {
     this.routes.push(def as RouteDef<any, any, any>);
   }
 
-  mount(router: Router): void {
+  /**
+   * Mounts every route. With `audit`, a state-changing helpdesk/admin route that refuses a known
+   * caller (invalid input, forbidden for the role, not found, conflict, provider error) writes one
+   * audit entry, unless the service behind it already audited that refusal itself.
+   */
+  mount(router: Router, audit?: AuditService): void {
     for (const def of this.routes) {
-      router[def.method](def.path, requireRole(def.role), async (req: Request, res: Response, next: NextFunction) => {
+      const guard = requireRole(def.role);
+      const audited = audit && def.method !== 'get' && (def.role === 'helpdesk' || def.role === 'admin');
+      router[def.method](def.path, async (req: Request, res: Response, next: NextFunction) => {
+        const call: AuditedCall = { refusalRecorded: false };
         try {
-          let status = def.status ?? 200;
-          const ctx = {
-            setStatus: (code: number) => void (status = code),
-            req,
-            res,
-            body: parse(def.body, req.body, 'body'),
-            query: parse(def.query, req.query, 'query'),
-            params: parse(def.params, req.params, 'params'),
-            actor: actorOf(req),
-          };
-          const out = await def.handler(ctx);
-          if (res.headersSent) return;
-          if (out === undefined) res.status(def.status ?? 204).end();
-          else res.status(status).json(out);
+          await withinAuditedCall(call, async () => {
+            await new Promise<void>((resolve, reject) => guard(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
+            let status = def.status ?? 200;
+            const ctx = {
+              setStatus: (code: number) => void (status = code),
+              req,
+              res,
+              body: parse(def.body, req.body, 'body'),
+              query: parse(def.query, req.query, 'query'),
+              params: parse(def.params, req.params, 'params'),
+              actor: actorOf(req),
+            };
+            const out = await def.handler(ctx);
+            if (res.headersSent) return;
+            if (out === undefined) res.status(def.status ?? 204).end();
+            else res.status(status).json(out);
+          });
         } catch (err) {
+          if (audited && !call.refusalRecorded) await auditRefusal(audit, def, req, err);
           next(err);
         }
       });
     }
   }
+}
+
+/** `POST /pools` -> pool.create, `PATCH /pools/:name` -> pool.update, `POST /desktops/:id/migrate` -> desktop.migrate. */
+export function auditActionOf(def: Pick<RouteDef, 'method' | 'path' | 'auditAction'>): string {
+  if (def.auditAction) return def.auditAction;
+  const parts = def.path.split('/').filter(Boolean);
+  const nouns: string[] = [];
+  let verb: string | undefined;
+  for (const [i, p] of parts.entries()) {
+    if (p.startsWith(':')) continue;
+    // A plural is a collection (pools, snapshots); a last word after an id is a verb (migrate, resize).
+    if (/s$/.test(p)) nouns.push(singular(p));
+    else if (i === parts.length - 1 && i > 0) verb = p;
+    else nouns.push(p);
+  }
+  const endsWithId = parts.at(-1)?.startsWith(':') ?? false;
+  // DELETE on an action undoes it (DELETE /hosts/:p/:h/drain -> host.drain.cancel).
+  if (verb && def.method === 'delete') return [...nouns, verb, 'cancel'].join('.');
+  verb ??= def.method === 'delete' ? 'delete' : def.method === 'post' && !endsWithId ? 'create' : 'update';
+  return [...nouns, verb].join('.');
+}
+
+function singular(p: string): string {
+  return p.replace(/-/g, '').replace(/s$/, '');
+}
+
+/** Writes the audit entry of a refused call (never throws: the refusal answers either way). */
+async function auditRefusal(audit: AuditService, def: RouteDef<any, any, any>, req: Request, err: unknown): Promise<void> {
+  const actor = actorOf(req);
+  // Unknown callers are answered 401 and not audited: anyone could fill the trail with those.
+  // A Redis outage or a stopping broker is not a refusal of the action (and Redis could not take the entry).
+  if (!actor.principal || isRedisUnavailable(err)) return;
+  const e = err instanceof BrokerError ? err : new BrokerError('internal_error');
+  if (e.code === 'redis_unavailable' || e.code === 'not_ready' || e.code === 'unauthenticated') return;
+  const parts = def.path.split('/').filter(Boolean);
+  const params = Object.values((req.params ?? {}) as Record<string, string>);
+  const body = (req.body ?? {}) as Record<string, unknown>;
+  const named = typeof body.name === 'string' ? body.name : typeof body.id === 'string' ? body.id : '';
+  const target = { type: singular(parts[0] ?? 'api'), id: (params.length ? params.join('/') : named).slice(0, 128) };
+  await audit.refused(actor, auditActionOf(def), target, { code: e.code, status: e.status, message: e.message, ...(e.field ? { field: e.field } : {}) }, { method: def.method.toUpperCase(), route: def.path });
 }
 
 export const router = () => Router({ strict: false, caseSensitive: true });

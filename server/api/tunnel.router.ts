@@ -1,34 +1,40 @@
-// Tickets for the Guacamole tunnel (/api/v1/tunnel): the browser opens the WebSocket with
-// `?token=<ticket>`. A ticket is single use, short lived and opaque (see server/tunnel/tickets.ts).
+// Tickets for the Guacamole tunnel (/api/v1/tunnel). A ticket is single use, short lived,
+// opaque and bound to the login that asked for it (see server/tunnel/tickets.ts); the client
+// hands it over as the WebSocket's first message, never in the URL (docs/streaming.md).
 import type { RouteTable } from './route.ts';
 import type { ApiDeps } from './deps.ts';
 import { idParams } from './schemas.ts';
 
-export function tunnelRoutes(t: RouteTable, { tickets }: ApiDeps): void {
+// The OpenAPI summary says how to use the ticket: the route table has no longer description.
+const HANDOVER =
+  'Redeem it on the WebSocket `tunnel` with the same login (session cookie or API key) from an allowed Origin, ' +
+  'sent as the first message `0.,6.ticket,43.<ticket>;`, never in the URL (docs/streaming.md)';
+
+export function tunnelRoutes(t: RouteTable, { tickets, auth }: ApiDeps): void {
   t.add({
     method: 'post',
     path: '/me/sessions/:id/connect',
     tag: 'me',
-    summary: 'A single-use ticket that opens my session in the browser through the Guacamole tunnel',
+    summary: `A single-use ticket, bound to my login, that opens my session through the Guacamole tunnel. ${HANDOVER}`,
     role: 'user',
     params: idParams,
     errors: ['not_found', 'conflict', 'provider_error', 'not_supported'],
-    handler: async ({ params, actor, res }) => {
+    handler: async ({ req, params, actor, res }) => {
       res.set('Cache-Control', 'no-store');
-      return tickets.issueConnect(actor, params.id);
+      return tickets.issueConnect(actor, auth.loginOf(req), params.id);
     },
   });
   t.add({
     method: 'post',
     path: '/sessions/:id/shadow',
     tag: 'sessions',
-    summary: "A single-use, read-only ticket to watch a user's live session (audited)",
+    summary: `A single-use, read-only ticket, bound to my login, to watch a user's live session (audited). ${HANDOVER}`,
     role: 'helpdesk',
     params: idParams,
     errors: ['not_found', 'conflict'],
-    handler: async ({ params, actor, res }) => {
+    handler: async ({ req, params, actor, res }) => {
       res.set('Cache-Control', 'no-store');
-      return tickets.issueShadow(actor, params.id);
+      return tickets.issueShadow(actor, auth.loginOf(req), params.id);
     },
   });
 }

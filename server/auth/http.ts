@@ -1,3 +1,5 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Request, Response, NextFunction, RequestHandler } from 'express';
 import session from 'express-session';
 import { RedisStore } from 'connect-redis';
@@ -30,9 +32,47 @@ export interface HttpAuthOptions {
   sessionPrefix: string;
   /** The cookie-signing secret; read when the first request arrives (it may come from Redis). */
   secret: () => string;
+  /** The same secret, loaded if need be: a WebSocket upgrade may come before any API request. */
+  loadSecret?: () => Promise<string>;
   cookieName: string;
   maxAgeSeconds: number;
   secureCookies: 'auto' | 'true' | 'false' | boolean;
+}
+
+/**
+ * The login behind a request, as a connection ticket is bound to it: a cookie session (by a
+ * hash of its id, so the id itself is never copied anywhere) or an API key (by its id).
+ */
+export interface Login {
+  binding: string;
+  principal: Principal;
+}
+
+const sessionBinding = (sid: string) => `session:${createHash('sha256').update(`vdi-broker http session\0${sid}`).digest('base64url')}`;
+
+/** The session id in express-session's signed cookie value (`s:<id>.<HMAC>`), or null. */
+function unsignSessionCookie(raw: string, secret: string): string | null {
+  let v: string;
+  try {
+    v = decodeURIComponent(raw);
+  } catch {
+    return null;
+  }
+  if (!v.startsWith('s:')) return null;
+  const dot = v.lastIndexOf('.');
+  if (dot < 3) return null;
+  const sid = v.slice(2, dot);
+  const want = Buffer.from(createHmac('sha256', secret).update(sid).digest('base64').replace(/=+$/, ''));
+  const got = Buffer.from(v.slice(dot + 1));
+  return want.length === got.length && timingSafeEqual(want, got) ? sid : null;
+}
+
+function cookieValue(header: string | undefined, name: string): string | null {
+  for (const part of (header ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+  }
+  return null;
 }
 
 export function actorOf(req: Request): Actor {
@@ -45,14 +85,18 @@ export class HttpAuth {
   private readonly passport = new passport.Passport();
   readonly session: RequestHandler;
   readonly cookieName: string;
+  private readonly sessions: RedisStore;
+  private readonly loadSecret: () => Promise<string>;
 
   constructor(private readonly identity: IdentityService, o: HttpAuthOptions) {
     this.cookieName = o.cookieName;
+    this.sessions = new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds });
+    this.loadSecret = o.loadSecret ?? (async () => o.secret());
     const secure = o.secureCookies === true || o.secureCookies === 'true' ? true : o.secureCookies === 'auto' ? 'auto' : false;
     let mw: RequestHandler | undefined;
     this.session = (req, res, next) => {
       mw ??= session({
-        store: new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds }),
+        store: this.sessions,
         name: o.cookieName,
         secret: o.secret(),
         resave: false,
@@ -110,6 +154,43 @@ export class HttpAuth {
       });
     };
     return [this.passport.initialize(), bearer, cookie];
+  }
+
+  /** The login of an API request that went through middleware(), or null. */
+  loginOf(req: Request): Login | null {
+    const p = req.principal;
+    if (!p) return null;
+    if (req.authKind === 'bearer' && p.kind === 'apikey') return { binding: `apikey:${p.id}`, principal: p };
+    if (req.authKind === 'cookie' && req.sessionID) return { binding: sessionBinding(req.sessionID), principal: p };
+    return null;
+  }
+
+  /**
+   * The login of a bare request (a WebSocket upgrade, which express never sees): the bearer
+   * API key if an Authorization header is sent (a bad one is no login; no fallback to the
+   * cookie, as in middleware()), else the signed session cookie, re-read from Redis so a
+   * logged-out session or a disabled user is no login. Rejects when Redis cannot answer.
+   */
+  async loginOfUpgrade(req: IncomingMessage): Promise<Login | null> {
+    const h = req.headers.authorization;
+    if (h !== undefined) {
+      const m = /^Bearer (\S+)$/i.exec(h);
+      const p = m ? await this.identity.principalOfToken(m[1]!) : null;
+      return p?.kind === 'apikey' ? { binding: `apikey:${p.id}`, principal: p } : null;
+    }
+    const raw = cookieValue(req.headers.cookie, this.cookieName);
+    if (!raw) return null;
+    const sid = unsignSessionCookie(raw, await this.loadSecret());
+    if (!sid) return null;
+    const data = await new Promise<unknown>((resolve, reject) => {
+      void this.sessions.get(sid, (err: unknown, s?: unknown) => (err ? reject(err) : resolve(s)));
+    });
+    const s = data as { passport?: { user?: unknown }; cookie?: { expires?: string | null } } | undefined | null;
+    if (s?.cookie?.expires && Date.parse(s.cookie.expires) <= Date.now()) return null;
+    const user = s?.passport?.user;
+    if (typeof user !== 'string') return null;
+    const p = await this.identity.principalOf(user);
+    return p ? { binding: sessionBinding(sid), principal: p } : null;
   }
 
   /** Cookie-authenticated state changes must carry the session's CSRF token. */

@@ -3,11 +3,18 @@ import { BrokerError } from '../errors.ts';
 import type { Store, StoredUser, StoredApiKey } from '../store/index.ts';
 import type { Actor, AuditService, Group, Principal, Role, User, ApiKey, Broker } from '../broker/index.ts';
 import type { Passwords } from './passwords.ts';
-import type { LoginThrottle } from './throttle.ts';
+import type { LoginThrottle, LockoutStatus, LockoutPolicy, BlockedAddress, RefusalScope } from './throttle.ts';
 
 const publicUser = ({ passwordHash: _h, ...u }: StoredUser): User => u;
 const publicKey = ({ secretHash: _h, ...k }: StoredApiKey): ApiKey => k;
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
+
+/** The audit trail's words for a refused login attempt. */
+const REFUSAL_REASON: Record<RefusalScope, Partial<Record<string, string>>> = {
+  address: { too_many_attempts: 'address blocked (password spraying)' },
+  pair: { login_throttled: 'throttled (user name from this address)' },
+  account: { login_throttled: 'throttled (user name)', account_locked: 'account locked' },
+};
 
 export interface NewUser {
   id: string;
@@ -40,22 +47,69 @@ export class IdentityService {
     if (missing.length) throw new BrokerError('validation_failed', `Unknown group: ${missing[0]}.`, { field: 'groups' });
   }
 
-  /** Local login. Throttled per account and address; the same answer for unknown users and wrong passwords. */
+  /**
+   * Local login. Throttled per user name, per user name and address, and per address (spraying);
+   * unknown user names take exactly the same path, so neither the answer nor its timing tells
+   * whether an account exists.
+   */
   async authenticate(username: string, password: string, address: string): Promise<Principal> {
     const id = username.toLowerCase();
-    await this.throttle.reserve(id, address);
+    const actor: Actor = { principal: null, address };
+    const r = await this.throttle.reserve(id, address);
+    if (!r.ok) {
+      // Audited once per wait or block, not per refused attempt: refusals cost an attacker
+      // nothing, and must not flush the audit trail.
+      if (r.first) {
+        const target = r.scope === 'address' ? { type: 'address', id: address } : { type: 'user', id };
+        await this.audit.record(actor, 'auth.login', target, { reason: REFUSAL_REASON[r.scope][r.error.code] ?? r.error.code, code: r.error.code, retryAfterSeconds: r.retryAfterSeconds }, 'denied');
+      }
+      throw r.error;
+    }
     const u = /^[a-z0-9][a-z0-9._-]{0,63}$/.test(id) ? await this.store.users.get(id) : null;
     const ok = await this.passwords.verify(u?.passwordHash ?? null, password);
-    const actor: Actor = { principal: null, address };
     if (!u || !ok || u.disabled) {
-      await this.throttle.failed(address);
-      await this.audit.record(actor, 'auth.login', { type: 'user', id }, { reason: !u ? 'unknown user' : u.disabled ? 'disabled' : 'wrong password' }, 'denied');
+      const spray = await this.throttle.failed(id, address);
+      await this.audit.record(actor, 'auth.login', { type: 'user', id }, { reason: !u ? 'unknown user' : u.disabled ? 'disabled' : 'wrong password', failures: r.accountAttempts }, 'denied');
+      await this.auditThrottleSteps(actor, id, r, spray);
       throw new BrokerError('invalid_credentials');
     }
-    await this.throttle.succeeded(id);
+    await this.throttle.succeeded(id, address);
     const principal: Principal = { kind: 'user', id: u.id, role: u.role, groups: u.groups };
     await this.audit.record({ principal, address }, 'auth.login', { type: 'user', id: u.id });
     return principal;
+  }
+
+  /** The failure that crossed a limit: the lock, the start of waits, a blocked pair or address. */
+  private async auditThrottleSteps(actor: Actor, id: string, r: { accountAttempts: number; pairAttempts: number }, spray: { addressBlocked: boolean; distinctNames: number }): Promise<void> {
+    const { lockout: l, throttle: t } = this.throttle.options;
+    const user = { type: 'user', id };
+    if (l.mode === 'hard' && r.accountAttempts === l.threshold) await this.audit.record(actor, 'auth.lock', user, { mode: 'hard', failures: r.accountAttempts, seconds: l.durationSeconds });
+    if (l.mode === 'progressive' && r.accountAttempts === l.freeFailures) await this.audit.record(actor, 'auth.slowdown', user, { failures: r.accountAttempts, maxDelaySeconds: l.maxDelaySeconds });
+    if (r.pairAttempts === t.pairFailures) await this.audit.record(actor, 'auth.block', user, { scope: 'user from address', address: actor.address, failures: r.pairAttempts, seconds: t.pairBlockSeconds });
+    if (spray.addressBlocked) await this.audit.record(actor, 'auth.block', { type: 'address', id: actor.address }, { scope: 'address', reason: 'password spraying', userNames: spray.distinctNames, seconds: t.sprayBlockSeconds });
+  }
+
+  /** The login throttle's view of a user: locked, throttled, failing or clear. */
+  async lockoutOf(id: string): Promise<LockoutStatus> {
+    await this.getUser(id);
+    return this.throttle.status(id);
+  }
+
+  /** Existing users with throttle state, and addresses blocked for spraying (the helpdesk's list). */
+  async lockouts(): Promise<{ mode: LockoutPolicy['mode']; accounts: LockoutStatus[]; addresses: BlockedAddress[] }> {
+    const { accounts, addresses } = await this.throttle.list();
+    // Names nobody has (guesses, spraying) are not the helpdesk's to unlock; their state expires.
+    const missing = new Set(await this.store.users.missingUsers(accounts.map((a) => a.user)));
+    return { mode: this.throttle.options.lockout.mode, accounts: accounts.filter((a) => !missing.has(a.user)), addresses };
+  }
+
+  /** Clears a user's lock, waits and per-address blocks (helpdesk, admin, CLI); always audited. */
+  async unlockUser(actor: Actor, id: string): Promise<LockoutStatus> {
+    await this.getUser(id);
+    const before = await this.throttle.status(id);
+    await this.throttle.unlock(id);
+    await this.audit.record(actor, 'user.unlock', { type: 'user', id }, { was: before.state, failures: before.failures, addresses: before.addresses.map((a) => a.address) });
+    return this.throttle.status(id);
   }
 
   async recordLogout(actor: Actor): Promise<void> {

@@ -41,7 +41,8 @@ export class AssignmentService {
     if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
 
     // Never a desktop without the user's files: the share is checked (and the folder made) first.
-    // A user going back to a live session is not stopped by a share outage: that desktop has its files already.
+    // A user going back to a live session is not stopped by a share outage (that desktop has its
+    // files already), nor by a disabled pool or one in maintenance: those refuse only new sessions.
     const held = this.home ? await this.store.desktops.assignmentOf(poolName, principal.id) : null;
     const live = held ? (await this.store.desktops.get(held))?.session : '';
     if (this.home && !live) {

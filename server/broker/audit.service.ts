@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AuditFilter, AuditRepository, AuditEntry } from '../store/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { Principal } from './model.ts';
@@ -15,6 +16,25 @@ export function actorName(a: Actor): string {
   return a.principal.kind === 'apikey' ? `apikey:${a.principal.id}` : a.principal.id;
 }
 
+/** One API call: did a service already write a denied/failed entry for it? */
+export interface AuditedCall {
+  refusalRecorded: boolean;
+}
+const currentCall = new AsyncLocalStorage<AuditedCall>();
+
+/** Runs one API call so that a refusal the services audit themselves is not audited twice. */
+export function withinAuditedCall<T>(call: AuditedCall, fn: () => Promise<T>): Promise<T> {
+  return currentCall.run(call, fn);
+}
+
+/** What a refused call is audited with: the error's code and message (and field). */
+export interface Refusal {
+  code: string;
+  status: number;
+  message: string;
+  field?: string;
+}
+
 export class AuditService {
   constructor(private readonly repo: AuditRepository, private readonly logger: Logger) {}
 
@@ -29,6 +49,10 @@ export class AuditService {
     details: Record<string, unknown> = {},
     outcome: AuditEntry['outcome'] = 'ok',
   ): Promise<void> {
+    if (outcome !== 'ok') {
+      const call = currentCall.getStore();
+      if (call) call.refusalRecorded = true;
+    }
     try {
       await this.repo.append({
         actor: actorName(actor),
@@ -43,6 +67,15 @@ export class AuditService {
     } catch (err) {
       this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
     }
+  }
+
+  /**
+   * A refused state-changing call: outcome `denied` when the broker refused it (4xx: invalid,
+   * forbidden, not found, conflict), `failed` when it was tried and failed (5xx: provider error).
+   */
+  refused(actor: Actor, action: string, target: { type: string; id: string }, r: Refusal, details: Record<string, unknown> = {}): Promise<void> {
+    const why = { code: r.code, message: r.message.slice(0, 300), ...(r.field ? { field: r.field } : {}) };
+    return this.record(actor, action, target, { ...details, ...why }, r.status >= 500 ? 'failed' : 'denied');
   }
 
   query(f: AuditFilter) {

@@ -1,6 +1,7 @@
 import { BrokerError } from '../errors.ts';
 import type { Store, TransitionResult } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
+import type { MigrationProgress } from '../providers/provider.ts';
 import type { Logger } from '../observability/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
 import type { Desktop } from './model.ts';
@@ -140,10 +141,25 @@ export class DesktopService {
   /** Live migration to another host; the desktop keeps running and its record follows. */
   async migrate(actor: Actor, id: string, host: string) {
     return this.providerAction(actor, id, 'desktop.migrate', { to: host }, async (d) => {
-      const r = await (await this.provider(d)).migrate(id, host);
-      await this.store.desktops.setFields(id, { host: r.toHost });
-      this.logger.info({ desktop: id, ...r }, 'desktop migrated');
-      return r;
+      // The latest progress sample is kept on the record (GET /desktops/:id) while it runs;
+      // writes are chained so a late sample cannot land after the field is cleared.
+      const startedAt = this.now();
+      const record = (p: MigrationProgress | null) => this.store.desktops.setMigration(id, p && {
+        toHost: host, startedAt, percent: p.percent, transferredBytes: p.transferredBytes, remainingBytes: p.remainingBytes, updatedAt: this.now(),
+      });
+      let writes = record({ percent: 0, transferredBytes: 0, remainingBytes: 0, totalBytes: 0 });
+      const onProgress = (p: MigrationProgress) => {
+        writes = writes.then(() => record(p)).catch((err: Error) => this.logger.warn({ desktop: id, err: err.message }, 'could not record migration progress'));
+      };
+      try {
+        const r = await (await this.provider(d)).migrate(id, host, { onProgress });
+        await this.store.desktops.setFields(id, { host: r.toHost });
+        this.logger.info({ desktop: id, ...r }, 'desktop migrated');
+        return r;
+      } finally {
+        await writes.catch(() => undefined);
+        await this.store.desktops.setMigration(id, null);
+      }
     });
   }
 

@@ -161,6 +161,25 @@ export interface Desktop {
   failures: number;
   nextAttemptAt: number;
   lastError: string;
+  /**
+   * When its provider first reported it unreachable (its host does not answer), ms; 0 = reachable.
+   * A mark, not a state: such a desktop keeps its state but is not handed out.
+   */
+  unreachableSince: number;
+  /** A live migration running now (latest progress sample); absent otherwise. */
+  migration?: DesktopMigration;
+}
+
+/** What the helpdesk sees of a desktop's running live migration. */
+export interface DesktopMigration {
+  toHost: string;
+  startedAt: number;
+  /** 0..100; 0 until the hypervisor reports. */
+  percent: number;
+  transferredBytes: number;
+  remainingBytes: number;
+  /** When this sample was taken, ms. */
+  updatedAt: number;
 }
 
 export const SESSION_STATES = ['starting', 'connected', 'disconnected', 'ended'] as const;

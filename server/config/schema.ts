@@ -3,6 +3,8 @@ import { z } from 'zod';
 const port = z.number().int().min(0).max(65535); // 0 = any free port (tests)
 const ms = z.number().int().min(10).max(86_400_000);
 const positive = z.number().int().min(1);
+// Old login-throttling keys: refused by name, with where their successors live.
+const removedThrottleKey = z.undefined({ error: 'removed: login throttling is configured under auth.lockout and auth.throttle (see README, "Login throttling")' }).optional();
 
 const macPrefix = z
   .string()
@@ -28,6 +30,52 @@ const qemuProvider = z.strictObject({
   startTimeoutMs: ms.default(90000),
   hosts: z.array(qemuHost).min(1),
 });
+
+// KVM hosts driven through libvirt (server/providers/libvirt, docs/libvirt.md).
+const libvirtHost = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  uri: z.string().regex(/^[a-z0-9]+(\+[a-z0-9]+)?:\/\/[^\s]*$/i, 'a libvirt URI such as qemu+ssh://user@host/system'),
+  consoleAddress: z.string().min(1).max(253),
+  storagePool: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a libvirt storage pool name'),
+  sshKey: z.string().min(1).optional(),
+  sshKnownHosts: z.string().min(1).optional(),
+  sshVerifyHostKey: z.boolean().default(true),
+  tlsDir: z.string().min(1).optional(),
+  overcommit: z.strictObject({ cpu: z.number().positive().max(64).default(1), memory: z.number().positive().max(8).default(1) }).prefault({}),
+  maintenance: z.boolean().default(false),
+  accel: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
+  network: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/).default('default'),
+  sharedStorage: z.boolean().default(false),
+  migrationUri: z.string().min(1).optional(),
+  migrationAddress: z.string().min(1).max(260).optional(),
+  serialSocketDir: z.string().min(1).optional(),
+});
+
+const libvirtProvider = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  kind: z.literal('libvirt'),
+  placement: z.enum(['breadth', 'depth']).default('breadth'),
+  stopTimeoutMs: ms.default(30000),
+  startTimeoutMs: ms.default(90000),
+  callTimeoutMs: ms.default(30000),
+  migrateTimeoutMs: ms.default(600000),
+  hosts: z.array(libvirtHost).min(1),
+});
+
+export type LibvirtProviderConfig = z.infer<typeof libvirtProvider>;
+
+// Existing machines the broker brokers but does not create (server/providers/manual); the
+// machines themselves are added through the API / CLI and kept in Redis.
+const manualProvider = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
+  kind: z.literal('manual'),
+  healthIntervalMs: ms.default(15000),
+  probeTimeoutMs: ms.default(3000),
+  startTimeoutMs: ms.default(120000),
+  wakeAddress: z.string().min(1).max(253).default('255.255.255.255'),
+});
+
+export type ManualProviderConfig = z.infer<typeof manualProvider>;
 
 const quota = z
   .strictObject({ softBytes: z.number().int().min(0), hardBytes: z.number().int().min(0) })
@@ -73,11 +121,30 @@ export const configSchema = z.strictObject({
     argon2MemoryKib: z.number().int().min(1024).max(4 * 1024 * 1024),
     argon2TimeCost: z.number().int().min(1).max(20),
     argon2Parallelism: z.number().int().min(1).max(16),
-    maxFailuresPerAccount: positive,
-    accountLockoutSeconds: positive,
-    maxFailuresPerAddress: positive,
-    addressLockoutSeconds: positive,
-    failureWindowSeconds: positive,
+    lockout: z
+      .strictObject({
+        mode: z.enum(['progressive', 'hard']),
+        freeFailures: z.number().int().min(1).max(1000),
+        baseDelaySeconds: z.number().int().min(1).max(3600),
+        maxDelaySeconds: z.number().int().min(1).max(3600),
+        threshold: z.number().int().min(1).max(1000),
+        durationSeconds: z.number().int().min(1).max(30 * 86400),
+        knownAddressDays: z.number().int().min(0).max(365),
+      })
+      .refine((l) => l.maxDelaySeconds >= l.baseDelaySeconds, { message: 'must be at least auth.lockout.baseDelaySeconds', path: ['maxDelaySeconds'] }),
+    throttle: z.strictObject({
+      windowSeconds: z.number().int().min(1).max(7 * 86400),
+      pairFailures: z.number().int().min(1).max(10_000),
+      pairBlockSeconds: z.number().int().min(1).max(30 * 86400),
+      sprayAccounts: z.number().int().min(2).max(100_000),
+      sprayBlockSeconds: z.number().int().min(1).max(30 * 86400),
+    }),
+    // Replaced by auth.lockout / auth.throttle (a hard per-account lock by default let anyone lock anyone out).
+    maxFailuresPerAccount: removedThrottleKey,
+    accountLockoutSeconds: removedThrottleKey,
+    maxFailuresPerAddress: removedThrottleKey,
+    addressLockoutSeconds: removedThrottleKey,
+    failureWindowSeconds: removedThrottleKey,
   }),
   desktops: z.strictObject({
     macPrefix,
@@ -91,25 +158,31 @@ export const configSchema = z.strictObject({
     lifecycleIntervalMs: ms,
     sessionTimeoutsIntervalMs: ms,
     inventoryIntervalMs: ms,
+    drainIntervalMs: ms,
     maxConcurrentOperations: z.number().int().min(1).max(256),
     maxFailures: z.number().int().min(1).max(100),
     backoffBaseMs: ms,
     backoffMaxMs: ms,
     operationTimeoutMs: ms,
   }),
-  providers: z.array(qemuProvider).refine((a) => new Set(a.map((p) => p.name)).size === a.length, 'provider names must be unique'),
+  providers: z.array(z.discriminatedUnion('kind', [qemuProvider, libvirtProvider, manualProvider])).refine((a) => new Set(a.map((p) => p.name)).size === a.length, 'provider names must be unique'),
   images: z.strictObject({ dir: z.string().min(1) }),
   guacd: z.strictObject({
     host: z.string().max(253),
     port,
   }),
   gateway: z.strictObject({
+    listen: z.enum(['unix', 'tcp']),
+    socketDir: z.string(),
     host: z.string().min(1),
     port,
   }),
   tunnel: z.strictObject({
     ticketTtlSeconds: z.number().int().min(5).max(60),
     secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),
+    allowedOrigins: z.array(
+      z.url().refine((u) => /^https?:$/.test(new URL(u).protocol) && new URL(u).origin === u.replace(/\/$/, ''), 'an origin: http(s)://host[:port], no path'),
+    ),
   }),
   shares: z.strictObject({
     list: z.array(share).min(1).refine((a) => new Set(a.map((s) => s.name)).size === a.length, 'share names must be unique'),
@@ -117,6 +190,8 @@ export const configSchema = z.strictObject({
     maxUploadBytes: z.number().int().min(1),
     healthTimeoutMs: ms,
     healthCacheMs: z.number().int().min(0).max(600_000),
+    usageRecountMs: ms,
+    staleUploadMs: z.number().int().min(60_000).max(86_400_000),
     rdpDriveName: z.string().min(1).max(64).regex(/^[^\\/:*?"<>|\u0000-\u001f]+$/, 'a plain drive name'),
   }),
   audit: z.strictObject({

@@ -12,6 +12,7 @@ import {
   Status,
   type Instruction,
 } from './protocol.ts';
+import type { Grant } from './grant.ts';
 import { parseConnectArgs, PROTOCOL_VERSION, VNC_ARGS } from './settings.ts';
 import type { SessionUser, VncSession } from './vnc.session.ts';
 
@@ -27,9 +28,14 @@ export type ConnectionTimings = {
 export const DEFAULT_TIMINGS: ConnectionTimings = { handshakeTimeoutMs: 15_000, idleTimeoutMs: 15_000, keepAliveMs: 5_000 };
 
 export interface SessionRegistry {
+  /** The grant a `select` value is, taken (it works once); undefined if it is none. */
+  admit(token: string): Grant | undefined;
   create(settings: ReturnType<typeof parseConnectArgs>): VncSession;
   find(id: string): VncSession | undefined;
 }
+
+/** The one answer to a `select` without a valid grant, whatever it selects. */
+export const NO_GRANT = 'This gateway serves only connections the broker granted';
 
 const MAX_HANDSHAKE_INSTRUCTIONS = 64;
 const MAX_CLIPBOARD_BYTES = 256 * 1024;
@@ -46,7 +52,7 @@ export class GuacConnection implements SessionUser {
   readOnly = false;
   private readonly parser = new InstructionParser(HANDSHAKE_MAX_INSTRUCTION);
   private state: 'select' | 'handshake' | 'connected' | 'closed' = 'select';
-  private joining: VncSession | undefined;
+  private grant: Grant | undefined;
   private session: VncSession | undefined;
   private handshakeCount = 0;
   private owedSync: number | undefined;
@@ -115,13 +121,12 @@ export class GuacConnection implements SessionUser {
     if (ins.opcode !== 'select' || ins.args.length !== 1) {
       throw new GuacError('Expected "select" as the first instruction', Status.CLIENT_BAD_REQUEST);
     }
-    const what = ins.args[0]!;
-    if (what.startsWith('$')) {
-      this.joining = this.registry.find(what);
-      if (!this.joining) throw new GuacError('No such connection', Status.RESOURCE_NOT_FOUND);
-    } else if (what !== 'vnc') {
-      throw new GuacError(`Protocol "${what}" is not supported`, Status.UNSUPPORTED);
-    }
+    // Only a grant gets in. A protocol name, a connection id or anything else gets the same
+    // answer before anything is looked up or contacted: no oracle for ports or connections.
+    const grant = this.registry.admit(ins.args[0]!);
+    if (!grant) throw new GuacError(NO_GRANT, Status.CLIENT_FORBIDDEN);
+    if ('join' in grant && !this.registry.find(grant.join)) throw new GuacError('No such connection', Status.RESOURCE_NOT_FOUND);
+    this.grant = grant;
     this.state = 'handshake';
     this.send(encode('args', PROTOCOL_VERSION, ...VNC_ARGS));
   }
@@ -132,14 +137,15 @@ export class GuacConnection implements SessionUser {
     }
     // size/audio/video/image/timezone/name only inform us (VNC sizes come from the server).
     if (ins.opcode !== 'connect') return;
-    if (this.joining) {
-      const i = VNC_ARGS.indexOf('read-only') + 1;
-      this.readOnly = ins.args[i] === 'true';
-      this.session = this.joining;
-      this.joining = undefined;
+    // Endpoint, join target and read-only come from the grant, never from `connect`.
+    const g = this.grant!;
+    this.readOnly = g.readOnly;
+    if ('join' in g) {
+      const s = this.registry.find(g.join);
+      if (!s) throw new GuacError('No such connection', Status.RESOURCE_NOT_FOUND);
+      this.session = s;
     } else {
-      const settings = parseConnectArgs(ins.args);
-      this.readOnly = settings.readOnly;
+      const settings = parseConnectArgs(ins.args, g);
       this.session = this.registry.create(settings);
       for (const w of settings.warnings) this.session.log.warn(w);
     }

@@ -47,8 +47,12 @@ const ENCODING_NAMES: Record<string, number> = {
   raw: Encoding.Raw,
 };
 
-/** Maps `connect` values (version first) to settings; throws CLIENT_BAD_REQUEST. */
-export function parseConnectArgs(values: string[]): VncSettings {
+/**
+ * Maps `connect` values (version first) to settings; throws CLIENT_BAD_REQUEST. With `granted`
+ * (the connection's grant), the endpoint and read-only flag are the grant's, whatever the
+ * client sent.
+ */
+export function parseConnectArgs(values: string[], granted?: { host: string; port: number; readOnly: boolean }): VncSettings {
   // Like guacd, values are positional (the first is the client's protocol version);
   // missing trailing values mean "default", extra ones are a malformed request.
   if (values.length > VNC_ARGS.length + 1) {
@@ -56,6 +60,11 @@ export function parseConnectArgs(values: string[]): VncSettings {
   }
   const v = new Map<string, string>();
   VNC_ARGS.forEach((name, i) => v.set(name, values[i + 1] ?? ''));
+  if (granted) {
+    v.set('hostname', granted.host);
+    v.set('port', String(granted.port));
+    v.set('read-only', String(granted.readOnly));
+  }
   const warnings: string[] = [];
   const str = (name: string) => v.get(name) ?? '';
   const bool = (name: string) => str(name) === 'true';

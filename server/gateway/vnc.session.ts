@@ -56,9 +56,12 @@ export class VncSession implements RfbSink {
   constructor(
     readonly settings: VncSettings,
     logger: Logger,
+    /** Names the connection in logs: the id itself is a join target, kept out of info logs. */
+    logNumber: number,
     private readonly onEnd: (s: VncSession) => void,
   ) {
-    this.log = logger.child({ connection: this.id });
+    this.log = logger.child({ connection: logNumber });
+    this.log.debug({ id: this.id }, 'connection id');
   }
 
   get userCount(): number {

@@ -1,8 +1,9 @@
 import type { Store } from '../store/index.ts';
-import type { ProviderRegistry, DesktopSpec } from '../providers/index.ts';
+import type { ProviderRegistry, DesktopSpec, Provider } from '../providers/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
 import { SYSTEM_ACTOR, type AuditService, type Desktop, type Pool, type DesktopState, type ImageService } from '../broker/index.ts';
 import type { JobContext } from './runner.ts';
+import { makesDesktops } from './manual-pools.ts';
 
 export interface LifecycleOptions {
   maxConcurrent: number;
@@ -31,6 +32,10 @@ export function desktopSpec(d: Desktop, pool: Pool, homeOf?: HomeOf): DesktopSpe
  */
 export class DesktopLifecycle {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /** Ready persistent desktops found carrying no folder, by id: the updatedAt they were checked at. */
+  private readonly homeCleared = new Map<string, number>();
+  /** After a failed clear, not before (a missing VM is the inventory's to report, not a retry storm). */
+  private readonly homeRetryAt = new Map<string, number>();
   /** Resolves the holder's folder so a desktop (re)built for a user gets their files. */
   homeOf?: HomeOf;
 
@@ -47,6 +52,7 @@ export class DesktopLifecycle {
   async run(ctx: JobContext): Promise<void> {
     const pools = await this.store.pools.list();
     const poolByName = new Map(pools.map((p) => [p.name, p]));
+    await this.clearReadyHomes(ctx, pools);
     for (const pool of pools) {
       for (const state of ['deleting', 'provisioning', 'refreshing'] as DesktopState[]) {
         const ids = (await this.store.desktops.idsInState(pool.name, state)).filter((id) => !this.inFlight.has(id));
@@ -54,10 +60,64 @@ export class DesktopLifecycle {
         for (const d of await this.store.desktops.getMany(ids)) {
           if (this.inFlight.size >= this.o.maxConcurrent || !ctx.holdsLease()) return;
           if (d.nextAttemptAt > ctx.now) continue;
-          const p = this.work(d, poolByName.get(d.pool), ctx.logger.child({ desktop: d.id, name: d.name })).finally(() => this.inFlight.delete(d.id));
+          const log = ctx.logger.child({ desktop: d.id, name: d.name });
+          // work() records its own failures; if even that fails (Redis gone), the next pass retries.
+          const p = this.work(d, poolByName.get(d.pool), log)
+            .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'desktop operation could not be recorded; retried on the next pass'))
+            .finally(() => this.inFlight.delete(d.id));
           this.inFlight.set(d.id, p);
         }
       }
+    }
+  }
+
+  /**
+   * Logoff of a persistent desktop leaves it running with its disk, and with the folder of the
+   * user who just left when the driver maps it at VM start (QEMU 9p). A desktop back in the pool
+   * (ready) must carry nobody's folder: the driver restarts it without one. Checked again under
+   * the driver's lock, so a user handed the desktop meanwhile keeps the folder mapped for them.
+   */
+  private async clearReadyHomes(ctx: JobContext, pools: Pool[]): Promise<void> {
+    const seen = new Set<string>();
+    for (const pool of pools) {
+      if (pool.persistence !== 'persistent') continue;
+      const ids = await this.store.desktops.idsInState(pool.name, 'ready');
+      for (const id of ids) seen.add(id);
+      const todo = ids.filter((id) => !this.inFlight.has(id));
+      if (todo.length === 0) continue;
+      for (const d of await this.store.desktops.getMany(todo)) {
+        if (this.homeCleared.get(d.id) === d.updatedAt || (this.homeRetryAt.get(d.id) ?? 0) > ctx.now || !this.providers.has(d.provider)) continue;
+        const provider = this.providers.get(d.provider);
+        if (!provider.remapHome) continue;
+        if (this.inFlight.size >= this.o.maxConcurrent || !ctx.holdsLease()) return;
+        const log = ctx.logger.child({ desktop: d.id, name: d.name });
+        const p = this.clearHome(d, pool, provider, log)
+          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not check a ready desktop\'s home folder; retried on the next pass'))
+          .finally(() => this.inFlight.delete(d.id));
+        this.inFlight.set(d.id, p);
+      }
+    }
+    for (const m of [this.homeCleared, this.homeRetryAt]) for (const id of m.keys()) if (!seen.has(id)) m.delete(id);
+  }
+
+  private async clearHome(d: Desktop, pool: Pool, provider: Provider, log: Logger): Promise<void> {
+    const stillReady = async () => {
+      const cur = await this.store.desktops.get(d.id);
+      return cur?.state === 'ready' && !cur.user && !cur.session;
+    };
+    try {
+      // No holder, so no folder in the spec.
+      const restarted = await this.withTimeout((signal) => provider.remapHome!(desktopSpec({ ...d, user: '' }, pool), { signal, onlyIf: stillReady }));
+      this.homeRetryAt.delete(d.id);
+      if (await stillReady()) this.homeCleared.set(d.id, d.updatedAt);
+      if (restarted) {
+        log.info('ready desktop restarted without its last holder\'s home folder');
+        await this.audit.record(SYSTEM_ACTOR, 'desktop.home_cleared', { type: 'desktop', id: d.id }, { pool: pool.name });
+      }
+    } catch (err) {
+      // Retried on the next pass; handing it out maps the new holder's folder in any case.
+      this.homeRetryAt.set(d.id, this.clock() + this.o.backoffMaxMs);
+      log.warn({ err: (err as Error).message }, 'could not restart a ready desktop without its home folder');
     }
   }
 
@@ -90,6 +150,16 @@ export class DesktopLifecycle {
       } else if (!pool) {
         // Its pool is gone: nothing to build it from.
         await this.store.desktops.transition(d.id, 'deleting', { expect: [op], reason: 'pool deleted', now: this.clock() });
+      } else if (!makesDesktops(this.providers, d.provider)) {
+        // A machine of a manual pool: nothing is cloned, rebuilt or powered. Provisioning (just
+        // added) and refreshing (non-persistent logoff, or back from unreachable) only wait for
+        // its console to answer (the driver wakes it first when it has a Wake-on-LAN MAC).
+        const host = await this.withTimeout(async (signal) => {
+          const r = await provider.create(desktopSpec(d, pool), { signal });
+          await provider.start(d.id, { signal });
+          return r.host;
+        });
+        await this.settle(d, op, host, log);
       } else if (op === 'provisioning') {
         // Built from the image's published version, recorded on the desktop as name:version.
         const image = await this.images.currentRef(pool.image);

@@ -1,6 +1,8 @@
 import type { Store } from '../store/index.ts';
 import type { ImageService } from '../broker/index.ts';
 import type { JobContext } from './runner.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import { makesDesktops } from './manual-pools.ts';
 
 /** At most this many desktops per pool start their rebuild in one pass. */
 const MAX_PER_PASS = 20;
@@ -11,12 +13,13 @@ const MAX_PER_PASS = 20;
  * pools refresh at logoff anyway; persistent ones come back ready/assigned and are rebuilt then).
  */
 export class ImageRollout {
-  constructor(private readonly store: Store, private readonly images: Pick<ImageService, 'currentRef'>) {}
+  constructor(private readonly store: Store, private readonly images: Pick<ImageService, 'currentRef'>, private readonly providers?: ProviderRegistry) {}
 
   async run(ctx: JobContext): Promise<void> {
     for (const pool of await this.store.pools.list()) {
       if (!ctx.holdsLease()) return;
-      if (pool.deleting) continue;
+      // Manual pools' machines are not built from the image: nothing to roll out.
+      if (pool.deleting || (this.providers && !makesDesktops(this.providers, pool.provider))) continue;
       const target = await this.images.currentRef(pool.image).catch(() => null);
       if (!target) continue;
       const idle = [...(await this.store.desktops.idsInState(pool.name, 'ready')), ...(await this.store.desktops.idsInState(pool.name, 'assigned'))];

@@ -9,6 +9,8 @@ import { DesktopLifecycle } from './desktop-lifecycle.ts';
 import { SessionTimeouts } from './session-timeouts.ts';
 import { InventoryReconciler } from './inventory.ts';
 import { ImageRollout } from './image-rollout.ts';
+import { HostDrain } from './host-drain.ts';
+import { MachineHealthReconciler, type MachineProber } from './machine-health.ts';
 
 export { JobRunner, type JobContext, type JobDef } from './runner.ts';
 export { timeoutReason } from './session-timeouts.ts';
@@ -32,15 +34,28 @@ export function createReconcilers(deps: { store: Store; providers: ProviderRegis
     backoffMaxMs: jobs.backoffMaxMs,
     operationTimeoutMs: jobs.operationTimeoutMs,
   }, now);
-  const sizing = new PoolSizing(store, audit);
+  const sizing = new PoolSizing(store, audit, providers);
   const timeouts = new SessionTimeouts(store, audit);
   const inventory = new InventoryReconciler(store, providers, audit, (id) => lifecycle.isBusy(id));
   runner.add({ name: 'pool-sizing', intervalMs: jobs.poolSizingIntervalMs, run: (c) => sizing.run(c) });
   runner.add({ name: 'desktop-lifecycle', intervalMs: jobs.lifecycleIntervalMs, run: (c) => lifecycle.run(c) });
   runner.add({ name: 'session-timeouts', intervalMs: jobs.sessionTimeoutsIntervalMs, run: (c) => timeouts.run(c) });
-  const rollout = new ImageRollout(store, deps.images);
+  const rollout = new ImageRollout(store, deps.images, providers);
   runner.add({ name: 'image-rollout', intervalMs: jobs.poolSizingIntervalMs, run: (c) => rollout.run(c) });
   runner.add({ name: 'inventory', intervalMs: jobs.inventoryIntervalMs, run: (c) => inventory.run(c) });
+  // Manual pools: one health pass per manual driver, on its own interval.
+  for (const p of providers.list()) {
+    if (p.kind !== 'manual' || !('probeAll' in p)) continue;
+    const health = new MachineHealthReconciler(store, p as unknown as MachineProber, audit, (id) => lifecycle.isBusy(id));
+    runner.add({ name: `machine-health:${p.name}`, intervalMs: (p as unknown as MachineProber).healthIntervalMs, run: (c) => health.run(c) });
+  }
+  const drains = new HostDrain(store, providers, audit, {
+    maxAttempts: jobs.maxFailures,
+    backoffBaseMs: jobs.backoffBaseMs,
+    backoffMaxMs: jobs.backoffMaxMs,
+    migrationTimeoutMs: jobs.operationTimeoutMs,
+  }, now);
+  runner.add({ name: 'host-drain', intervalMs: jobs.drainIntervalMs, run: (c) => drains.run(c) });
   return {
     runner,
     lifecycle,

@@ -6,7 +6,8 @@ import type { JobContext } from './runner.ts';
 /**
  * Compares what each provider runs with what the broker believes: orphans (in the hypervisor,
  * owned by no desktop) are destroyed; desktops the hypervisor no longer has are marked error;
- * usable desktops found powered off are started again.
+ * usable desktops found powered off are started again; desktops whose host does not answer are
+ * marked unreachable (and unmarked when it answers again).
  */
 export class InventoryReconciler {
   constructor(
@@ -39,6 +40,8 @@ export class InventoryReconciler {
           log.warn({ desktop: item.desktopId, host: item.host }, 'removing orphan desktop from the hypervisor');
           await provider.destroy(item.desktopId).catch((err: Error) => log.error({ err: err.message }, 'orphan removal failed'));
           await this.audit.record(SYSTEM_ACTOR, 'desktop.orphan_removed', { type: 'desktop', id: item.desktopId }, { provider: provider.name, host: item.host });
+        } else if ((item.power === 'unreachable') !== d.unreachableSince > 0) {
+          await this.markReachability(d, item.power === 'unreachable', provider.name, item.host, ctx);
         } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state) && !this.busy(d.id)) {
           log.info({ desktop: d.id }, 'starting a usable desktop found powered off');
           await provider.start(d.id).catch((err: Error) => log.warn({ err: err.message }, 'start failed'));
@@ -51,10 +54,21 @@ export class InventoryReconciler {
           expect: [d.state],
           reason: 'missing from hypervisor',
           now: ctx.now,
-          fields: { lastError: 'missing from its hypervisor' },
+          fields: { lastError: 'missing from its hypervisor', unreachableSince: 0 },
         });
         if (r.ok) await this.audit.record(SYSTEM_ACTOR, 'desktop.missing', { type: 'desktop', id: d.id }, { provider: provider.name }, 'failed');
       }
     }
+  }
+
+  /**
+   * Its host stopped (or started again) answering: a mark on the record, not a state, so the
+   * desktop is neither error nor deleted and comes back by itself; assignment skips it meanwhile.
+   */
+  private async markReachability(d: Desktop, unreachable: boolean, provider: string, host: string, ctx: JobContext): Promise<void> {
+    if (!(await this.store.desktops.markUnreachable(d.id, unreachable ? ctx.now : 0))) return;
+    const details = { provider, host, state: d.state, ...(unreachable ? {} : { unreachableMs: ctx.now - d.unreachableSince }) };
+    ctx.logger[unreachable ? 'warn' : 'info']({ desktop: d.id, name: d.name, host }, unreachable ? 'desktop unreachable: its host does not answer' : 'desktop reachable again');
+    await this.audit.record(SYSTEM_ACTOR, unreachable ? 'desktop.unreachable' : 'desktop.reachable', { type: 'desktop', id: d.id }, details, unreachable ? 'failed' : undefined);
   }
 }

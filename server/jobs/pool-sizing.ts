@@ -1,4 +1,6 @@
 import type { Store } from '../store/index.ts';
+import type { ProviderRegistry } from '../providers/index.ts';
+import { makesDesktops } from './manual-pools.ts';
 import { SYSTEM_ACTOR, type AuditService } from '../broker/index.ts';
 import type { JobContext } from './runner.ts';
 
@@ -10,7 +12,7 @@ const MAX_CHANGES_PER_PASS = 50;
  * and empties then removes pools marked for deletion.
  */
 export class PoolSizing {
-  constructor(private readonly store: Store, private readonly audit: AuditService) {}
+  constructor(private readonly store: Store, private readonly audit: AuditService, private readonly providers?: ProviderRegistry) {}
 
   async run(ctx: JobContext): Promise<void> {
     for (const pool of await this.store.pools.list()) {
@@ -20,13 +22,17 @@ export class PoolSizing {
         await this.empty(pool.name, ctx);
         continue;
       }
+      // Manual pools: the desktops are the machines an admin added; min/max/spare do not apply.
+      if (this.providers && !makesDesktops(this.providers, pool.provider)) continue;
       const c = await this.store.pools.counts(pool.name);
       // Desktops being built or refreshed for nobody will be ready soon: count them as spare.
       const pending = await this.store.desktops.getMany([
         ...(await this.store.desktops.idsInState(pool.name, 'provisioning')),
         ...(await this.store.desktops.idsInState(pool.name, 'refreshing')),
       ]);
-      const spareSoon = c.ready + pending.filter((d) => d.user === '').length;
+      // Ready desktops on a host that does not answer cannot be handed out: not spares.
+      const unreachable = (await this.store.desktops.getMany(await this.store.desktops.idsInState(pool.name, 'ready'))).filter((d) => d.unreachableSince > 0).length;
+      const spareSoon = c.ready - unreachable + pending.filter((d) => d.user === '').length;
       const live = c.total - c.deleting; // desktops that are or will be usable
       let create = 0;
       if (pool.enabled) create = Math.max(pool.size.spare - spareSoon, pool.size.min - live, 0);

@@ -66,10 +66,21 @@ export class JobRunner {
     const log = this.logger.child({ job: s.def.name });
     s.lastTick = this.clock();
     try {
-      s.held = await this.store.leases.acquire(s.def.name, this.holder, Math.max(this.leaseTtlMs, s.def.intervalMs * 3));
+      const ttl = Math.max(this.leaseTtlMs, s.def.intervalMs * 3);
+      s.held = await this.store.leases.acquire(s.def.name, this.holder, ttl);
       if (!s.held) return;
-      await s.def.run({ now: this.clock(), logger: log, holdsLease: () => s.held && !this.stopped });
-      await this.store.leases.heartbeat(s.def.name, Math.max(this.leaseTtlMs, s.def.intervalMs * 3));
+      // A pass may outlast the TTL (a live migration): the lease is renewed while it runs, and
+      // holdsLease() turns false if another replica got it meanwhile.
+      const renew = setInterval(() => {
+        this.store.leases.acquire(s.def.name, this.holder, ttl).then((ok) => void (ok || (s.held = false)), () => void (s.held = false));
+      }, Math.max(10, Math.floor(ttl / 3)));
+      renew.unref?.();
+      try {
+        await s.def.run({ now: this.clock(), logger: log, holdsLease: () => s.held && !this.stopped });
+      } finally {
+        clearInterval(renew);
+      }
+      await this.store.leases.heartbeat(s.def.name, ttl);
       this.metrics.reconcileRuns.inc({ job: s.def.name, result: 'ok' });
     } catch (err) {
       s.held = false;

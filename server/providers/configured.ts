@@ -3,26 +3,57 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { Provider } from './provider.ts';
 import { QemuProvider, imageFilesIn } from './qemu/index.ts';
+import { ManualProvider } from './manual/index.ts';
+import { LibvirtProvider } from './libvirt/index.ts';
+import type { Store } from '../store/index.ts';
 
 /** How a driver finds the files of an image version ("name:version") in the broker's registry. */
 export type ImagePathResolver = (ref: string) => Promise<string>;
 
 /** The providers the configuration asks for. */
-export function createProviders(config: Config, logger: Logger, imagePath: ImagePathResolver): Provider[] {
-  return config.providers.map(
-    (p) =>
-      new QemuProvider({
+export function createProviders(config: Config, logger: Logger, imagePath: ImagePathResolver, store?: Store): Provider[] {
+  return config.providers.map((p) => {
+    if (p.kind === 'manual') {
+      // Machines live in Redis; their credentials are sealed with a key derived from the tunnel secret.
+      if (!store) throw new Error(`provider ${p.name}: a manual provider needs the store`);
+      return new ManualProvider({
         name: p.name,
-        accel: p.accel,
+        machines: store.machines,
+        secret: () => store.tickets.secret(config.tunnel.secret),
+        guacd: config.guacd.host !== '',
+        probeTimeoutMs: p.probeTimeoutMs,
+        startTimeoutMs: p.startTimeoutMs,
+        healthIntervalMs: p.healthIntervalMs,
+        wakeAddress: p.wakeAddress,
+        logger: logger.child({ provider: p.name }),
+      });
+    }
+    if (p.kind === 'libvirt') {
+      return new LibvirtProvider({
+        name: p.name,
         placement: p.placement,
         stopTimeoutMs: p.stopTimeoutMs,
         startTimeoutMs: p.startTimeoutMs,
-        hosts: p.hosts.map((h) => ({ ...h, dataDir: resolve(h.dataDir) })),
+        callTimeoutMs: p.callTimeoutMs,
+        migrateTimeoutMs: p.migrateTimeoutMs,
+        hosts: p.hosts,
+        // Image versions are read on this machine and uploaded into each host's pool once.
         images: async (ref) => imageFilesIn(await imagePath(ref)),
-        // The holder's folder, resolved by the broker into the spec when the desktop is built
-        // or refreshed for a user (server/shares); none for a desktop nobody holds.
-        homeShare: (spec) => spec.home?.path,
         logger: logger.child({ provider: p.name }),
-      }),
-  );
+      });
+    }
+    return new QemuProvider({
+      name: p.name,
+      accel: p.accel,
+      placement: p.placement,
+      stopTimeoutMs: p.stopTimeoutMs,
+      startTimeoutMs: p.startTimeoutMs,
+      hosts: p.hosts.map((h) => ({ ...h, dataDir: resolve(h.dataDir) })),
+      images: async (ref) => imageFilesIn(await imagePath(ref)),
+      // The holder's folder, resolved by the broker into the spec when the desktop is built
+      // or refreshed for a user (server/shares); none for a desktop nobody holds.
+      homeShare: (spec) => spec.home?.path,
+      logger: logger.child({ provider: p.name }),
+    });
+  });
 }

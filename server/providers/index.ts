@@ -3,3 +3,4 @@ export type {
   Snapshot, InventoryItem, MigrationResult, CreateResult, OperationOptions, HostInfo,
 } from './provider.ts';
 export { ProviderRegistry } from './registry.ts';
+export { LibvirtProvider } from './libvirt/index.ts';

@@ -41,7 +41,8 @@ export interface DesktopSpec {
   home?: { path: string; unc?: string };
 }
 
-export type PowerState = 'running' | 'stopped' | 'paused' | 'missing';
+/** unreachable: the desktop's host does not answer (libvirt); it is neither missing nor stopped. */
+export type PowerState = 'running' | 'stopped' | 'paused' | 'missing' | 'unreachable';
 
 export interface ConsoleEndpoint {
   protocol: 'vnc' | 'rdp';
@@ -50,6 +51,8 @@ export interface ConsoleEndpoint {
   /** Per-desktop console password: only ever handed to the streaming layer, never logged. */
   password?: string;
   username?: string;
+  /** RDP only: guacd's security mode (any, nla, tls...), certificate check, Windows domain. Defaults: any, ignore, none. */
+  rdp?: { security: string; ignoreCert: boolean; domain: string };
 }
 
 export interface Snapshot {
@@ -71,6 +74,20 @@ export interface MigrationResult {
   transferredBytes?: number;
 }
 
+/** A running live migration as the hypervisor reports it (memory and, when copied, disk). */
+export interface MigrationProgress {
+  /** 0..100: transferred of total so far. */
+  percent: number;
+  transferredBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+}
+
+export interface MigrateOptions extends OperationOptions {
+  /** Called with the latest progress while the migration runs (drivers that can tell; optional). */
+  onProgress?: (p: MigrationProgress) => void;
+}
+
 export interface CreateResult {
   host: string;
 }
@@ -81,6 +98,8 @@ export interface HostInfo {
   maintenance: boolean;
   capacity: { vcpu: number; memoryMiB: number };
   used: { vcpu: number; memoryMiB: number; desktops: number };
+  /** false when the host's hypervisor does not answer (no placement there); absent = reachable. */
+  reachable?: boolean;
 }
 
 export interface OperationOptions {
@@ -106,6 +125,13 @@ export interface Provider {
   destroy(id: string, opts?: OperationOptions): Promise<void>;
   /** Back to a clean clone of the image; running afterwards. Needs capabilities.refresh. */
   refresh(spec: DesktopSpec, opts?: OperationOptions): Promise<void>;
+  /**
+   * Drivers that map the holder's folder when the VM starts: give the desktop spec.home (none
+   * when absent) keeping its disk, restarting it if the folder it has mapped differs (or it is
+   * not running); running afterwards. `onlyIf` is asked under the driver's lock of the desktop,
+   * right before a restart: false leaves it alone. Resolves true when it restarted.
+   */
+  remapHome?(spec: DesktopSpec, opts?: OperationOptions & { onlyIf?: () => Promise<boolean> }): Promise<boolean>;
   power(id: string): Promise<PowerState>;
 
   snapshotCreate(id: string, name: string): Promise<Snapshot>;
@@ -113,7 +139,7 @@ export interface Provider {
   snapshotRevert(id: string, name: string): Promise<void>;
   snapshotDelete(id: string, name: string): Promise<void>;
 
-  migrate(id: string, targetHost: string, opts?: OperationOptions): Promise<MigrationResult>;
+  migrate(id: string, targetHost: string, opts?: MigrateOptions): Promise<MigrationResult>;
 
   console(id: string): Promise<ConsoleEndpoint>;
   /** Every desktop this provider has, running or only on disk. */

@@ -1,9 +1,11 @@
 // The user's folder around a desktop request: checked and created before assignment, and
 // mapped into the desktop handed out. The QEMU driver maps the folder (9p tag "home") when the
-// VM starts, from DesktopSpec.home: a desktop built or refreshed for a user gets it at boot,
-// and a READY desktop handed to a user is refreshed (it is a clean, unused clone anyway) with
-// that user's folder before the request answers. See docs/shares.md.
+// VM starts, from DesktopSpec.home: a desktop built or refreshed for a user gets it at boot; a
+// READY non-persistent desktop handed to a user is refreshed (it is a clean, unused clone
+// anyway) with that user's folder, and a persistent one is restarted keeping its disk with the
+// new holder's folder, before the request answers. See docs/shares.md.
 import type { Actor, Desktop, Pool, HomeHook } from '../broker/index.ts';
+import { BrokerError } from '../errors.ts';
 import type { ProviderRegistry, DesktopSpec } from '../providers/index.ts';
 import type { Logger } from '../observability/index.ts';
 import { desktopSpec } from '../jobs/desktop-lifecycle.ts';
@@ -51,13 +53,22 @@ export class HomeShares implements HomeHook {
     if (!this.providers.has(desktop.provider)) return;
     const provider = this.providers.get(desktop.provider);
     if (!MAPPED_AT_START.has(provider.kind)) return;
-    if (pool.persistence === 'persistent' || !provider.capabilities.refresh) {
-      // A persistent desktop keeps its disk: it is not rebuilt here; it gets the folder at its next start.
-      this.logger.warn({ desktop: desktop.id, pool: pool.name }, 'persistent desktop handed out: the home folder is mapped at its next start');
+    // Still being built: the lifecycle builds it from desktopSpec, with its holder's folder.
+    if (desktop.state === 'provisioning' || desktop.state === 'refreshing') return;
+    const spec = desktopSpec({ ...desktop, user }, pool, this.homeOf);
+    const t0 = Date.now();
+    if (pool.persistence !== 'persistent' && provider.capabilities.refresh) {
+      await provider.refresh(spec);
+      this.logger.info({ desktop: desktop.id, user, ms: Date.now() - t0 }, 'desktop restarted with the user\'s home folder');
       return;
     }
-    const t0 = Date.now();
-    await provider.refresh(desktopSpec({ ...desktop, user }, pool, this.homeOf));
-    this.logger.info({ desktop: desktop.id, user, ms: Date.now() - t0 }, 'desktop restarted with the user\'s home folder');
+    // A persistent desktop keeps its disk, but never the previous holder's folder.
+    if (!provider.remapHome) {
+      this.logger.error({ desktop: desktop.id, pool: pool.name, provider: provider.name }, 'driver cannot change the home folder of a desktop: not handed out');
+      throw new BrokerError('share_unavailable', `Provider ${provider.name} cannot map your folder into this desktop.`);
+    }
+    if (await provider.remapHome(spec)) {
+      this.logger.info({ desktop: desktop.id, user, ms: Date.now() - t0 }, 'persistent desktop restarted with the holder\'s home folder');
+    }
   }
 }

@@ -27,6 +27,8 @@ export const MAX_PATH_BYTES = 1024;
 export const MAX_DEPTH = 32;
 /** Names the broker itself uses inside users' folders (upload temp files, health probes). */
 export const INTERNAL_PREFIX = '.vdi-';
+/** Upload temp files: always directly in the user's folder (so a sweep reads one directory per user). */
+export const UPLOAD_PREFIX = `${INTERNAL_PREFIX}upload-`;
 // Control characters and what Windows/SMB clients cannot store: \ : * ? " < > |
 const BAD_CHARS = /[\u0000-\u001f\u007f\\:*?"<>|]/;
 

@@ -8,7 +8,9 @@ import type { Config } from '../config/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
 import type { Actor, AuditService } from '../broker/index.ts';
 import { BrokerError } from '../errors.ts';
+import type { QuotaRepository, FolderCount } from '../store/index.ts';
 import { folderName, INTERNAL_PREFIX } from './names.ts';
+import { countFolder, removeStaleUploads, type FolderTotals } from './folder-walk.ts';
 
 type SharesConfig = Config['shares'];
 type ShareConfig = SharesConfig['list'][number];
@@ -88,7 +90,7 @@ export class ShareService {
 
   constructor(
     private readonly cfg: SharesConfig,
-    private readonly deps: { logger: Logger; metrics: Metrics; audit: AuditService; now?: () => number },
+    private readonly deps: { logger: Logger; metrics: Metrics; audit: AuditService; quota: QuotaRepository; now?: () => number },
   ) {
     this.shares = cfg.list.map((c) => new Share(c, cfg.quota));
     // One registry may serve several brokers (tests): reuse the metrics when they exist.
@@ -212,32 +214,79 @@ export class ShareService {
     await this.deps.audit.record(actor, 'share.unavailable', { type: 'share', id: share }, details, 'failed').catch(() => undefined);
   }
 
-  /** Bytes and files in the user's folder (symbolic links are counted, never followed). */
+  /**
+   * Bytes and files in the user's folder: the count kept in Redis (every write, delete and
+   * upload through the files API updates it), checked against a real walk of the folder at most
+   * every usageRecountMs, because the guest writes to it over SMB/9p behind the broker's back.
+   */
   async usage(share: Share, userId: string): Promise<Usage> {
-    let usedBytes = 0;
-    let files = 0;
-    const walk = async (dir: string): Promise<void> => {
-      let entries: fs.Dirent[];
+    const folder = folderName(userId);
+    const kept = await this.deps.quota.count(share.name, folder);
+    const c = kept && this.now() - kept.countedAt < this.cfg.usageRecountMs ? kept : await this.recount(share, folder, kept);
+    const q = share.quota;
+    return { share: share.name, usedBytes: c.usedBytes, files: c.files, ...q, overSoft: c.usedBytes > q.softBytes, overHard: c.usedBytes >= q.hardBytes };
+  }
+
+  /** Walks a folder (links counted, never followed) and keeps the result, unless the API changed the count meanwhile. */
+  async recount(share: Share, folder: string, kept?: FolderCount | null): Promise<FolderTotals> {
+    const genSeen = (kept === undefined ? await this.deps.quota.count(share.name, folder) : kept)?.gen ?? 0;
+    const walked = await countFolder(path.join(share.root, folder), this.staleBefore());
+    return this.deps.quota.recount(share.name, folder, { ...walked, countedAt: this.now(), genSeen });
+  }
+
+  /** Upload temp files last written before this are a dead broker's (file times are wall-clock). */
+  private staleBefore(): number {
+    return Date.now() - this.cfg.staleUploadMs;
+  }
+
+  /** Bytes and files under a folder inside a user's folder (what deleting it frees). */
+  countUnder(dir: string): Promise<FolderTotals> {
+    return countFolder(dir, this.staleBefore());
+  }
+
+  private sweeping: Promise<void> | undefined;
+  private closed = false;
+
+  /**
+   * Starts the start-up sweep in the background: upload temp files a broker left behind (it died
+   * or was killed mid-upload; untouched for staleUploadMs, so another replica's live upload is
+   * kept) are removed from every user folder of every share, and those folders are recounted.
+   */
+  startSweep(): Promise<void> {
+    this.sweeping ??= this.sweep().catch((e: unknown) => this.deps.logger.warn({ err: (e as Error).message }, 'upload sweep failed'));
+    return this.sweeping;
+  }
+
+  private async sweep(): Promise<void> {
+    for (const share of this.shares) {
+      let folders: fs.Dirent[];
       try {
-        entries = await fsp.readdir(dir, { withFileTypes: true });
+        folders = await fsp.readdir(share.root, { withFileTypes: true });
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-        throw e;
+        this.deps.logger.warn({ share: share.name, err: (e as Error).message }, 'upload sweep: share root not readable');
+        continue;
       }
-      for (const e of entries) {
-        const p = path.join(dir, e.name);
-        if (e.isDirectory()) await walk(p);
-        else {
-          const st = await fsp.lstat(p).catch(() => undefined);
-          if (st) {
-            usedBytes += st.size;
-            files += 1;
-          }
+      let removed = 0;
+      for (const f of folders) {
+        if (this.closed) return;
+        if (!f.isDirectory() || f.name.startsWith(INTERNAL_PREFIX)) continue;
+        try {
+          const n = await removeStaleUploads(path.join(share.root, f.name), this.staleBefore());
+          if (n === 0) continue;
+          removed += n;
+          await this.recount(share, f.name);
+        } catch (e) {
+          this.deps.logger.warn({ share: share.name, folder: f.name, err: (e as Error).message }, 'upload sweep: folder skipped');
         }
       }
-    };
-    await walk(share.homePath(userId));
-    return { share: share.name, usedBytes, files, ...share.quota, overSoft: usedBytes > share.quota.softBytes, overHard: usedBytes >= share.quota.hardBytes };
+      if (removed) this.deps.logger.info({ share: share.name, removed }, 'upload sweep removed temp files left by interrupted uploads');
+    }
+  }
+
+  /** Stops the sweep (between folders) and waits for it. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.sweeping;
   }
 
   /** What the helpdesk sees of the shares: configuration and a fresh health probe. */

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 import { runScript } from './scripts.ts';
 import { toDesktop } from './records.ts';
-import type { Desktop } from '../broker/model.ts';
+import type { Desktop, DesktopMigration } from '../broker/model.ts';
 import type { DesktopState, TransitionTarget } from '../broker/state-machine.ts';
 
 export type TransitionResult =
@@ -91,6 +91,24 @@ export class DesktopsRepository {
   async setFields(id: string, fields: Record<string, string | number>): Promise<void> {
     // Only on an existing record: HSET on a vanished desktop would resurrect a stub.
     if ((await this.redis.exists(this.k.desktop(id))) === 1) await this.redis.hset(this.k.desktop(id), fields);
+  }
+
+  /** Records a running migration's latest progress on the desktop, or clears it (null). */
+  async setMigration(id: string, m: DesktopMigration | null): Promise<void> {
+    if (!m) await this.redis.hdel(this.k.desktop(id), 'migration');
+    else if ((await this.redis.exists(this.k.desktop(id))) === 1) await this.redis.hset(this.k.desktop(id), 'migration', JSON.stringify(m));
+  }
+
+  /**
+   * Marks a desktop unreachable since `since` ms (its host does not answer), or reachable with 0.
+   * The state is untouched. True if the mark changed (the caller audits only then).
+   */
+  async markUnreachable(id: string, since: number): Promise<boolean> {
+    const key = this.k.desktop(id);
+    const [exists, cur] = await this.redis.multi().exists(key).hget(key, 'unreachableSince').exec().then((r) => (r ?? []).map(([, v]) => v));
+    if (exists !== 1 || (Number(cur ?? 0) > 0) === since > 0) return false;
+    await this.redis.hset(key, 'unreachableSince', since);
+    return true;
   }
 
   async assignOwner(id: string, user: string, now: number): Promise<'ok' | string> {

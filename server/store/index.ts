@@ -11,18 +11,26 @@ import { AuditRepository } from './audit.repository.ts';
 import { LeasesRepository } from './leases.repository.ts';
 import { TicketsRepository } from './tickets.repository.ts';
 import { ImagesRepository } from './images.repository.ts';
+import { QuotaRepository } from './quota.repository.ts';
+import { DrainsRepository } from './drains.repository.ts';
+import { MachinesRepository } from './machines.repository.ts';
 
 export { createRedis, connectRedis, type RedisClient } from './redis.ts';
+export { derivedKey } from './secrets.ts';
 export { keyspace, type Keyspace } from './keys.ts';
 export type { StoredUser } from './users.repository.ts';
 export type { StoredApiKey } from './apikeys.repository.ts';
 export type { AuditEntry, AuditFilter } from './audit.repository.ts';
 export type { Image, ImageVersion } from './images.repository.ts';
 export type { PoolCounts } from './pools.repository.ts';
+export type { QuotaRepository, FolderCount, ReserveResult } from './quota.repository.ts';
+export type { Drain, DrainSummary, DrainDesktop, DrainState, DrainProgress } from './drains.repository.ts';
+export { newDrainDesktop } from './drains.repository.ts';
+export { MachinesRepository, type Machine, type MachineHealth, type MachineAddResult } from './machines.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
 export type { TicketsRepository, SessionTunnel, TunnelEvent } from './tickets.repository.ts';
-export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository, ImagesRepository };
+export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository, ImagesRepository, DrainsRepository };
 
 export interface StoreOptions {
   keyPrefix: string;
@@ -43,6 +51,9 @@ export class Store {
   readonly leases: LeasesRepository;
   readonly tickets: TicketsRepository;
   readonly images: ImagesRepository;
+  readonly quota: QuotaRepository;
+  readonly drains: DrainsRepository;
+  readonly machines: MachinesRepository;
 
   constructor(readonly redis: Redis, opts: StoreOptions) {
     defineScripts(redis);
@@ -56,6 +67,9 @@ export class Store {
     this.leases = new LeasesRepository(redis, this.keys);
     this.tickets = new TicketsRepository(redis, this.keys);
     this.images = new ImagesRepository(redis, this.keys);
+    this.quota = new QuotaRepository(redis, this.keys);
+    this.drains = new DrainsRepository(redis, this.keys);
+    this.machines = new MachinesRepository(redis, this.keys);
   }
 
   get available(): boolean {

@@ -15,7 +15,7 @@ export function keyspace(prefix: string) {
     apiKeys: `${prefix}apikeys`, // set of key ids
     apiKey: (id: string) => `${prefix}apikey:${id}`, // hash
     httpSessionPrefix: `${prefix}http:`, // express-session records (connect-redis)
-    rateLimitPrefix: `${prefix}rl`, // login throttling (rate-limiter-flexible)
+    rateLimitPrefix: `${prefix}rl`, // login throttling (auth/throttle.scripts.ts)
     sessionSecret: `${prefix}secret:session`, // string, generated once
     tunnelSecret: `${prefix}secret:tunnel`, // string, generated once (when tunnel.secret is empty)
     // streaming tunnel
@@ -32,12 +32,20 @@ export function keyspace(prefix: string) {
     desktopNames: `${prefix}desktop-names`, // hash name -> desktop id (unique broker-wide)
     macs: `${prefix}macs`, // hash mac -> desktop id
     macCursor: `${prefix}macs:cursor`, // integer, where the next MAC search starts
+    // machines of manual pools (the broker does not create them; id = their desktop's id)
+    machines: `${prefix}machines`, // set of machine ids
+    machine: (id: string) => `${prefix}machine:${id}`, // hash: console settings, sealed credentials, health
     // golden images
     images: `${prefix}images`, // set of image names
     image: (name: string) => `${prefix}image:${name}`, // hash: name displayName current createdAt updatedAt
     imageVersions: (name: string) => `${prefix}image:${name}:versions`, // hash version -> JSON
     // hosts
     hostMaintenance: `${prefix}hosts:maintenance`, // hash "provider/host" -> 1
+    // user files (one hash per share and folder name: count and upload reservations)
+    quota: (share: string, folder: string) => `${prefix}quota:${share}:${folder}`, // hash: used files countedAt gen res:<upload>
+    drains: `${prefix}drains`, // set of "provider/host" with a drain record
+    drain: (host: string) => `${prefix}drain:${host}`, // hash: the drain of "provider/host"
+    drainDesktops: (host: string) => `${prefix}drain:${host}:desktops`, // hash desktop id -> JSON progress
     // sessions
     sessionsLive: `${prefix}sessions:live`, // set of live session ids
     session: (id: string) => `${prefix}session:${id}`, // hash

@@ -1,5 +1,5 @@
 // Converting Redis hashes to the broker's records.
-import type { Desktop, Session, SessionState } from '../broker/model.ts';
+import type { Desktop, DesktopMigration, Session, SessionState } from '../broker/model.ts';
 import type { DesktopState } from '../broker/state-machine.ts';
 
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
@@ -23,7 +23,19 @@ export function toDesktop(h: Record<string, string>): Desktop | null {
     failures: num(h.failures),
     nextAttemptAt: num(h.nextAttemptAt),
     lastError: h.lastError ?? '',
+    unreachableSince: num(h.unreachableSince),
+    ...migrationOf(h.migration),
   };
+}
+
+/** The running migration's progress, kept as JSON in the desktop's `migration` field. */
+function migrationOf(v: string | undefined): { migration?: DesktopMigration } {
+  if (!v) return {};
+  try {
+    return { migration: JSON.parse(v) as DesktopMigration };
+  } catch {
+    return {};
+  }
 }
 
 export function toSession(h: Record<string, string>): Session | null {

@@ -13,6 +13,10 @@ export interface RedisOptions {
 /**
  * A client that fails fast while Redis is away (no offline queue, one retry), so requests get
  * a 503 at once instead of hanging, and that reconnects by itself forever with backoff.
+ * A stalled server (alive but not answering: stopped, swapping, a long script) is treated like
+ * a dead one: after `commandTimeoutMs` without an answer the socket timeout drops the connection,
+ * the commands waiting on it time out a moment later, and until a fresh connection passes its ready check every
+ * command fails at once ("Stream isn't writeable") instead of each waiting out the timeout.
  */
 export function createRedis(opts: RedisOptions): Redis {
   const client = new Redis(opts.url, {
@@ -22,7 +26,14 @@ export function createRedis(opts: RedisOptions): Redis {
     enableAutoPipelining: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: opts.commandTimeoutMs,
+    // The socket gives up a moment before the command: by the time a caller sees its command
+    // time out, the connection is already down, so its next command fails at once instead of
+    // waiting out another timeout on the stalled connection.
+    commandTimeout: opts.commandTimeoutMs + 100,
+    socketTimeout: opts.commandTimeoutMs,
+    // A command that timed out may still run when a stalled server wakes up; sending it again
+    // on the new connection could run it twice.
+    autoResendUnfulfilledCommands: false,
     connectTimeout: 5000,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 3000),
     reconnectOnError: (err) => err.message.startsWith('READONLY'),

@@ -16,6 +16,8 @@ const SCRIPTS = {
   vdiPoolSave: 'pool-save.lua',
   vdiLease: 'lease.lua',
   vdiLeaseRelease: 'lease-release.lua',
+  vdiDrain: 'drain.lua',
+  vdiMachineAdd: 'machine-add.lua',
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

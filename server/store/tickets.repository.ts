@@ -116,7 +116,9 @@ export class TicketsRepository {
    * answers, resubscribed after a reconnect); returns the closer.
    */
   subscribe(onEvent: (e: TunnelEvent) => void, onError: (err: Error) => void): () => Promise<void> {
-    const sub = this.redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined });
+    // (No timeouts here, and an unanswered SUBSCRIBE is sent again: it is idempotent, unlike
+    // the commands the main client refuses to resend after a stall.)
+    const sub = this.redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, socketTimeout: undefined, autoResendUnfulfilledCommands: true });
     sub.on('error', onError);
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.k.tunnelEvents) return;

@@ -1,6 +1,7 @@
 // The Guacamole WebSocket tunnel at /api/v1/tunnel on the broker's own HTTP server:
 // browser (guacamole-common-js) ⇄ this tunnel (guacamole-lite) ⇄ guacd or the built-in
-// gateway ⇄ the desktop's console. A connection is opened by a single-use ticket (tickets.ts);
+// gateway ⇄ the desktop's console. A connection is opened by a single-use ticket (tickets.ts),
+// sent as the first message by the login it was issued to, from an allowed Origin (handover.ts);
 // its life is reported to the session (connected, disconnected, activity, bytes) and a second
 // tab of the same session takes it over, on any replica (Redis pub/sub). See docs/streaming.md.
 import { randomUUID } from 'node:crypto';
@@ -12,10 +13,12 @@ import type { Store, TunnelEvent } from '../store/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
-import { startGateway, type Gateway } from '../gateway/index.ts';
+import { endpointAddress, grantKey, issueGrant, parseEndpointAddress, startGateway, type Gateway, type GuacdEndpoint } from '../gateway/index.ts';
 import { Status } from '../gateway/protocol.ts';
 import { refuse, TunnelConnection, WebSocketServer, type WsSocket } from './lite.ts';
 import { TicketError, TicketService, TUNNEL_PATH, type Ticket } from './tickets.ts';
+import { clientAddress, originAllowed, TicketHandover } from './handover.ts';
+import type { Login } from '../auth/index.ts';
 
 export { TicketService, TicketError, TUNNEL_PATH, type IssuedTicket, type Ticket } from './tickets.ts';
 
@@ -27,11 +30,15 @@ export interface TunnelDeps {
   config: Config;
   logger: Logger;
   metrics: Metrics;
+  /** The login behind an upgrade request (cookie session or API key): BrokerApp.auth.loginOfUpgrade. */
+  logins: (req: IncomingMessage) => Promise<Login | null>;
+  /** express's `trust proxy fn` (BrokerApp.app.get('trust proxy fn')): audit entries get the client's address behind a proxy. */
+  trustProxy?: (addr: string, hop: number) => boolean;
 }
 
 export interface AttachedTunnel {
-  /** Where guacd (or the built-in gateway) listens. */
-  guacd: { host: string; port: number };
+  /** Where guacd (or the built-in gateway) listens; `path`: a unix socket (host and port unused). */
+  guacd: { host: string; port: number; path?: string };
   /** Open tunnels on this replica. */
   count(): number;
   close(): Promise<void>;
@@ -87,23 +94,29 @@ function clientQuery(u: URL): Record<string, string> {
   return out;
 }
 
-function parseHostPort(s: string | undefined): { host: string; port: number } | null {
-  const m = /^(.*):(\d{1,5})$/.exec(s ?? '');
-  return m ? { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) } : null;
-}
-
 export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
   const log = o.logger.child({ component: 'tunnel' });
   const m = tunnelMetrics(o.metrics.registry);
   let gateway: Gateway | null = null;
-  let guacd: { host: string; port: number };
+  let grants: Buffer | undefined;
+  let guacd: GuacdEndpoint;
   if (o.config.guacd.host) {
     guacd = { host: o.config.guacd.host, port: o.config.guacd.port };
   } else {
-    gateway = await startGateway({ host: o.config.gateway.host, port: o.config.gateway.port, logger: o.logger });
-    guacd = { host: gateway.host, port: gateway.port };
+    // The built-in gateway admits only what this tunnel grants, signed with a key every replica derives.
+    grants = grantKey(await o.store.tickets.secret(o.config.tunnel.secret));
+    const g = o.config.gateway;
+    gateway = await startGateway({ listen: g.listen === 'tcp' ? { host: g.host, port: g.port } : { socketDir: g.socketDir }, grantKey: grants, logger: o.logger });
+    guacd = gateway.endpoint;
   }
-  const guacdName = `${guacd.host.includes(':') ? `[${guacd.host}]` : guacd.host}:${guacd.port}`;
+  const guacdName = endpointAddress(guacd);
+  /** The built-in gateway's admission for a ticket's connection (none with an external guacd). */
+  const grantFor = (t: Ticket): string | undefined => {
+    if (!grants) return undefined;
+    if (t.kind === 'shadow') return issueGrant(grants, { gateway: t.guacd ?? guacdName, join: t.join ?? '', readOnly: true });
+    const port = Number(t.settings.port || 5900);
+    return issueGrant(grants, { gateway: guacdName, host: t.settings.hostname ?? '', port, readOnly: t.settings['read-only'] === 'true' });
+  };
   const tickets = new TicketService({ store: o.store, broker: o.broker, providers: o.providers, config: o.config });
   const wss = new WebSocketServer({
     noServer: true,
@@ -145,7 +158,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     t.guacConnection = t.conn.guacamoleConnectionId ?? '';
     const session = t.ticket.session;
     if (t.ticket.kind === 'shadow') {
-      log.info({ session, by: t.ticket.user, join: t.guacConnection }, 'shadow started');
+      log.info({ session, by: t.ticket.user }, 'shadow started');
       return;
     }
     const seq = await o.store.tickets.claim(session, t.owner, t.guacConnection, guacdName);
@@ -156,7 +169,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     settleTakeover(session, t.owner, seq);
     await o.store.tickets.publish({ type: 'takeover', session, owner: t.owner, seq });
     await o.broker.sessions.connected(session);
-    log.info({ session, user: t.ticket.user, desktop: t.ticket.desktop, conn: t.guacConnection }, 'tunnel connected');
+    log.info({ session, user: t.ticket.user, desktop: t.ticket.desktop }, 'tunnel connected');
   }
 
   async function onClosed(t: Tunnel): Promise<void> {
@@ -187,23 +200,48 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     track(o.broker.sessions.activity(t.ticket.session));
   }
 
-  async function accept(ws: WsSocket, url: URL): Promise<void> {
-    // Whatever the browser sends while the ticket is checked is kept (bounded) and relayed.
-    const early: Buffer[] = [];
-    const hold = (d: Buffer) => void (early.length < 32 && early.push(d));
-    ws.on('message', hold);
+  /** Closes a socket whose ticket was refused, and writes why to the audit trail (never the ticket). */
+  function refused(ws: WsSocket, req: IncomingMessage, err: TicketError, login: Login | null): void {
+    const t = err.ticket;
+    m.opened.inc({ kind: t?.kind ?? 'unknown', outcome: 'refused' });
+    log.info({ reason: err.reason, session: t?.session }, 'tunnel refused');
+    refuse(ws, err.message, err.status);
+    const details = { reason: err.reason, status: err.status, origin: (req.headers.origin ?? '').slice(0, 200), ...(t ? { kind: t.kind, ticketUser: t.user, desktop: t.desktop } : {}) };
+    track(o.broker.audit.record({ principal: login?.principal ?? null, address: clientAddress(req, o.trustProxy) }, 'tunnel.refused', { type: 'session', id: t?.session ?? '' }, details, 'denied'));
+  }
+
+  async function accept(ws: WsSocket, req: IncomingMessage, url: URL): Promise<void> {
+    // The ticket comes as the first message; what follows it is held (bounded) and relayed.
+    const handover = new TicketHandover(ws);
     pending.add(ws);
     let ticket: Ticket;
+    let login: Login | null = null;
+    let early: Buffer[];
+    // The login is looked up (Redis) while the ticket is on its way.
+    const who = o.logins(req).catch(() => {
+      throw new TicketError('The broker cannot check logins right now; try again.', Status.UPSTREAM_UNAVAILABLE, 'unavailable');
+    });
+    who.catch(() => undefined);
     try {
-      ticket = await tickets.redeem(url.searchParams.get('token') ?? '');
+      const leaked = url.searchParams.get('token');
+      if (leaked !== null) {
+        // In a URL it may sit in proxy logs and browser history by now: burn it.
+        login = await who.catch(() => null);
+        const t = await tickets.take(leaked).catch((e: unknown) => (e instanceof TicketError ? e.ticket : undefined));
+        throw new TicketError('Tickets are not accepted in the URL.', Status.CLIENT_UNAUTHORIZED, 'ticket_in_url', t);
+      }
+      const [id, l] = await Promise.all([handover.ticket, who]);
+      login = l;
+      if (id === null && ws.readyState !== ws.OPEN) return; // the client left before sending one
+      if (!id) throw new TicketError('No ticket was sent.', Status.CLIENT_UNAUTHORIZED, 'no_ticket');
+      ticket = await tickets.redeem(id, login, originAllowed(req, { publicUrl: o.config.server.publicUrl, allowedOrigins: o.config.tunnel.allowedOrigins }));
+      if (handover.overrun) throw new TicketError('Too much input before the desktop answered', Status.CLIENT_OVERRUN, 'overrun', ticket);
     } catch (err) {
       if (!(err instanceof TicketError)) throw err;
-      m.opened.inc({ kind: 'unknown', outcome: 'refused' });
-      log.info({ reason: err.message }, 'tunnel refused');
-      return refuse(ws, err.message, err.status);
+      return refused(ws, req, err, login);
     } finally {
       pending.delete(ws);
-      ws.off('message', hold);
+      early = handover.release();
     }
     if (ws.readyState !== ws.OPEN) return; // the browser gave up meanwhile
     if (closing) return refuse(ws, MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
@@ -222,7 +260,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
       live.delete(t);
       track(onClosed(t));
     });
-    conn.connect(ticket.kind === 'shadow' ? (parseHostPort(ticket.guacd) ?? guacd) : guacd);
+    conn.connect(ticket.kind === 'shadow' ? (parseEndpointAddress(ticket.guacd) ?? guacd) : guacd, grantFor(ticket));
     for (const d of early) conn.sendMessageToGuacd(d);
   }
 
@@ -245,7 +283,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (err: Error) => log.debug({ err: err.message }, 'tunnel websocket error'));
-      accept(ws, url).catch((err: unknown) => {
+      accept(ws, req, url).catch((err: unknown) => {
         log.error({ err }, 'tunnel failed to open');
         refuse(ws, 'Internal error', Status.SERVER_ERROR);
       });
@@ -275,7 +313,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
 
   log.info({ path: TUNNEL_PATH, guacd: guacdName, builtInGateway: !!gateway }, 'tunnel attached');
   return {
-    guacd,
+    guacd: 'path' in guacd ? { host: '', port: 0, path: guacd.path } : guacd,
     count: () => live.size,
     async close() {
       if (closing) return;

@@ -10,15 +10,20 @@
 //   WebSocket close reason (guacamole-common-js parses both as numbers);
 // - guacd's bytes are decoded as a UTF-8 stream (a character split between two TCP chunks
 //   is not mangled), and malformed guacd data closes that tunnel instead of throwing;
-// - client input is parsed (bounded) before it is relayed; read-only users' input is dropped.
+// - client input is parsed (bounded) before it is relayed; read-only users' input is dropped;
+// - guacd may be a unix socket, and the built-in gateway is opened with the broker's grant
+//   (as the `select` value, where guacamole-lite puts a join id); the gateway's connection id
+//   then stays in the broker: the browser gets a tunnel UUID instead, as from Guacamole's servlet.
 // Its Server class is not used: it installs SIGTERM/SIGINT handlers and opens its own
 // WebSocket server. Values `false`/`0` survive its `|| null` because every setting we give it
 // is a string (see settings.ts).
+import { randomUUID } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { GuacdEndpoint } from '../gateway/index.ts';
 import { CONNECTED_MAX_INSTRUCTION, encode, GuacError, InstructionParser, Status, type Instruction } from '../gateway/protocol.ts';
 
 const require = createRequire(import.meta.url);
@@ -59,7 +64,9 @@ interface LiteClientConnection extends EventEmitter {
   lastActivity: number;
   guacdClient?: LiteGuacdClient;
   guacamoleConnectionId?: string;
-  connect(guacd: { host: string; port: number }): void;
+  connectionSelector: string;
+  /** GuacdClient calls net.connect(port, host): a non-numeric `port` string is a unix socket path. */
+  connect(guacd: GuacdEndpoint | { host: undefined; port: string }): void;
   close(error?: Error): void;
   send(message: string): void;
   sendMessageToGuacd(message: Buffer | string): void;
@@ -146,8 +153,16 @@ export class TunnelConnection extends ClientConnection {
     return s;
   }
 
-  override connect(guacd: { host: string; port: number }): void {
-    super.connect(guacd);
+  /** The browser's tunnel UUID, relayed instead of the gateway's connection id (grant connections). */
+  private tunnelUuid: string | undefined;
+
+  /** Opens guacd (TCP or unix socket); `grant`: the built-in gateway's admission for this connection. */
+  override connect(guacd: GuacdEndpoint, grant?: string): void {
+    if (grant) {
+      this.connectionSelector = grant;
+      this.tunnelUuid = randomUUID();
+    }
+    super.connect('path' in guacd ? { host: undefined, port: guacd.path } : guacd);
     const g = this.guacdClient;
     if (!g) return;
     const sock = g.guacdConnection;
@@ -196,6 +211,12 @@ export class TunnelConnection extends ClientConnection {
   }
 
   override send(message: string): void {
+    // guacamole-lite relays `ready`'s connection id as the first internal instruction;
+    // guacamole-common-js only needs some id there (it is the tunnel's UUID to it).
+    if (this.tunnelUuid && this.guacamoleConnectionId && message === encode('', this.guacamoleConnectionId)) {
+      message = encode('', this.tunnelUuid);
+      this.tunnelUuid = undefined;
+    }
     this.bytesOut += Buffer.byteLength(message);
     super.send(message);
   }

@@ -50,8 +50,10 @@ export function consoleSettings(ep: ConsoleEndpoint, drive?: DriveRedirect): Gua
       port: ep.port,
       username: ep.username ?? '',
       password: ep.password ?? '',
-      security: 'any',
-      'ignore-cert': true,
+      // The console's own settings when its driver gives them (manual machines), else guacd's "any".
+      security: ep.rdp?.security ?? 'any',
+      'ignore-cert': ep.rdp?.ignoreCert ?? true,
+      ...(ep.rdp?.domain ? { domain: ep.rdp.domain } : {}),
       'resize-method': 'display-update',
       'enable-wallpaper': false,
       'disable-audio': false,

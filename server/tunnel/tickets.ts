@@ -3,14 +3,17 @@
 // the tunnel secret AND the id: neither a Redis dump alone nor the secret alone opens a ticket,
 // and nothing the browser receives names the console's host, port or password. A ticket lives
 // `tunnel.ticketTtlSeconds` and is taken from Redis with GETDEL before guacd is contacted, so
-// it works once even when two WebSockets race with it.
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
+// it works once even when two WebSockets race with it. It is no bearer token: it is bound to
+// the login that asked for it (a hash of the cookie session id, or the API key id) and only
+// that login can redeem it.
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { BrokerError } from '../errors.ts';
 import { Status } from '../gateway/protocol.ts';
-import type { Store } from '../store/index.ts';
+import { derivedKey, type Store } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { Config } from '../config/index.ts';
-import { actorName, type Actor, type Broker } from '../broker/index.ts';
+import { actorName, hasRole, type Actor, type Broker } from '../broker/index.ts';
+import type { Login } from '../auth/index.ts';
 import { consoleSettings, SHADOW_SETTINGS, type GuacSettings, type DriveRedirect } from './settings.ts';
 import type { Pool } from '../broker/index.ts';
 
@@ -21,6 +24,8 @@ export interface Ticket {
   kind: 'connect' | 'shadow';
   /** Who may use it: the session's user (connect) or the helpdesk actor (shadow). */
   user: string;
+  /** The login that asked for it (Login.binding); only that login redeems it. */
+  login: string;
   session: string;
   desktop: string;
   /** Expiry, ms since the epoch. */
@@ -40,13 +45,20 @@ export interface IssuedTicket {
   readOnly: boolean;
 }
 
+/** Why a tunnel was refused (audit `tunnel.refused`, logs, metrics). */
+export type RefusalReason =
+  | 'no_ticket' | 'ticket_in_url' | 'invalid_ticket' | 'expired_ticket' | 'no_login' | 'other_login'
+  | 'foreign_origin' | 'session_ended' | 'overrun' | 'unavailable';
+
 /** A refused ticket, with the Guacamole status the WebSocket is closed with. */
 export class TicketError extends Error {
-  constructor(message: string, readonly status: number) {
+  constructor(message: string, readonly status: number, readonly reason: RefusalReason, readonly ticket?: Ticket) {
     super(message);
     this.name = 'TicketError';
   }
 }
+
+const UNAVAILABLE = 'The broker cannot check tickets right now; try again.';
 
 const TICKET_RE = /^[A-Za-z0-9_-]{43}$/;
 
@@ -66,7 +78,7 @@ export class TicketService {
 
   private key(): Promise<Buffer> {
     this.master ??= this.d.store.tickets.secret(this.d.config.tunnel.secret).then(
-      (s) => Buffer.from(hkdfSync('sha256', s, 'vdi-broker', 'tunnel tickets v1', 32)),
+      (s) => derivedKey(s, 'tunnel tickets v1'),
       (err: unknown) => {
         this.master = undefined;
         throw err;
@@ -94,11 +106,11 @@ export class TicketService {
     return { ticket: id, tunnel: TUNNEL_PATH, expiresAt: new Date(ticket.exp).toISOString(), readOnly: t.kind === 'shadow' };
   }
 
-  /** A ticket for the session's own user (404 for anyone else's session, like a missing one). */
-  async issueConnect(actor: Actor, sessionId: string): Promise<IssuedTicket> {
+  /** A ticket for the session's own user (404 for anyone else's session, like a missing one), bound to `login`. */
+  async issueConnect(actor: Actor, login: Login | null, sessionId: string): Promise<IssuedTicket> {
     const p = actor.principal;
     const s = await this.d.store.sessions.get(sessionId);
-    if (!p || p.kind !== 'user' || !s || s.user !== p.id || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
+    if (!p || p.kind !== 'user' || !login || login.principal.id !== p.id || !s || s.user !== p.id || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
     const desktop = await this.d.store.desktops.get(s.desktop);
     if (!desktop || desktop.session !== s.id) throw new BrokerError('not_found', 'No such session.');
     if (desktop.state !== 'in_use') {
@@ -116,25 +128,29 @@ export class TicketService {
     }
     const pool = ep.protocol === 'rdp' && this.d.drive ? await this.d.store.pools.get(desktop.pool) : null;
     const drive = pool && this.d.drive ? this.d.drive(pool, p.id) : undefined;
-    return this.seal({ kind: 'connect', user: p.id, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep, drive) });
+    return this.seal({ kind: 'connect', user: p.id, login: login.binding, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep, drive) });
   }
 
-  /** A read-only ticket joining the session's live connection (helpdesk; audited). */
-  async issueShadow(actor: Actor, sessionId: string): Promise<IssuedTicket> {
+  /** A read-only ticket joining the session's live connection (helpdesk; audited), bound to `login`. */
+  async issueShadow(actor: Actor, login: Login | null, sessionId: string): Promise<IssuedTicket> {
+    if (!login) throw new BrokerError('unauthenticated');
     const s = await this.d.store.sessions.get(sessionId);
     if (!s || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
     const tun = await this.d.store.tickets.tunnel(s.id);
     if (s.state !== 'connected' || !tun?.guacConnection) throw new BrokerError('conflict', 'The session has no live connection to shadow.');
     const issued = await this.seal({
-      kind: 'shadow', user: actorName(actor), session: s.id, desktop: s.desktop, protocol: 'vnc', settings: SHADOW_SETTINGS, join: tun.guacConnection, guacd: tun.guacd,
+      kind: 'shadow', user: actorName(actor), login: login.binding, session: s.id, desktop: s.desktop, protocol: 'vnc', settings: SHADOW_SETTINGS, join: tun.guacConnection, guacd: tun.guacd,
     });
     await this.d.broker.audit.record(actor, 'session.shadow', { type: 'session', id: s.id }, { user: s.user, desktop: s.desktop, readOnly: true });
     return issued;
   }
 
-  /** Takes the ticket (once), opens it and checks it still fits its session. */
-  async redeem(id: string): Promise<Ticket> {
-    if (!TICKET_RE.test(id)) throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED);
+  /**
+   * Takes the ticket from Redis (once: it is gone whatever happens next) and opens it. Used
+   * alone to burn a ticket that leaked (sent in a URL).
+   */
+  async take(id: string): Promise<Ticket> {
+    if (!TICKET_RE.test(id)) throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED, 'invalid_ticket');
     const lookup = TicketService.lookup(id);
     let sealed: string | null;
     let key: Buffer;
@@ -142,9 +158,9 @@ export class TicketService {
       sealed = await this.d.store.tickets.take(lookup);
       key = await this.key();
     } catch {
-      throw new TicketError('The broker cannot check tickets right now; try again.', Status.UPSTREAM_UNAVAILABLE);
+      throw new TicketError(UNAVAILABLE, Status.UPSTREAM_UNAVAILABLE, 'unavailable');
     }
-    if (!sealed) throw new TicketError('The ticket is unknown, expired or already used.', Status.CLIENT_UNAUTHORIZED);
+    if (!sealed) throw new TicketError('The ticket is unknown, expired or already used.', Status.CLIENT_UNAUTHORIZED, 'invalid_ticket');
     let t: Ticket;
     try {
       const raw = Buffer.from(sealed, 'base64url');
@@ -153,17 +169,32 @@ export class TicketService {
       d.setAuthTag(raw.subarray(12, 28));
       t = JSON.parse(Buffer.concat([d.update(raw.subarray(28)), d.final()]).toString('utf8')) as Ticket;
     } catch {
-      throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED);
+      throw new TicketError('Invalid ticket.', Status.CLIENT_UNAUTHORIZED, 'invalid_ticket');
     }
-    if (t.v !== 1 || !(t.exp > this.now())) throw new TicketError('The ticket has expired.', Status.CLIENT_UNAUTHORIZED);
+    if (t.v !== 1 || !(t.exp > this.now())) throw new TicketError('The ticket has expired.', Status.CLIENT_UNAUTHORIZED, 'expired_ticket', t);
+    return t;
+  }
+
+  /**
+   * Takes the ticket (once), opens it and checks that `login` is the one it was issued to and
+   * that it still fits its session. `trusted`: false when the WebSocket came from an origin
+   * that is not allowed (the ticket is burnt and refused all the same).
+   */
+  async redeem(id: string, login: Login | null, trusted = true): Promise<Ticket> {
+    const t = await this.take(id);
+    if (!trusted) throw new TicketError('This page may not open desktops.', Status.CLIENT_FORBIDDEN, 'foreign_origin', t);
+    if (!login) throw new TicketError('Not logged in: log in again.', Status.CLIENT_UNAUTHORIZED, 'no_login', t);
+    const p = login.principal;
+    const same = t.login === login.binding && (t.kind === 'connect' ? p.kind === 'user' && p.id === t.user : actorName({ principal: p, address: '' }) === t.user && hasRole(p, 'helpdesk'));
+    if (!same) throw new TicketError('The ticket belongs to another login.', Status.CLIENT_FORBIDDEN, 'other_login', t);
     let s;
     try {
       s = await this.d.store.sessions.get(t.session);
     } catch {
-      throw new TicketError('The broker cannot check tickets right now; try again.', Status.UPSTREAM_UNAVAILABLE);
+      throw new TicketError(UNAVAILABLE, Status.UPSTREAM_UNAVAILABLE, 'unavailable', t);
     }
     if (!s || s.state === 'ended' || s.desktop !== t.desktop || (t.kind === 'connect' && s.user !== t.user)) {
-      throw new TicketError('The session has ended.', Status.CLIENT_FORBIDDEN);
+      throw new TicketError('The session has ended.', Status.CLIENT_FORBIDDEN, 'session_ended', t);
     }
     return t;
   }

@@ -46,6 +46,7 @@ type Page = {
   keyboard: { type(s: string, o?: { delay?: number }): Promise<void> };
   screenshot(o: { path: string; fullPage?: boolean }): Promise<unknown>;
   setViewportSize(s: { width: number; height: number }): Promise<void>;
+  on(ev: 'websocket', f: (ws: { url(): string }) => void): void;
   close(): Promise<void>;
 };
 type Context = { newPage(): Promise<Page>; close(): Promise<void> };
@@ -121,6 +122,8 @@ test('user: login errors, launch with progress, pixels, typing, clipboard both w
   assert.equal(missing, null, `prerequisites missing: ${missing}`);
   await xvnc!.x('xsetroot', '-solid', '#c83264');
   const p = await newPage();
+  const tunnelUrls: string[] = [];
+  p.on('websocket', (ws) => tunnelUrls.push(ws.url()));
   await p.goto(tb!.url + '/');
   await uiLogin(p, 'alice', 'wrong password');
   const err = p.locator('[data-testid=login-error]');
@@ -142,6 +145,8 @@ test('user: login errors, launch with progress, pixels, typing, clipboard both w
   await waitConn(p, 'connected', 30_000);
   tb!.provider.delayMs = 0;
   await waitPixel(p, [200, 50, 100], 'Xvnc colour on the canvas');
+  // The ticket went as the WebSocket's first message, in no URL (proxy logs, history).
+  assert.ok(tunnelUrls.some((u) => u.includes('/api/v1/tunnel')) && !tunnelUrls.some((u) => /token=/.test(u)), `tunnel URLs ${tunnelUrls}`);
   await xvnc!.x('xsetroot', '-solid', '#1e90ff');
   await waitPixel(p, [30, 144, 255], 'the new Xvnc colour');
   await shot(p, '04-viewer');

@@ -5,16 +5,15 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import pino from 'pino';
-import { startGateway } from '../../server/gateway/index.ts';
+import type { GuacdEndpoint } from '../../server/gateway/index.ts';
 import { encode, InstructionParser } from '../../server/gateway/protocol.ts';
 import { VNC_ARGS } from '../../server/gateway/settings.ts';
 import { FakeRfbServer, solidRawRect } from './support/fake-rfb.ts';
+import { grantedGateway } from './support/granted.ts';
 import { GuacTestClient } from './support/guac-client.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-const logger = pino({ level: 'silent' });
 
 /** Deterministic PRNG so failures reproduce (mulberry32). */
 function rng(seed: number) {
@@ -26,10 +25,11 @@ function rng(seed: number) {
   };
 }
 
-function transcript(port: number): string {
+/** A whole valid client session, opened with `grant`. */
+function transcript(port: number, grant: string): string {
   const values = VNC_ARGS.map((n) => (n === 'hostname' ? '127.0.0.1' : n === 'port' ? String(port) : n === 'read-only' ? 'false' : ''));
   return (
-    encode('select', 'vnc') +
+    encode('select', grant) +
     encode('size', 1024, 768, 96) +
     encode('audio', 'audio/L16') +
     encode('video') +
@@ -69,22 +69,20 @@ async function setup(t: TestContext) {
   rfb.onConnection = (c) => {
     c.onRequest = (cc) => cc.sendUpdate([solidRawRect(0, 0, 64, 48, [1, 2, 3])]);
   };
-  const gw = await startGateway({
-    host: '127.0.0.1',
-    port: 0,
-    logger,
+  const granted = await grantedGateway({
     allowUpstream: (host, port) => host === '127.0.0.1' && port === rfb.port,
     timings: { handshakeTimeoutMs: 1000, idleTimeoutMs: 1000, keepAliveMs: 200 },
   });
+  const gw = granted.gw;
   t.after(async () => {
     await gw.close();
     await rfb.close();
   });
-  return { rfb, gw };
+  return { rfb, gw, grant: () => granted.vnc(rfb.port) };
 }
 
-async function feed(port: number, data: Buffer, r: () => number): Promise<void> {
-  const c = await GuacTestClient.connect(port);
+async function feed(to: GuacdEndpoint, data: Buffer, r: () => number): Promise<void> {
+  const c = await GuacTestClient.connect(to);
   let off = 0;
   while (off < data.length) {
     const n = 1 + Math.floor(r() * 300);
@@ -97,9 +95,10 @@ async function feed(port: number, data: Buffer, r: () => number): Promise<void> 
 
 describe('gateway fuzzing', () => {
   it('survives random and mutated client streams with bounded memory', async (t) => {
-    const { rfb, gw } = await setup(t);
+    const { rfb, gw, grant } = await setup(t);
     const r = rng(0x5eed);
-    const valid = Buffer.from(transcript(rfb.port), 'utf8');
+    // Each mutated session starts from a fresh grant (a grant works once), so mutations
+    // reach the connected state too, not only the grant check.
     gc();
     const before = process.memoryUsage().heapUsed;
     const deadline = Date.now() + 6000;
@@ -116,8 +115,8 @@ describe('gateway fuzzing', () => {
           let s = '';
           for (let i = 0; i < 20; i++) s += encode(ops[Math.floor(r() * ops.length)]!, ...Array.from({ length: Math.floor(r() * 4) }, () => String(Math.floor(r() * 1e9))));
           data = Buffer.from(s);
-        } else data = mutate(valid, r);
-        batch.push(feed(gw.port, data, r));
+        } else data = mutate(Buffer.from(transcript(rfb.port, grant()), 'utf8'), r);
+        batch.push(feed(gw.endpoint, data, r));
       }
       await Promise.all(batch);
     }
@@ -129,17 +128,17 @@ describe('gateway fuzzing', () => {
     const grown = process.memoryUsage().heapUsed - before;
     assert.ok(grown < 64 * 1024 * 1024, `heap grew by ${(grown / 1048576).toFixed(1)} MiB`);
     // And the gateway still serves a proper client.
-    const c = await GuacTestClient.connect(gw.port);
+    const c = await GuacTestClient.connect(gw.endpoint);
     t.after(() => c.close());
-    await c.handshake({ hostname: '127.0.0.1', port: String(rfb.port) });
+    await c.handshake({}, grant());
     await c.frame();
   });
 
   it('ends a never-terminated flood with CLIENT_OVERRUN without buffering it', async (t) => {
-    const { rfb, gw } = await setup(t);
-    const c = await GuacTestClient.connect(gw.port);
+    const { gw, grant } = await setup(t);
+    const c = await GuacTestClient.connect(gw.endpoint);
     t.after(() => c.close());
-    await c.handshake({ hostname: '127.0.0.1', port: String(rfb.port) });
+    await c.handshake({}, grant());
     // 40000-code-point elements are fine; an endless element is not.
     c.send('blob', 1, 'A'.repeat(40_000));
     const chunk = Buffer.alloc(1 << 20, 0x61);

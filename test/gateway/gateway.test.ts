@@ -2,9 +2,7 @@
 // handshake, drawing, flow control, input, clipboard, joining, errors.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import pino from 'pino';
 import sharp from 'sharp';
-import { startGateway } from '../../server/gateway/index.ts';
 import { encode, Status } from '../../server/gateway/protocol.ts';
 import { VNC_ARGS } from '../../server/gateway/settings.ts';
 import {
@@ -16,14 +14,14 @@ import {
   type FakeRfbConnection,
   type FakeRfbOptions,
 } from './support/fake-rfb.ts';
+import { grantedGateway } from './support/granted.ts';
 import { GuacTestClient, type Image } from './support/guac-client.ts';
 import { freePort } from './support/xvnc.ts';
 
-const logger = pino({ level: 'silent' });
-
 async function setup(t: TestContext, opts: Partial<FakeRfbOptions> = {}, timings = {}) {
   const rfb = await FakeRfbServer.start({ width: 200, height: 100, ...opts });
-  const gw = await startGateway({ host: '127.0.0.1', port: 0, logger, timings });
+  const granted = await grantedGateway({ timings });
+  const gw = granted.gw;
   t.after(async () => {
     await gw.close();
     await rfb.close();
@@ -31,7 +29,7 @@ async function setup(t: TestContext, opts: Partial<FakeRfbOptions> = {}, timings
   const clients: GuacTestClient[] = [];
   t.after(() => clients.forEach((c) => c.close()));
   const client = async () => {
-    const c = await GuacTestClient.connect(gw.port);
+    const c = await GuacTestClient.connect(gw.endpoint);
     clients.push(c);
     return c;
   };
@@ -44,7 +42,9 @@ async function setup(t: TestContext, opts: Partial<FakeRfbOptions> = {}, timings
     assert.ok(c, 'gateway did not connect to the VNC server');
     return c;
   };
-  return { rfb, gw, client, upstream, params: { hostname: '127.0.0.1', port: String(rfb.port) } };
+  /** A fresh grant to the scripted server (each works once). */
+  const grant = () => granted.vnc(rfb.port);
+  return { rfb, gw, client, upstream, grant, granted, params: { hostname: '127.0.0.1', port: String(rfb.port) } };
 }
 
 async function pixel(img: Image, x: number, y: number): Promise<number[]> {
@@ -63,9 +63,9 @@ const until = async (cond: () => boolean, ms = 3000) => {
 
 describe('gateway with a scripted RFB server', () => {
   it('does guacd\'s handshake and draws the first frame', async (t) => {
-    const { client, upstream, params } = await setup(t, { name: 'Büro 😀' });
+    const { client, upstream, params, grant } = await setup(t, { name: 'Büro 😀' });
     const c = await client();
-    const { id, args } = await c.handshake(params);
+    const { id, args } = await c.handshake(params, grant());
     assert.deepEqual(args, ['VERSION_1_5_0', ...VNC_ARGS]);
     assert.match(id, /^\$[0-9a-f-]{36}$/);
     const up = await upstream();
@@ -92,9 +92,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('sends solid areas as rect+cfill, CopyRect as copy, and the cursor shape', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
     up.sendUpdate([solidRawRect(0, 0, 200, 100, [0, 0, 255])]);
     await c.frame();
@@ -111,9 +111,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('waits for sync before the next frame and merges updates meanwhile', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
     up.sendUpdate([solidRawRect(0, 0, 200, 100, [0, 0, 0])]);
     const first = await c.frame(false); // do not acknowledge
@@ -132,9 +132,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('forwards keys, mouse and clipboard both ways (Latin-1 on the VNC side)', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
     c.send('key', 65307, 1);
     c.send('key', 65307, 0);
@@ -159,9 +159,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('honours disable-copy and disable-paste', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake({ ...params, 'disable-copy': 'true', 'disable-paste': 'true' });
+    await c.handshake({ ...params, 'disable-copy': 'true', 'disable-paste': 'true' }, grant());
     const up = await upstream();
     c.send('clipboard', 3, 'text/plain');
     c.send('blob', 3, Buffer.from('x').toString('base64'));
@@ -176,14 +176,15 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('lets a read-only joiner watch the same frames while ignoring its input', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant, granted } = await setup(t);
     const owner = await client();
-    const { id } = await owner.handshake(params);
+    const { id } = await owner.handshake(params, grant());
     const up = await upstream();
     up.sendUpdate([solidRawRect(0, 0, 200, 100, [0, 128, 0])]);
     await owner.frame();
     const viewer = await client();
-    const joined = await viewer.handshake({ 'read-only': 'true' }, id);
+    // The grant says read-only; the viewer's own `read-only=false` changes nothing.
+    const joined = await viewer.handshake({ 'read-only': 'false' }, granted.grant({ join: id }, { readOnly: true }));
     assert.equal(joined.id, id);
     const vf = await viewer.frame();
     assert.ok(vf.instructions.some((i) => i.opcode === 'size'));
@@ -209,9 +210,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('resizes through SetDesktopSize only when the server supports ExtendedDesktopSize', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
     c.send('size', 300, 150);
     await new Promise((r) => setTimeout(r, 100));
@@ -236,9 +237,9 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('honours swap-red-blue and cursor=remote', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake({ ...params, 'swap-red-blue': 'true', cursor: 'remote', encodings: 'raw' });
+    await c.handshake({ ...params, 'swap-red-blue': 'true', cursor: 'remote', encodings: 'raw' }, grant());
     const up = await upstream();
     assert.deepEqual(up.messages.find((m) => m.type === 'encodings'), { type: 'encodings', list: [0, -223, -308, -224] });
     up.sendUpdate([solidRawRect(0, 0, 200, 100, [255, 0, 0])]);
@@ -246,41 +247,60 @@ describe('gateway with a scripted RFB server', () => {
     assert.deepEqual(f.instructions.find((i) => i.opcode === 'cfill')!.args.slice(2, 5), ['0', '0', '255']);
   });
 
-  it('works with an RFB 3.7 server without authentication', async (t) => {
-    const { client, upstream, params } = await setup(t, { version: '3.7' });
+  /** The first frame: the server's size and a full-screen fill of `rgb`. */
+  const assertFirstFrame = (f: { instructions: Array<{ opcode: string; args: string[] }> }, rgb: number[]) => {
+    assert.deepEqual(f.instructions.find((i) => i.opcode === 'size')?.args, ['0', '200', '100']);
+    assert.deepEqual(f.instructions.find((i) => i.opcode === 'rect')?.args, ['0', '0', '0', '200', '100']);
+    assert.deepEqual(f.instructions.find((i) => i.opcode === 'cfill')?.args.slice(2, 5), rgb.map(String));
+  };
+
+  it('works with an RFB 3.7 server without authentication: the handshake completes and the first pixels arrive', async (t) => {
+    const { client, upstream, params, grant } = await setup(t, { version: '3.7' });
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
-    up.sendUpdate([solidRawRect(0, 0, 200, 100, [1, 1, 1])]);
-    await c.frame();
+    assert.equal(up.clientVersion, 'RFB 003.007', 'the gateway answered with version 3.7');
+    assert.equal(up.securityType, 1, 'security type None chosen');
+    assert.deepEqual(up.messages.slice(0, 2).map((m) => m.type), ['pixelformat', 'encodings']);
+    up.sendUpdate([solidRawRect(0, 0, 200, 100, [11, 22, 33])]);
+    assertFirstFrame(await c.frame(), [11, 22, 33]);
   });
 
-  it('works with an RFB 3.3 server using VNC authentication', async (t) => {
-    const { client, upstream, params } = await setup(t, { version: '3.3', password: 'pässwd' });
+  it('works with an RFB 3.3 server using VNC authentication: the right password streams, a wrong one gets 0x0301', async (t) => {
+    const { client, upstream, params, grant, rfb } = await setup(t, { version: '3.3', password: 'pässwd' });
     const c = await client();
-    await c.handshake({ ...params, password: 'pässwd' });
+    await c.handshake({ ...params, password: 'pässwd' }, grant());
     const up = await upstream();
-    up.sendUpdate([solidRawRect(0, 0, 200, 100, [1, 1, 1])]);
-    await c.frame();
+    assert.equal(up.clientVersion, 'RFB 003.003', 'the gateway answered with version 3.3');
+    assert.equal(up.authenticated, true, 'the DES challenge response matched');
+    up.sendUpdate([solidRawRect(0, 0, 200, 100, [44, 55, 66])]);
+    assertFirstFrame(await c.frame(), [44, 55, 66]);
+    const bad = await client();
+    await bad.handshake({ ...params, password: 'wrong' }, grant());
+    const err = await bad.next((i) => i.opcode === 'error');
+    assert.equal(Number(err.args[1]), Status.CLIENT_UNAUTHORIZED);
+    assert.equal(rfb.connections[1]?.authenticated, false);
+    assert.ok(!bad.received.some((i) => i.opcode === 'size'), 'nothing of the desktop reached the refused client');
   });
 
   it('reports a wrong password as CLIENT_UNAUTHORIZED and an unreachable server as UPSTREAM_NOT_FOUND', async (t) => {
-    const { client, params } = await setup(t, { password: 'right' });
+    const { client, params, grant, granted } = await setup(t, { password: 'right' });
     const c = await client();
-    await c.handshake({ ...params, password: 'wrong', autoretry: '3' });
+    await c.handshake({ ...params, password: 'wrong', autoretry: '3' }, grant());
     const err = await c.next((i) => i.opcode === 'error');
     assert.equal(Number(err.args[1]), Status.CLIENT_UNAUTHORIZED);
     await c.next((i) => i.opcode === 'disconnect');
     const d = await client();
-    await d.handshake({ hostname: '127.0.0.1', port: String(await freePort()), autoretry: '0' });
+    const closed = await freePort();
+    await d.handshake({ hostname: '127.0.0.1', port: String(closed), autoretry: '0' }, granted.vnc(closed));
     const e2 = await d.next((i) => i.opcode === 'error');
     assert.equal(Number(e2.args[1]), Status.UPSTREAM_NOT_FOUND);
   });
 
   it('ends the session with UPSTREAM_ERROR when the VNC server drops', async (t) => {
-    const { client, upstream, params } = await setup(t);
+    const { client, upstream, params, grant } = await setup(t);
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     const up = await upstream();
     up.socket.destroy();
     const err = await c.next((i) => i.opcode === 'error');
@@ -288,12 +308,13 @@ describe('gateway with a scripted RFB server', () => {
   });
 
   it('answers bad input with guacd status codes and keeps serving', async (t) => {
-    const { client, params, gw } = await setup(t);
+    const { client, params, gw, grant, granted } = await setup(t);
     const cases: Array<[string, number]> = [
       ['garbage;', Status.CLIENT_BAD_REQUEST],
       [encode('connect', 'x'), Status.CLIENT_BAD_REQUEST],
-      [encode('select', 'rdp'), Status.UNSUPPORTED],
-      [encode('select', '$nope'), Status.RESOURCE_NOT_FOUND],
+      [encode('select', 'rdp'), Status.CLIENT_FORBIDDEN],
+      [encode('select', '$nope'), Status.CLIENT_FORBIDDEN],
+      [encode('select', granted.grant({ join: '$nope' })), Status.RESOURCE_NOT_FOUND],
       [`9000.${'a'.repeat(10)}`, Status.CLIENT_OVERRUN],
     ];
     for (const [wire, status] of cases) {
@@ -304,25 +325,25 @@ describe('gateway with a scripted RFB server', () => {
     }
     // Malformed input after the handshake ends only that connection.
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     c.socket.write('5.mouse,x;');
     const err = await c.next((i) => i.opcode === 'error');
     assert.equal(Number(err.args[1]), Status.CLIENT_BAD_REQUEST);
     const ok = await client();
-    await ok.handshake(params);
+    await ok.handshake(params, grant());
     await until(() => gw.connections() >= 1);
   });
 
   it('sends nop keep-alives and drops silent clients with CLIENT_TIMEOUT', async (t) => {
-    const { client, params, upstream } = await setup(t, {}, { keepAliveMs: 100, idleTimeoutMs: 600, handshakeTimeoutMs: 400 });
+    const { client, params, upstream, grant } = await setup(t, {}, { keepAliveMs: 100, idleTimeoutMs: 600, handshakeTimeoutMs: 400 });
     const c = await client();
-    await c.handshake(params);
+    await c.handshake(params, grant());
     await c.next((i) => i.opcode === 'nop', 2000);
     const err = await c.next((i) => i.opcode === 'error', 3000);
     assert.equal(Number(err.args[1]), Status.CLIENT_TIMEOUT);
     // A client that keeps talking but never answers a frame's sync is dropped too.
     const lazy = await client();
-    await lazy.handshake(params);
+    await lazy.handshake(params, grant());
     const up = await upstream(1);
     up.sendUpdate([solidRawRect(0, 0, 200, 100, [5, 5, 5])]);
     await lazy.frame(false);
@@ -332,7 +353,7 @@ describe('gateway with a scripted RFB server', () => {
     clearInterval(keepAlive);
     assert.equal(Number(lazyErr.args[1]), Status.CLIENT_TIMEOUT);
     const slow = await client();
-    slow.send('select', 'vnc');
+    slow.send('select', grant());
     const e2 = await slow.next((i) => i.opcode === 'error', 3000);
     assert.equal(Number(e2.args[1]), Status.CLIENT_TIMEOUT);
   });

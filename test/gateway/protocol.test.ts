@@ -135,6 +135,12 @@ describe('connection settings', () => {
     assert.equal(errorOf(() => parseConnectArgs(values({}))).status, Status.CLIENT_BAD_REQUEST);
   });
 
+  it("takes the endpoint and read-only from the grant, not from the client's values", () => {
+    const s = parseConnectArgs(values({ hostname: 'evil', port: '22', 'read-only': 'false', password: 'pw' }), { host: '127.0.0.1', port: 5901, readOnly: true });
+    assert.deepEqual([s.hostname, s.port, s.readOnly, s.password], ['127.0.0.1', 5901, true, 'pw']);
+    assert.equal(parseConnectArgs(values({}), { host: 'h', port: 5900, readOnly: false }).hostname, 'h');
+  });
+
   it('maps encodings and cursor to RFB encodings', () => {
     const s = parseConnectArgs(values({ hostname: 'h', encodings: 'copyrect bogus', cursor: 'remote' }));
     assert.deepEqual(s.encodings, [1, 0, -223, -308, -224]);

@@ -8,10 +8,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { it } from 'node:test';
-import pino from 'pino';
 import sharp from 'sharp';
-import { startGateway } from '../../server/gateway/index.ts';
 import { Status } from '../../server/gateway/protocol.ts';
+import { grantedGateway } from './support/granted.ts';
 import { GuacTestClient } from './support/guac-client.ts';
 import { freePort } from './support/xvnc.ts';
 import { stopChild } from '../support/process.ts';
@@ -61,7 +60,8 @@ it('streams a QEMU VNC console protected by a password', async (t) => {
     ['-nodefaults', '-vga', 'std', '-display', 'none', '-m', '64', '-accel', 'tcg', '-vnc', `127.0.0.1:${port - 5900},password=on`, '-qmp', `unix:${qmpPath},server=on,wait=off`],
     { stdio: 'ignore' },
   );
-  const gw = await startGateway({ host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }) });
+  const g = await grantedGateway();
+  const gw = g.gw;
   const clients: GuacTestClient[] = [];
   t.after(async () => {
     clients.forEach((c) => c.close());
@@ -72,9 +72,9 @@ it('streams a QEMU VNC console protected by a password', async (t) => {
   for (let i = 0; i < 100 && !existsSync(qmpPath); i++) await new Promise((r) => setTimeout(r, 50));
   await qmp(qmpPath, [{ execute: 'set_password', arguments: { protocol: 'vnc', password: 'q3mu-pw' } }]);
 
-  const c = await GuacTestClient.connect(gw.port);
+  const c = await GuacTestClient.connect(gw.endpoint);
   clients.push(c);
-  await c.handshake({ hostname: '127.0.0.1', port: String(port), password: 'q3mu-pw' });
+  await c.handshake({ password: 'q3mu-pw' }, g.vnc(port));
   const first = await c.frame();
   const size = first.instructions.find((i) => i.opcode === 'size' && i.args[0] === '0');
   assert.ok(size && Number(size.args[1]) > 0 && Number(size.args[2]) > 0, JSON.stringify(size));
@@ -85,9 +85,9 @@ it('streams a QEMU VNC console protected by a password', async (t) => {
   const meta = await sharp(images[0]!.data).metadata();
   assert.ok((meta.width ?? 0) > 0);
 
-  const bad = await GuacTestClient.connect(gw.port);
+  const bad = await GuacTestClient.connect(gw.endpoint);
   clients.push(bad);
-  await bad.handshake({ hostname: '127.0.0.1', port: String(port), password: 'wrong' });
+  await bad.handshake({ password: 'wrong' }, g.vnc(port));
   const err = await bad.next((i) => i.opcode === 'error');
   assert.equal(Number(err.args[1]), Status.CLIENT_UNAUTHORIZED);
 });

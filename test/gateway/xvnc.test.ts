@@ -2,14 +2,12 @@
 // xsetroot (x11-xserver-utils). Every Xvnc is stopped by pid in an after hook.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pino from 'pino';
 import sharp from 'sharp';
-import { startGateway, type Gateway } from '../../server/gateway/index.ts';
 import { Status } from '../../server/gateway/protocol.ts';
+import { grantedGateway, type GrantedGateway } from './support/granted.ts';
 import { GuacTestClient, type Frame } from './support/guac-client.ts';
 import { freePort, hasXvnc, startXvnc, type Xvnc } from './support/xvnc.ts';
 
-const logger = pino({ level: 'silent' });
 const missing = hasXvnc() ? null : 'Xvnc/xsetroot/vncpasswd not installed (apt-get install tigervnc-standalone-server tigervnc-tools x11-xserver-utils)';
 
 /** Colour at (x, y) after applying a frame's fills and images (layer 0 only). */
@@ -49,30 +47,31 @@ async function waitForColour(c: GuacTestClient, x: number, y: number, want: numb
 
 describe('gateway with a real Xvnc', () => {
   it('has its prerequisites', () => assert.equal(missing, null));
-  let gw: Gateway;
+  let g: GrantedGateway;
   let open: Xvnc;
   let locked: Xvnc;
   const clients: GuacTestClient[] = [];
   const client = async () => {
-    const c = await GuacTestClient.connect(gw.port);
+    const c = await GuacTestClient.connect(g.gw.endpoint);
     clients.push(c);
     return c;
   };
 
   before(async () => {
-    gw = await startGateway({ host: '127.0.0.1', port: 0, logger });
+    // The default deployment: a unix socket in a private directory.
+    g = await grantedGateway({ listen: { socketDir: '' } });
     [open, locked] = await Promise.all([startXvnc({ width: 640, height: 480 }), startXvnc({ width: 640, height: 480, password: 'S3cret!x' })]);
   });
 
   after(async () => {
     clients.forEach((c) => c.close());
-    await gw?.close();
+    await g?.gw.close();
     await Promise.all([open?.stop(), locked?.stop()]);
   });
 
   it('streams the desktop (security None) and shows xsetroot colours', async () => {
     const c = await client();
-    const { id } = await c.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    const { id } = await c.handshake({ hostname: '127.0.0.1', port: String(open.port) }, g.vnc(open.port));
     assert.match(id, /^\$/);
     const first = await c.frame();
     assert.ok(first.instructions.some((i) => i.opcode === 'size' && i.args.join() === '0,640,480'));
@@ -84,7 +83,7 @@ describe('gateway with a real Xvnc', () => {
 
   it('draws a text-like pattern losslessly (PNG) with exact pixels', async () => {
     const c = await client();
-    await c.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    await c.handshake({ hostname: '127.0.0.1', port: String(open.port) }, g.vnc(open.port));
     await c.frame();
     // xsetroot -mod tiles a two-colour grid pattern over the root window.
     await open.x('xsetroot', '-mod', '4', '4', '-fg', '#00ff00', '-bg', '#202020');
@@ -101,13 +100,13 @@ describe('gateway with a real Xvnc', () => {
 
   it('connects with VNC Authentication and reports a wrong password as 0x0301', async () => {
     const ok = await client();
-    await ok.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'S3cret!x' });
+    await ok.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'S3cret!x' }, g.vnc(locked.port));
     await ok.frame();
     await locked.x('xsetroot', '-solid', '#00ff00');
     await waitForColour(ok, 100, 100, [0, 255, 0]);
 
     const bad = await client();
-    await bad.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'nope' });
+    await bad.handshake({ hostname: '127.0.0.1', port: String(locked.port), password: 'nope' }, g.vnc(locked.port));
     const err = await bad.next((i) => i.opcode === 'error');
     assert.equal(Number(err.args[1]), Status.CLIENT_UNAUTHORIZED);
   });
@@ -116,7 +115,7 @@ describe('gateway with a real Xvnc', () => {
     const x = await startXvnc({ width: 640, height: 480 });
     try {
       const c = await client();
-      await c.handshake({ hostname: '127.0.0.1', port: String(x.port) });
+      await c.handshake({ hostname: '127.0.0.1', port: String(x.port) }, g.vnc(x.port));
       await c.frame();
       c.send('size', 800, 600);
       let size: string | undefined;
@@ -133,20 +132,21 @@ describe('gateway with a real Xvnc', () => {
 
   it('reports an unreachable VNC port as 0x0207', async () => {
     const c = await client();
-    await c.handshake({ hostname: '127.0.0.1', port: String(await freePort()) });
+    const closed = await freePort();
+    await c.handshake({ hostname: '127.0.0.1', port: String(closed) }, g.vnc(closed));
     const err = await c.next((i) => i.opcode === 'error');
     assert.equal(Number(err.args[1]), Status.UPSTREAM_NOT_FOUND);
   });
 
   it('lets a read-only joiner see the same desktop; flow control holds frames until sync', async () => {
     const owner = await client();
-    const { id } = await owner.handshake({ hostname: '127.0.0.1', port: String(open.port) });
+    const { id } = await owner.handshake({ hostname: '127.0.0.1', port: String(open.port) }, g.vnc(open.port));
     await owner.frame();
     await open.x('xsetroot', '-solid', '#ffff00');
     await waitForColour(owner, 10, 10, [255, 255, 0]);
 
     const viewer = await client();
-    await viewer.handshake({ 'read-only': 'true' }, id);
+    await viewer.handshake({}, g.grant({ join: id }, { readOnly: true }));
     const vf = await viewer.frame();
     assert.ok(vf.instructions.some((i) => i.opcode === 'size' && i.args.join() === '0,640,480'));
     assert.deepEqual(await colourAt([vf], 10, 10), [255, 255, 0]);

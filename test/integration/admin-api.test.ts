@@ -127,8 +127,9 @@ test('pools: DELETE answers 202 and the reconcilers empty and remove the pool', 
   assert.deepEqual((await tess.get('/me/sessions')).body.sessions, []);
   assert.deepEqual((await tess.get('/me/pools')).body.pools, []);
   for (const d of first) assert.equal((await a.get(`/desktops/${d.id}`)).status, 404);
-  const actions = (await a.get('/audit?target=gone')).body.entries.map((e: { action: string }) => e.action);
-  assert.deepEqual(actions, ['pool.removed', 'pool.delete', 'pool.resize', 'pool.update', 'pool.create']);
+  const actions = (await a.get('/audit?target=gone')).body.entries.map((e: { action: string; outcome: string }) => `${e.action} ${e.outcome}`);
+  // (the resize refused while the pool was being deleted is in the trail too)
+  assert.deepEqual(actions, ['pool.removed ok', 'pool.resize denied', 'pool.delete ok', 'pool.resize ok', 'pool.update ok', 'pool.create ok']);
   // the name is free again
   assert.equal((await a.post('/pools', poolBody('gone'))).status, 201);
 });
@@ -553,4 +554,59 @@ test('health, readiness and metrics', async () => {
   await user.login('metuser');
   assert.equal((await user.get('/metrics')).status, 403);
   assert.equal((await new ApiClient(tb.url).get('/metrics')).status, 401);
+});
+
+test('audit: refused admin and helpdesk changes (invalid, duplicate, forbidden, not found, provider error) are recorded once with the refusal and its code; a success still once', async () => {
+  type Entry = { action: string; target: string; targetType: string; actor: string; outcome: string; details: Record<string, unknown> };
+  const entries = async (target: string): Promise<Entry[]> => {
+    const r = await helpdesk.get(`/audit?target=${target}&limit=500`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body.entries;
+  };
+
+  // a refused pool create, three ways, then the one that works
+  assert.equal((await admin.post('/pools', poolBody('refp', { provider: 'vmware' }))).status, 400);
+  assert.equal((await helpdesk.post('/pools', poolBody('refp'))).status, 403);
+  assert.equal((await admin.post('/pools', poolBody('refp'))).status, 201);
+  assert.equal((await admin.post('/pools', poolBody('refp'))).status, 409);
+  const pool = (await entries('refp')).filter((e) => e.action === 'pool.create').reverse();
+  assert.deepEqual(
+    pool.map((e) => [e.actor, e.targetType, e.outcome, e.details.code, e.details.field]),
+    [
+      ['boss', 'pool', 'denied', 'validation_failed', 'provider'],
+      ['hd', 'pool', 'denied', 'forbidden', undefined],
+      ['boss', 'pool', 'ok', undefined, undefined],
+      ['boss', 'pool', 'denied', 'already_exists', 'name'],
+    ],
+    JSON.stringify(pool),
+  );
+  assert.match(String(pool[0]!.details.message), /provider/);
+
+  // a refused migrate: no such desktop, invalid body, the hypervisor fails; then one that works
+  await tb.app.broker.pools.create(tb.pool({ name: 'mig', naming: 'mig-{n:02}' }), SYSTEM_ACTOR);
+  const [ok] = await readyDesktops('mig', 1);
+  const ghost = '00000000-0000-4000-8000-000000000001';
+  assert.equal((await helpdesk.post(`/desktops/${ghost}/migrate`, { host: 'host-b' })).status, 404);
+  assert.equal((await helpdesk.post(`/desktops/${ok}/migrate`, {})).status, 400);
+  // a desktop the hypervisor does not have: the provider refuses
+  const lost = await tb.app.store.desktops.provisionSpare('mig', Date.now());
+  assert.ok('id' in lost);
+  await tb.app.store.desktops.transition(lost.id, 'settled', { expect: ['provisioning'] });
+  assert.equal((await helpdesk.post(`/desktops/${lost.id}/migrate`, { host: 'host-b' })).status, 502);
+  assert.equal((await helpdesk.post(`/desktops/${ok}/migrate`, { host: 'host-b' })).status, 200);
+
+  const [notFound] = (await entries(ghost)).filter((e) => e.action === 'desktop.migrate');
+  assert.deepEqual([notFound?.actor, notFound?.targetType, notFound?.outcome, notFound?.details.code], ['hd', 'desktop', 'denied', 'not_found']);
+  const mine = (await entries(ok!)).filter((e) => e.action === 'desktop.migrate').reverse();
+  assert.deepEqual(mine.map((e) => [e.outcome, e.details.code]), [['denied', 'validation_failed'], ['ok', undefined]], JSON.stringify(mine));
+  // the service audits a provider failure itself: one entry, not two
+  const failed = (await entries(lost.id)).filter((e) => e.action === 'desktop.migrate');
+  assert.equal(failed.length, 1, JSON.stringify(failed));
+  assert.equal(failed[0]!.outcome, 'failed');
+
+  // reads and unknown callers are not audited
+  assert.equal((await helpdesk.get(`/desktops/${ghost}`)).status, 404);
+  assert.equal((await new ApiClient(tb.url).post('/pools', poolBody('anon'))).status, 401);
+  assert.deepEqual(await entries('anon'), []);
+  assert.equal((await entries(ghost)).length, 1);
 });

@@ -134,76 +134,8 @@ test('wrong password and unknown user get the same 401 invalid_credentials', asy
   assert.equal(a.headers.get('retry-after'), null);
 });
 
-test('per-account lockout: 429 account_locked with Retry-After even with the right password; other accounts still work', async () => {
-  await tb.addUser('lockme');
-  await tb.addUser('bystander');
-  const max = tb.config.auth.maxFailuresPerAccount;
-  assert.equal(max, 5);
-  for (let i = 0; i < max; i++) {
-    const r = await new ApiClient(tb.url).login('lockme', `wrong ${i}`);
-    assert.equal(r.status, 401, `failure ${i + 1}: ${JSON.stringify(r.body)}`);
-    assert.equal(r.body.error.code, 'invalid_credentials');
-  }
-  for (const name of ['lockme', 'LockMe']) {
-    const r = await new ApiClient(tb.url).login(name);
-    assert.equal(r.status, 429, `${name}: ${JSON.stringify(r.body)}`);
-    assert.equal(r.body.error.code, 'account_locked');
-    const ra = Number(r.headers.get('retry-after'));
-    assert.ok(Number.isInteger(ra) && ra > 0 && ra <= tb.config.auth.accountLockoutSeconds, `Retry-After ${r.headers.get('retry-after')}`);
-    assert.equal(r.headers.get('set-cookie'), null);
-  }
-  const other = await new ApiClient(tb.url).login('bystander');
-  assert.equal(other.status, 200, 'the same address may still log in to another account');
-  // An admin unlocking is not part of the API; the lock holds.
-  assert.equal((await new ApiClient(tb.url).login('lockme')).status, 429);
-});
-
-test('per-account lockout holds under parallel guesses: at most maxFailuresPerAccount passwords are tried', async () => {
-  // its own broker: the failures here must not count against the address in the other tests
-  const b = await startTestBroker({ name: 'auth-race' });
-  brokers.push(b);
-  await b.addUser('racer');
-  const max = b.config.auth.maxFailuresPerAccount;
-  const rs = await Promise.all(Array.from({ length: 25 }, (_, i) => new ApiClient(b.url).login('racer', `guess ${i}`)));
-  const tried = rs.filter((r) => r.status === 401).length;
-  const locked = rs.filter((r) => r.status === 429).length;
-  assert.equal(tried + locked, rs.length, JSON.stringify(rs.map((r) => r.status)));
-  assert.ok(tried <= max, `${tried} passwords were tried in parallel against an account that locks after ${max}`);
-  assert.equal((await new ApiClient(b.url).login('racer')).status, 429);
-});
-
-test('per-address lockout: 429 too_many_attempts for every account from that address', async () => {
-  const b = await startTestBroker({ name: 'auth-addr', config: { auth: { maxFailuresPerAddress: 8 }, server: { trustProxy: true } } });
-  brokers.push(b);
-  await b.addUser('victim');
-  const from = (ip: string) => ({ 'x-forwarded-for': ip });
-  const login = (username: string, password: string, ip: string) =>
-    new ApiClient(b.url).request('POST', '/auth/login', { username, password }, from(ip));
-  // 8 failures spread over accounts, so no single account is locked.
-  for (let i = 0; i < 8; i++) {
-    const r = await login(`guess-${i % 4}`, 'nope', '203.0.113.7');
-    assert.equal(r.status, 401, `failure ${i + 1}: ${JSON.stringify(r.body)}`);
-  }
-  const locked = await login('victim', PASSWORD, '203.0.113.7');
-  assert.equal(locked.status, 429, JSON.stringify(locked.body));
-  assert.equal(locked.body.error.code, 'too_many_attempts');
-  const ra = Number(locked.headers.get('retry-after'));
-  assert.ok(Number.isInteger(ra) && ra > 0 && ra <= b.config.auth.addressLockoutSeconds);
-  // another address is not affected
-  assert.equal((await login('victim', PASSWORD, '203.0.113.8')).status, 200);
-
-  // Without trustProxy, X-Forwarded-For is the client's word and changes nothing.
-  const c = await startTestBroker({ name: 'auth-addr2', config: { auth: { maxFailuresPerAddress: 3 } } });
-  brokers.push(c);
-  await c.addUser('victim');
-  for (let i = 0; i < 3; i++) {
-    const r = await new ApiClient(c.url).request('POST', '/auth/login', { username: `g${i}`, password: 'nope' }, from(`198.51.100.${i}`));
-    assert.equal(r.status, 401);
-  }
-  const spoofed = await new ApiClient(c.url).request('POST', '/auth/login', { username: 'victim', password: PASSWORD }, from('198.51.100.99'));
-  assert.equal(spoofed.status, 429);
-  assert.equal(spoofed.body.error.code, 'too_many_attempts');
-});
+// Lockouts and throttling (per user name, per name + address, spraying, hard lock and unlock):
+// test/integration/throttle.test.ts.
 
 test('CSRF: cookie-authenticated state changes need the session token; bearer keys do not', async () => {
   const c = await adminClient();

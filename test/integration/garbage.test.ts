@@ -57,6 +57,15 @@ const BASES: Record<string, () => { path: string; body: Record<string, unknown> 
   'POST /images/:name/versions': () => ({ path: '/images/demo/versions', body: { path: '/nonexistent/image/dir', publish: true } }),
   'POST /images/:name/publish': () => ({ path: '/images/demo/publish', body: { version: 1 } }),
   'POST /hosts/:provider/:host/maintenance': () => ({ path: '/hosts/fake/host-a/maintenance', body: { on: true } }),
+  'POST /machines': () => ({
+    path: '/machines',
+    body: { name: 'pc-01', pool: 'p1', protocol: 'vnc', address: '10.0.0.5', port: 5900, username: 'student', password: 'pw', domain: 'LAB', security: 'nla', ignoreCert: true, mac: '02:00:00:00:00:01', agent: false },
+  }),
+  'POST /machines/import': () => ({ path: '/machines/import', body: { csv: 'name,pool,protocol,address\npc-02,p1,vnc,10.0.0.6\n' } }),
+  'PATCH /machines/:name': () => ({
+    path: '/machines/pc-01',
+    body: { protocol: 'vnc', address: '10.0.0.7', port: 5901, username: 'u', password: 'p', domain: 'D', security: 'tls', ignoreCert: false, mac: '', agent: true },
+  }),
 };
 
 const SQL = ["' OR 1=1 --", "x'; DROP TABLE users;--"];
@@ -88,8 +97,9 @@ async function snapshot(): Promise<unknown> {
     assert.equal(r.status, 200, p);
     out[p] = r.body;
   }
-  // auth.login entries are written by logins, none of which may succeed or fail in a handler here
-  out.audit = (await admin.get('/audit?limit=500')).body.entries.length;
+  // auth.login entries are written by logins, none of which may succeed or fail in a handler here;
+  // refused admin calls are audited (outcome denied): only entries of actions that happened count
+  out.audit = (await admin.get('/audit?outcome=ok&limit=500')).body.entries.length;
   return out;
 }
 

@@ -143,6 +143,10 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   'POST /users': async () => ({ path: '/users', body: { id: fresh('new'), password: 'a long enough password', role: 'user', groups: ['staff'] } }),
   'PATCH /users/:id': async () => ({ path: '/users/target', body: { displayName: 'Target User' } }),
   'DELETE /users/:id': async () => ({ path: `/users/${(await freshUser()).id}` }),
+  'GET /users/:id/lockout': async () => ({ path: '/users/target/lockout' }),
+  // Unlocking is the helpdesk's (a locked-out user calls them); it lets the owner try a password, grants nothing.
+  'POST /users/:id/unlock': async () => ({ path: '/users/target/unlock' }),
+  'GET /auth/lockouts': async () => ({ path: '/auth/lockouts' }),
   'GET /groups': async () => ({ path: '/groups' }),
   'GET /groups/:name': async () => ({ path: '/groups/staff' }),
   'POST /groups': async () => ({ path: '/groups', body: { name: fresh('ng'), displayName: 'New group', members: ['target'] } }),
@@ -176,6 +180,14 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   'GET /events': async () => ({ path: '/events?limit=1' }),
   'POST /hosts/:provider/:host/maintenance': async () => ({ path: '/hosts/fake/host-a/maintenance', body: { on: false } }),
   'POST /hosts/:provider/:host/drain': async () => ({ path: '/hosts/fake/host-a/drain' }),
+  'GET /hosts/:provider/:host/drain': async () => {
+    await tb.app.broker.hosts.drain(SYSTEM_ACTOR, 'fake', 'host-a');
+    return { path: '/hosts/fake/host-a/drain' };
+  },
+  'DELETE /hosts/:provider/:host/drain': async () => {
+    await tb.app.broker.hosts.drain(SYSTEM_ACTOR, 'fake', 'host-a');
+    return { path: '/hosts/fake/host-a/drain' };
+  },
   'GET /desktops/:id/snapshots': async () => ({ path: `/desktops/${await readyDesktop('p1')}/snapshots` }),
   'POST /desktops/:id/snapshots': async () => ({ path: `/desktops/${await readyDesktop('p1')}/snapshots`, body: { name: 'before-update' } }),
   'POST /desktops/:id/snapshots/:snapshot/revert': async () => {
@@ -201,6 +213,14 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   'GET /users/:id/files/usage': async () => ({ path: '/users/target/files/usage' }),
   'GET /shares': async () => ({ path: '/shares' }),
   'GET /openapi.json': async () => ({ path: '/openapi.json' }),
+  // Machines of manual pools: this broker has no manual provider (test/manual/ covers the
+  // allowed paths), so allowed callers get 404 / 400 where a machine or manual pool is needed.
+  'GET /machines': async () => ({ path: '/machines' }),
+  'GET /machines/:name': async () => ({ path: '/machines/pc-01', ok: false }),
+  'POST /machines': async () => ({ path: '/machines', body: { name: fresh('pc'), pool: 'p1', protocol: 'vnc', address: '10.0.0.5' }, ok: false }),
+  'POST /machines/import': async () => ({ path: '/machines/import', body: { csv: `name,pool,protocol,address\n${fresh('pc')},p1,vnc,10.0.0.6\n` } }),
+  'PATCH /machines/:name': async () => ({ path: '/machines/pc-01', body: { agent: true }, ok: false }),
+  'DELETE /machines/:name': async () => ({ path: '/machines/pc-01', ok: false }),
 };
 
 const SESSION_CHANGING = new Set(['POST /auth/login', 'POST /auth/logout']);

@@ -9,6 +9,7 @@ import pino from 'pino';
 import type { DesktopSpec } from '../../server/providers/provider.ts';
 import { QemuProvider } from '../../server/providers/qemu/qemu.provider.ts';
 import { directoryImageResolver, type QemuHostConfig, type QemuProviderOptions } from '../../server/providers/qemu/config.ts';
+import { withQmp } from '../../server/providers/qemu/qmp.ts';
 
 // Shared by the QEMU driver tests: the demo image (built once, cached by manifest), a
 // throw-away set of hosts under a temp dir, a serial-console shell client, and cleanup that
@@ -98,7 +99,9 @@ export class TestEnv {
       hosts,
       images: directoryImageResolver(IMAGE_ROOT),
       logger: pino({ level: process.env.VDI_TEST_LOG ?? 'silent' }),
-      accel: 'auto',
+      // KVM's probe can pass on nested machines whose guests then hang in early boot (seen on
+      // our 2-core CI machines): tests run TCG unless VDI_TEST_ACCEL says otherwise.
+      accel: (process.env.VDI_TEST_ACCEL ?? 'tcg') as QemuProviderOptions['accel'],
       stopTimeoutMs: 20_000,
       startTimeoutMs: 90_000,
       ...over,
@@ -187,6 +190,101 @@ export class SerialShell {
   close(): void {
     this.sock.destroy();
   }
+}
+
+export interface VgaTextScreen {
+  /** Screendump size in pixels (720x400: 80x25 cells of 9x16, VGA text mode). */
+  width: number;
+  height: number;
+  /** The 25 rows of the text buffer window the screen shows, one character per cell (trailing blanks kept). */
+  rows: string[];
+  /** Cells where the pixels disagree with the text: blank but drawn, or a glyph drawn blank. */
+  mismatches: number;
+  /** Cells whose pixels differ from other cells of the same character and colours, or match another character's. */
+  conflicts: number;
+}
+
+const COLS = 80;
+const LINES = 25;
+/** The VGA text memory at 0xb8000: 32 KiB, 2 bytes (character, attribute) per cell. */
+const TEXT_CELLS = 16384;
+const BLANK = new Set([0x00, 0x20, 0xff]);
+
+/**
+ * Reads what a guest's VGA console shows, without OCR: a screendump (PPM) and the text buffer
+ * at 0xb8000 over QMP (HMP `xp`). Linux's vgacon scrolls by moving the display start inside
+ * that memory, so the window shown is found by matching cells against the pixels (blank cells
+ * are one colour, glyphs are not); the screen is then checked cell by cell: equal characters
+ * must be drawn alike and different ones differently, so the pixels carry exactly that text.
+ */
+export async function vgaTextScreen(qmpSocket: string, dumpFile: string): Promise<VgaTextScreen> {
+  const hex = await withQmp(qmpSocket, async (q) => {
+    await q.execute('screendump', { filename: dumpFile });
+    return q.hmp(`xp /${TEXT_CELLS}hx 0xb8000`);
+  });
+  const cells = [...hex.matchAll(/\b0x([0-9a-f]{4})\b/g)].map((m) => parseInt(m[1]!, 16));
+  return screenOf(cells, fs.readFileSync(dumpFile));
+}
+
+/** Matches VGA text memory (character | attribute << 8 per cell) against a PPM screendump. */
+export function screenOf(cells: number[], ppm: Buffer): VgaTextScreen {
+  if (cells.length !== TEXT_CELLS) throw new Error(`read ${cells.length} text cells, expected ${TEXT_CELLS}`);
+  const head = /^P6\s+(\d+)\s+(\d+)\s+255\s/.exec(ppm.subarray(0, 32).toString('latin1'));
+  if (!head) throw new Error('screendump is not a binary PPM');
+  const width = Number(head[1]);
+  const height = Number(head[2]);
+  const pixels = ppm.subarray(head[0].length);
+  const cw = width / COLS;
+  const chh = height / LINES;
+  if (!Number.isInteger(cw) || !Number.isInteger(chh)) return { width, height, rows: [], mismatches: COLS * LINES, conflicts: 0 };
+  // Each screen cell's pixel block: a fingerprint and whether it is a single colour.
+  const blocks: { key: string; uniform: boolean }[] = [];
+  for (let r = 0; r < LINES; r++) {
+    for (let c = 0; c < COLS; c++) {
+      const rowsOfBlock: Buffer[] = [];
+      for (let y = 0; y < chh; y++) {
+        const at = ((r * chh + y) * width + c * cw) * 3;
+        rowsOfBlock.push(pixels.subarray(at, at + cw * 3));
+      }
+      const block = Buffer.concat(rowsOfBlock);
+      let uniform = true;
+      for (let i = 3; i < block.length && uniform; i += 3) uniform = block[i] === block[0] && block[i + 1] === block[1] && block[i + 2] === block[2];
+      blocks.push({ key: crypto.createHash('sha1').update(block).digest('hex'), uniform });
+    }
+  }
+  const blank = (cell: number) => BLANK.has(cell & 0xff);
+  let origin = 0;
+  let mismatches = Infinity;
+  for (let o = 0; o + COLS * LINES <= TEXT_CELLS; o += COLS) {
+    let n = 0;
+    for (let i = 0; i < COLS * LINES && n < mismatches; i++) if (blank(cells[o + i]!) !== blocks[i]!.uniform) n++;
+    if (n < mismatches) [origin, mismatches] = [o, n];
+  }
+  const shown = cells.slice(origin, origin + COLS * LINES);
+  // Same character and colours -> same pixels; a pixel block -> one character.
+  const byCell = new Map<number, Map<string, number>>();
+  shown.forEach((cell, i) => {
+    if (blank(cell)) return;
+    const m = byCell.get(cell) ?? new Map<string, number>();
+    m.set(blocks[i]!.key, (m.get(blocks[i]!.key) ?? 0) + 1);
+    byCell.set(cell, m);
+  });
+  let conflicts = 0;
+  const owner = new Map<string, number>();
+  for (const [cell, keys] of byCell) {
+    const [main, count] = [...keys].sort((a, b) => b[1] - a[1])[0]!;
+    conflicts += [...keys.values()].reduce((a, b) => a + b, 0) - count;
+    if (owner.has(main)) conflicts += count;
+    else owner.set(main, cell);
+  }
+  const rows: string[] = [];
+  for (let r = 0; r < LINES; r++) {
+    rows.push(shown.slice(r * COLS, (r + 1) * COLS).map((cell) => {
+      const ch = cell & 0xff;
+      return ch >= 0x20 && ch < 0x7f ? String.fromCharCode(ch) : ' ';
+    }).join(''));
+  }
+  return { width, height, rows, mismatches, conflicts };
 }
 
 export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {

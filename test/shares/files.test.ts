@@ -183,7 +183,7 @@ test('quota: soft flagged, hard refuses uploads (declared or streamed) and leave
   // replacing a file counts only the difference
   assert.equal((await upload(alice, 'a.bin', 'x'.repeat(700), '&overwrite=true')).status, 201);
   // the per-upload limit (800) beyond the quota check
-  fs.rmSync(path.join(home, 'a.bin'));
+  assert.equal((await alice.del('/me/files?path=a.bin')).status, 204);
   const big = await upload(alice, 'd.bin', chunks(9, 100));
   assert.equal(big.status, 413, JSON.stringify(big.body));
   assert.equal(big.body.error.code, 'payload_too_large');

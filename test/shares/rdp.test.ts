@@ -9,8 +9,8 @@ import { ProviderRegistry } from '../../server/providers/index.ts';
 test('RDP console settings carry the drive: guacd path of the user folder, name, upload/download switches', () => {
   const logger = createLogger('silent');
   const shares = new ShareService(
-    { list: [{ name: 'home', root: '/srv/home', unc: '\\\\files\\home\\{username}', guacdPath: '/mnt/guacd/home', createRoot: false }, { name: 'lab', root: '/srv/lab', unc: '', guacdPath: '', createRoot: false }], quota: { softBytes: 1, hardBytes: 2 }, maxUploadBytes: 10, healthTimeoutMs: 1000, healthCacheMs: 0, rdpDriveName: 'Home' },
-    { logger, metrics: new Metrics({ defaultMetrics: false }), audit: { record: async () => undefined } as never },
+    { list: [{ name: 'home', root: '/srv/home', unc: '\\\\files\\home\\{username}', guacdPath: '/mnt/guacd/home', createRoot: false }, { name: 'lab', root: '/srv/lab', unc: '', guacdPath: '', createRoot: false }], quota: { softBytes: 1, hardBytes: 2 }, maxUploadBytes: 10, healthTimeoutMs: 1000, healthCacheMs: 0, usageRecountMs: 1000, staleUploadMs: 60_000, rdpDriveName: 'Home' },
+    { logger, metrics: new Metrics({ defaultMetrics: false }), audit: { record: async () => undefined } as never, quota: {} as never },
   );
   const home = new HomeShares(shares, new ProviderRegistry([]), logger);
   const s = consoleSettings({ protocol: 'rdp', host: '10.0.0.5', port: 3389 }, home.drive({ name: 'p', fileTransfer: { download: false, upload: true } }, 'alice'));

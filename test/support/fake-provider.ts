@@ -55,7 +55,11 @@ export class FakeProvider implements Provider {
     await this.op('create', spec.id);
     const existing = this.vms.get(spec.id);
     if (existing) return { host: existing.host };
-    const host = spec.host ?? this.hosts_[this.vms.size % this.hosts_.length]!;
+    // Like a real driver: nothing is placed on a host that does not answer.
+    const up = this.hosts_.filter((h) => !this.unreachable.has(h));
+    if (spec.host && this.unreachable.has(spec.host)) throw new Error(`host ${spec.host} is unreachable`);
+    if (!spec.host && up.length === 0) throw new Error('every host is unreachable');
+    const host = spec.host ?? up[this.vms.size % up.length]!;
     this.vms.set(spec.id, { spec, host, power: 'stopped', snapshots: [], generation: 1 });
     this.save();
     return { host };
@@ -85,7 +89,9 @@ export class FakeProvider implements Provider {
     v.power = 'running';
   }
   async power(id: string): Promise<PowerState> {
-    return this.vms.get(id)?.power ?? 'missing';
+    const v = this.vms.get(id);
+    if (v && this.unreachable.has(v.host)) return 'unreachable';
+    return v?.power ?? 'missing';
   }
   async snapshotCreate(id: string, name: string): Promise<Snapshot> {
     const s = { name, createdAt: new Date().toISOString() };
@@ -117,13 +123,15 @@ export class FakeProvider implements Provider {
     return { protocol: 'vnc', host: '127.0.0.1', port: 5900, password: 'fake-secret' };
   }
   async inventory(): Promise<InventoryItem[]> {
-    return [...this.vms.entries()].map(([desktopId, v]) => ({ desktopId, host: v.host, power: v.power }));
+    return [...this.vms.entries()].map(([desktopId, v]) => ({ desktopId, host: v.host, power: this.unreachable.has(v.host) ? 'unreachable' : v.power }));
   }
+  /** Hosts that "do not answer", like a libvirt host whose daemon is down: desktops report unreachable. */
+  readonly unreachable = new Set<string>();
   readonly maintenance = new Set<string>();
   async hosts(): Promise<HostInfo[]> {
     return this.hosts_.map((name) => {
       const mine = [...this.vms.values()].filter((v) => v.host === name);
-      return { name, maintenance: this.maintenance.has(name), capacity: { vcpu: 64, memoryMiB: 65536 }, used: { vcpu: mine.length, memoryMiB: mine.length * 256, desktops: mine.length } };
+      return { name, maintenance: this.maintenance.has(name), ...(this.unreachable.has(name) ? { reachable: false } : {}), capacity: { vcpu: 64, memoryMiB: 65536 }, used: { vcpu: mine.length, memoryMiB: mine.length * 256, desktops: mine.length } };
     });
   }
   async setHostMaintenance(host: string, on: boolean): Promise<void> {

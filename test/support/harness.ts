@@ -64,7 +64,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   const server = createServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger: createLogger(config.logging.level), metrics: app.metrics });
+  const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger: createLogger(config.logging.level), metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req), trustProxy: app.app.get('trust proxy fn') });
   // A registered, published image "demo" (an empty disk file: the fake provider never reads it).
   const imageDir = mkdtempSync(join(tmpdir(), 'vdi-image-'));
   writeFileSync(join(imageDir, 'disk.qcow2'), '');

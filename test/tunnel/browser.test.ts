@@ -6,11 +6,11 @@
 // Chromium, Xvnc and the test's servers are stopped by pid / closed, also on failure.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { TestBroker } from '../support/harness.ts';
+import type { ApiClient, TestBroker } from '../support/harness.ts';
 import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
 import { FakeRfbServer, solidRawRect } from '../gateway/support/fake-rfb.ts';
 import { CONSOLE_PASSWORD, connectTicket, liveSession, login, sleep, streamingBroker, until } from './support/fixtures.ts';
-import { servePage } from './support/page.ts';
+import { servePage, withLogin } from './support/page.ts';
 import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
 const missing = chromiumMissing() ?? (hasXvnc()
@@ -22,6 +22,7 @@ type Page = {
   evaluate<T>(fn: string): Promise<T>;
   keyboard: { type(s: string, o?: { delay?: number }): Promise<void>; press(k: string): Promise<void> };
   close(): Promise<void>;
+  context(): { addCookies(c: Array<{ name: string; value: string; url: string }>): Promise<void> };
 };
 type Browser = { newPage(): Promise<Page>; close(): Promise<void> };
 
@@ -44,8 +45,9 @@ before(async () => {
       cc.sendUpdate([solidRawRect(0, 0, 160, 100, [10, 200, 30])]);
     };
   };
-  tb = await streamingBroker('tunnel-browser', {}, { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port, password: CONSOLE_PASSWORD });
+  // The test page is another origin than the broker: allowed like a thin-client shell's.
   page = await servePage();
+  tb = await streamingBroker('tunnel-browser', { tunnel: { allowedOrigins: [new URL(page.url).origin] } }, { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port, password: CONSOLE_PASSWORD });
   chrome = await launchChromium<Browser>();
   browser = chrome.browser;
 });
@@ -60,8 +62,9 @@ after(async () => {
 
 const near = (a: number[] | null, b: number[]) => !!a && a.every((v, i) => Math.abs(v - b[i]!) <= 3);
 
-async function openDesktop(ticket: string): Promise<{ p: Page; result: { ok: boolean; code?: number; message?: string } }> {
+async function openDesktop(ticket: string, as: ApiClient): Promise<{ p: Page; result: { ok: boolean; code?: number; message?: string } }> {
   const p = await browser!.newPage();
+  await withLogin(p, tb!.url, as);
   await p.goto(page!.url);
   await p.evaluate('new Promise((r) => { const w = () => (window.start ? r() : setTimeout(w, 20)); w(); })');
   const wsUrl = tb!.url.replace(/^http/, 'ws') + '/api/v1/tunnel';
@@ -79,7 +82,7 @@ test('Xvnc in Chromium: pixels, live updates, no "unstable" when idle, a replaye
   const { session } = await liveSession(tb!, alice);
   await xvnc!.x('xsetroot', '-solid', '#c83264');
   const ticket = await connectTicket(alice, session);
-  const { p, result } = await openDesktop(ticket);
+  const { p, result } = await openDesktop(ticket, alice);
   assert.deepEqual(result, { ok: true });
   await until(async () => (await p.evaluate<number[]>('window.size()')).join() === '320,200', 15_000, 'display size');
   await waitPixel(p, [200, 50, 100], 'xsetroot colour on the canvas');
@@ -95,7 +98,7 @@ test('Xvnc in Chromium: pixels, live updates, no "unstable" when idle, a replaye
   assert.equal(t.clientStates.at(-1), 3);
 
   // The same ticket again: refused with CLIENT_UNAUTHORIZED, shown as such by guacamole-common-js.
-  const again = await openDesktop(ticket);
+  const again = await openDesktop(ticket, alice);
   assert.equal(again.result.ok, false);
   assert.equal(again.result.code, 0x0301, JSON.stringify(again.result));
   await again.p.close();
@@ -104,7 +107,7 @@ test('Xvnc in Chromium: pixels, live updates, no "unstable" when idle, a replaye
   const helen = await login(tb!, 'helen');
   const sh = await helen.post(`/sessions/${session}/shadow`);
   assert.equal(sh.status, 200, JSON.stringify(sh.body));
-  const shadow = await openDesktop(sh.body.ticket);
+  const shadow = await openDesktop(sh.body.ticket, helen);
   assert.deepEqual(shadow.result, { ok: true });
   await waitPixel(shadow.p, [30, 144, 255], 'the shadow sees the desktop');
   await xvnc!.x('xsetroot', '-solid', '#ffd700');
@@ -120,7 +123,7 @@ test('keys typed in Chromium reach the VNC server; a shadow\'s keys do not', asy
   tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: rfb!.port };
   const bob = await login(tb!, 'bob');
   const { session } = await liveSession(tb!, bob);
-  const { p, result } = await openDesktop(await connectTicket(bob, session));
+  const { p, result } = await openDesktop(await connectTicket(bob, session), bob);
   assert.deepEqual(result, { ok: true });
   await waitPixel(p, [10, 200, 30], 'the scripted desktop');
   const keys = () => rfb!.connections.flatMap((c) => c.messages).filter((m) => m.type === 'key' && m.down).map((m) => (m as { keysym: number }).keysym);
@@ -130,7 +133,7 @@ test('keys typed in Chromium reach the VNC server; a shadow\'s keys do not', asy
   const helen = await login(tb!, 'helen');
   const sh = await helen.post(`/sessions/${session}/shadow`);
   assert.equal(sh.status, 200);
-  const shadow = await openDesktop(sh.body.ticket);
+  const shadow = await openDesktop(sh.body.ticket, helen);
   assert.deepEqual(shadow.result, { ok: true });
   await waitPixel(shadow.p, [10, 200, 30], 'the shadow sees the desktop');
   await shadow.p.keyboard.type('zq', { delay: 30 });

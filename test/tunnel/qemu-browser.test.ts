@@ -17,7 +17,7 @@ import { imageFilesIn } from '../../server/providers/qemu/config.ts';
 import type { QemuProvider } from '../../server/providers/qemu/qemu.provider.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 import { login, sleep, until } from './support/fixtures.ts';
-import { servePage } from './support/page.ts';
+import { servePage, withLogin } from './support/page.ts';
 import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
 const hasQemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).status === 0 && spawnSync('qemu-img', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -39,6 +39,7 @@ type Page = {
   on(ev: 'request', f: (r: { url(): string; postData(): string | null }) => void): void;
   keyboard: { type(s: string, o?: { delay?: number }): Promise<void>; press(k: string): Promise<void> };
   close(): Promise<void>;
+  context(): { addCookies(c: Array<{ name: string; value: string; url: string }>): Promise<void> };
 };
 type Browser = { newPage(): Promise<Page>; close(): Promise<void> };
 
@@ -112,7 +113,9 @@ test('a QEMU desktop in Chromium: the guest\'s screen on the canvas, typed keys 
     // The broker's image registry decides which files a version is (as in production).
     images: async (ref) => imageFilesIn((await broker!.app.broker.images.resolve(ref)).path),
   });
-  tb = broker = await startTestBroker({ name: 'qemu-browser', providers: [provider], config: { jobs: { enabled: true } } });
+  // The test page is another origin than the broker: allowed like a thin-client shell's.
+  page = await servePage();
+  tb = broker = await startTestBroker({ name: 'qemu-browser', providers: [provider], config: { jobs: { enabled: true }, tunnel: { allowedOrigins: [new URL(page.url).origin] } } });
   await tb.app.broker.images.create(SYSTEM_ACTOR, 'qdemo', 'QEMU demo');
   await tb.app.broker.images.addVersion(SYSTEM_ACTOR, 'qdemo', { path: imageDir, publish: true });
   await tb.addUser('alice');
@@ -125,8 +128,7 @@ test('a QEMU desktop in Chromium: the guest\'s screen on the canvas, typed keys 
   );
   tb.app.startJobs();
 
-  // Chromium and the test page start while the desktop is being provisioned.
-  page = await servePage();
+  // Chromium starts while the desktop is being provisioned.
   chrome = await launchChromium<Browser>();
   browser = chrome.browser;
 
@@ -168,13 +170,16 @@ test('a QEMU desktop in Chromium: the guest\'s screen on the canvas, typed keys 
 
   // The browser: every response body, request body and WebSocket frame is recorded.
   const p = await browser.newPage();
+  await withLogin(p, tb.url, alice);
   const seen: Buffer[] = [];
+  const wsUrls: string[] = [];
   const pending: Promise<unknown>[] = [];
   p.on('response', (r) => pending.push(r.body().then((b) => seen.push(b), () => undefined)));
   p.on('request', (r) => seen.push(Buffer.from(`${r.url()}\n${r.postData() ?? ''}`)));
   let framesIn = 0;
   p.on('websocket', (ws) => {
     seen.push(Buffer.from(ws.url()));
+    wsUrls.push(ws.url());
     ws.on('framereceived', (f) => {
       framesIn++;
       seen.push(Buffer.from(f.payload));
@@ -254,6 +259,8 @@ test('a QEMU desktop in Chromium: the guest\'s screen on the canvas, typed keys 
   assert.ok(all.length > 10_000, `recorded ${all.length} bytes`);
   // (the recording works: it has the ticket the page sent and the keys it typed)
   assert.notEqual(all.indexOf(ticket), -1);
+  // The ticket went as a message, in no URL (proxy logs, history).
+  assert.ok(wsUrls.length === 1 && !wsUrls[0]!.includes(ticket), `ticket in ${wsUrls}`);
   assert.notEqual(all.indexOf('3.key,'), -1);
   for (const needle of [password, Buffer.from(password).toString('base64'), Buffer.from(password).toString('hex')]) {
     assert.equal(all.indexOf(needle), -1, 'the console password reached the browser');

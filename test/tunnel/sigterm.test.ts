@@ -50,7 +50,7 @@ test('SIGTERM with an open tunnel: numeric status to the browser, session discon
   const session = r.body.session.id as string;
   const t = await alice.post(`/me/sessions/${session}/connect`);
   assert.equal(t.status, 200, JSON.stringify(t.body));
-  client = new TunnelClient(child.url, `token=${t.body.ticket}`);
+  client = new TunnelClient(child.url, { ticket: t.body.ticket, as: alice });
   await client.ready();
   await until(async () => (await admin!.app.store.sessions.get(session))?.state === 'connected');
 

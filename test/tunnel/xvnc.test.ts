@@ -29,11 +29,13 @@ const isFill = (rgb: number[]) => (i: { opcode: string; args: string[] }) => i.o
 
 test('non-ASCII VNC password end to end through the tunnel and the built-in gateway', async () => {
   assert.equal(missing, null, `prerequisites missing: ${missing}`);
-  assert.ok(tb!.tunnel.guacd.port > 0 && tb!.config.guacd.host === '', 'the built-in gateway is used');
+  // The built-in gateway: a unix socket (default) or a TCP port, never an external guacd.
+  const g = tb!.tunnel.guacd as { port?: number; path?: string };
+  assert.ok(tb!.config.guacd.host === '' && (!!g.path || (g.port ?? 0) > 0), 'the built-in gateway is used');
   const alice = await login(tb!, 'alice');
   const { session } = await liveSession(tb!, alice);
   await xvnc!.x('xsetroot', '-solid', '#c83264');
-  const c = new TunnelClient(tb!.url, `token=${await connectTicket(alice, session)}&width=320&height=200`);
+  const c = new TunnelClient(tb!.url, { ticket: await connectTicket(alice, session), as: alice, query: 'width=320&height=200' });
   clients.push(c);
   await c.ready(15_000);
   await c.next((i) => i.opcode === 'size' && i.args.join() === '0,320,200', 15_000);
@@ -50,7 +52,7 @@ test('a wrong console password is reported as 0x0301 by the gateway, through the
   try {
     const alice = await login(tb!, 'alice');
     const { session } = await liveSession(tb!, alice);
-    const c = new TunnelClient(tb!.url, `token=${await connectTicket(alice, session)}`);
+    const c = new TunnelClient(tb!.url, { ticket: await connectTicket(alice, session), as: alice });
     clients.push(c);
     const e = await c.ended(15_000);
     assert.equal(Number(e.error?.args[1]), 0x0301, JSON.stringify(c.received.slice(-3)));

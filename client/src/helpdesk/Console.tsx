@@ -10,6 +10,8 @@ import { Desktops } from './Desktops.tsx';
 import { Sessions } from './Sessions.tsx';
 import { Hosts } from './Hosts.tsx';
 import { Audit } from './Audit.tsx';
+import { Logins } from './Logins.tsx';
+import { Machines } from './Machines.tsx';
 
 const PAGES: { path: string; label: string; page: () => preact.JSX.Element }[] = [
   { path: '/helpdesk', label: 'Overview', page: Overview },
@@ -17,6 +19,8 @@ const PAGES: { path: string; label: string; page: () => preact.JSX.Element }[] =
   { path: '/helpdesk/desktops', label: 'Desktops', page: Desktops },
   { path: '/helpdesk/sessions', label: 'Sessions', page: Sessions },
   { path: '/helpdesk/hosts', label: 'Hosts', page: Hosts },
+  { path: '/helpdesk/machines', label: 'Machines', page: Machines },
+  { path: '/helpdesk/logins', label: 'Logins', page: Logins },
   { path: '/helpdesk/audit', label: 'Audit log', page: Audit },
 ];
 

@@ -40,7 +40,11 @@ export function MyDesktops(props: { notice?: string | undefined }) {
               )}
             </p>
             <p class="muted small">{p.persistence === 'persistent' ? 'Persistent: your desktop keeps its disk.' : 'Non-persistent: refreshed at log off; keep files in your network folder.'}</p>
-            {p.maintenance && <p class="banner bad">In maintenance: launching is paused.</p>}
+            {p.maintenance && (
+              <p class="banner bad" data-testid="maintenance">
+                {p.available ? 'In maintenance: new sessions are paused. Your running desktop stays yours: reconnect or log off as usual.' : 'In maintenance: launching is paused.'}
+              </p>
+            )}
             <button class="primary" type="button" disabled={!p.available} onClick={() => navigate(`/desktop/${encodeURIComponent(p.name)}`)}>
               {p.desktop?.session ? 'Reconnect' : 'Launch'}
             </button>

@@ -19,7 +19,7 @@ export const GUAC_STATUS: Record<number, StatusInfo> = {
   0x020b: { name: 'SESSION_CLOSED', message: 'The session was logged off (by you, the helpdesk, or a timeout).', retry: false },
   0x0300: { name: 'CLIENT_BAD_REQUEST', message: 'The browser sent something the gateway did not understand.', retry: true },
   0x0301: { name: 'CLIENT_UNAUTHORIZED', message: 'The connection ticket was refused (expired or already used), or the console refused the login.', retry: true },
-  0x0303: { name: 'CLIENT_FORBIDDEN', message: 'This session has ended or is no longer yours.', retry: false },
+  0x0303: { name: 'CLIENT_FORBIDDEN', message: 'This session has ended or is no longer yours, or this page may not open it.', retry: false },
   0x0308: { name: 'CLIENT_TIMEOUT', message: 'The connection from this browser went silent (network trouble?).', retry: true },
   0x030d: { name: 'CLIENT_OVERRUN', message: 'The browser sent too much data at once.', retry: true },
   0x030f: { name: 'CLIENT_BAD_TYPE', message: 'The browser sent data of a type the desktop does not accept.', retry: false },

@@ -3,6 +3,7 @@
 // reconnects by itself with backoff, asking for a fresh ticket each time.
 import Guacamole from 'guacamole-common-js';
 import { describeStatus, type StatusInfo } from './status.ts';
+import { ticketTunnel } from './ticket-tunnel.ts';
 
 export type ViewerPhase = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
@@ -69,7 +70,8 @@ export class DesktopViewer {
     if (gen !== this.generation || this.stopped) return;
     const url = new URL(t.tunnel, location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const tunnel = new Guacamole.WebSocketTunnel(url.toString());
+    // The ticket goes as the first message, never in the URL (ticket-tunnel.ts).
+    const tunnel = ticketTunnel(url.toString(), t.ticket);
     const client = new Guacamole.Client(tunnel);
     this.client = client;
     const display = client.getDisplay();
@@ -106,7 +108,7 @@ export class DesktopViewer {
     if (!this.o.readOnly) this.attachInput(client, el);
     const { w, h } = this.size();
     const dpi = Math.round(96 * Math.min(2, window.devicePixelRatio || 1));
-    client.connect(`token=${encodeURIComponent(t.ticket)}&width=${w}&height=${h}&dpi=${dpi}&timezone=${encodeURIComponent(Intl.DateTimeFormat().resolvedOptions().timeZone)}`);
+    client.connect(`width=${w}&height=${h}&dpi=${dpi}&timezone=${encodeURIComponent(Intl.DateTimeFormat().resolvedOptions().timeZone)}`);
   }
 
   private retry(status: StatusInfo): void {

@@ -295,6 +295,35 @@ export async function probeKvm(binary: string): Promise<{ ok: true } | { ok: fal
   });
 }
 
+/**
+ * Some nested hypervisors pass probeKvm and then hang a Linux guest in early boot (no output
+ * after "Probing EDD"): boot a kernel under KVM until its banner reaches the serial port. Under
+ * working KVM the banner comes in well under a second.
+ */
+export async function probeKvmBoot(binary: string, kernel: string, timeoutMs = 10_000): Promise<{ ok: true } | { ok: false; reason: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(binary, ['-accel', 'kvm', '-cpu', 'host', '-machine', 'q35', '-m', '160M', '-nodefaults', '-no-user-config',
+      '-display', 'none', '-no-reboot', '-kernel', kernel, '-append', 'console=ttyS0 panic=-1', '-serial', 'stdio'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let done = false;
+    const finish = (r: { ok: true } | { ok: false; reason: string }) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ ok: false, reason: `a Linux guest printed nothing under KVM within ${timeoutMs} ms` }), timeoutMs);
+    child.stdout.on('data', (d: Buffer) => {
+      out = (out + d.toString('latin1')).slice(-4096);
+      if (out.includes('Linux version')) finish({ ok: true });
+    });
+    child.stderr.on('data', () => undefined);
+    child.on('error', (e) => finish({ ok: false, reason: e.message }));
+    child.on('close', (code) => finish({ ok: false, reason: `KVM boot probe exited (${code}) before the kernel banner` }));
+  });
+}
+
 export interface VncHello {
   version: string;
   securityTypes: number[];

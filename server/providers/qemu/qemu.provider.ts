@@ -11,7 +11,7 @@ import type { Accelerator, ImageFiles, QemuHostConfig, QemuProviderOptions } fro
 import { type HostStatus, type HostUsage, effectiveCapacity, placeDesktop } from './hosts.ts';
 import {
   type DesktopPaths, type DesktopState, desktopPaths, desktopsDir, isDesktopProcess, killProcess, launchQemu, newVncPassword,
-  probeKvm, qemuArgs, readPid, readState, sleep, vncHello, waitForExit, writeState,
+  probeKvm, probeKvmBoot, qemuArgs, readPid, readState, sleep, vncHello, waitForExit, writeState,
 } from './machine.ts';
 import { type QemuInventoryItem, allStates, buildDesktopDir, checkSocketPaths, clearLeftover, ensureDesktopsDir, scanInventory } from './desktop-dirs.ts';
 import { Disks } from './disks.ts';
@@ -22,6 +22,20 @@ import { ID_RE, NAME_RE, checkDuplicates, checkSnapshotName, validateSpec } from
 // The embedded hypervisor: one detached qemu-system-x86_64 per desktop, no daemon. All state
 // lives in the hosts' data directories, so a new instance (a restarted broker) finds running
 // desktops through their state files, pid files and QMP sockets and leaves them running.
+
+/** The host's newest installed kernel, if readable (a boot probe for KVM). */
+function hostKernel(): string | undefined {
+  try {
+    const v = fs.readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-'));
+    v.sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    const file = v.at(-1);
+    if (!file) return undefined;
+    fs.accessSync(path.join('/boot', file), fs.constants.R_OK);
+    return path.join('/boot', file);
+  } catch {
+    return undefined;
+  }
+}
 
 interface Located {
   host: QemuHostConfig;
@@ -69,15 +83,20 @@ export class QemuProvider implements Provider {
 
   // ---- driver-specific API -------------------------------------------------------------
 
-  /** The accelerator in use, probed once: KVM when a vCPU really runs, otherwise TCG. */
-  accelerator(): Promise<Accelerator> {
+  /**
+   * The accelerator in use, probed once: KVM when a vCPU really runs (and boots `kernel`, the
+   * first desktop's, else the host's newest /boot/vmlinuz-*, when there is one), otherwise TCG.
+   */
+  accelerator(kernel?: string): Promise<Accelerator> {
     this.accelPromise ??= (async () => {
       const want = this.opts.accel ?? 'auto';
       if (want === 'tcg') {
         this.log.info({ accel: 'tcg' }, 'QEMU accelerator: tcg (configured)');
         return 'tcg';
       }
-      const probe = await probeKvm(this.qemu);
+      let probe = await probeKvm(this.qemu);
+      const bootable = kernel ?? hostKernel();
+      if (probe.ok && bootable) probe = await probeKvmBoot(this.qemu, bootable);
       if (probe.ok) {
         this.log.info({ accel: 'kvm' }, 'QEMU accelerator: kvm');
         return 'kvm';
@@ -243,6 +262,31 @@ export class QemuProvider implements Provider {
       this.log.info({ desktop: spec.id, host: loc.host.name }, 'desktop refreshed from its image');
       opts?.signal?.throwIfAborted();
       await this.startLocked({ ...loc, state });
+    });
+  }
+
+  /**
+   * QEMU cannot add or swap a 9p device in a running VM: a desktop handed to someone else is
+   * powered off (gracefully: the disk is kept) and started with the new holder's folder, or none.
+   */
+  async remapHome(spec: DesktopSpec, opts?: OperationOptions & { onlyIf?: () => Promise<boolean> }): Promise<boolean> {
+    validateSpec(spec);
+    return this.locked(spec.id, async () => {
+      const loc = await this.mustLocate(spec.id);
+      const mapped = (s: DesktopSpec) => JSON.stringify([this.opts.homeShare?.(s) ?? null, s.home?.unc ?? null]);
+      const next: DesktopSpec = { ...loc.state.spec };
+      delete next.home;
+      if (spec.home) next.home = spec.home;
+      if (mapped(next) === mapped(loc.state.spec) && (await this.running(loc))) return false;
+      if (opts?.onlyIf && !(await opts.onlyIf())) return false;
+      opts?.signal?.throwIfAborted();
+      await this.stopLocked(loc, this.stopTimeoutMs);
+      const state: DesktopState = { ...loc.state, spec: next, pid: undefined, vncPort: undefined };
+      await writeState(loc.paths.state, state);
+      this.log.info({ desktop: spec.id, host: loc.host.name, home: !!next.home }, 'desktop restarted to change its home folder');
+      opts?.signal?.throwIfAborted();
+      await this.startLocked({ ...loc, state });
+      return true;
     });
   }
 
@@ -458,7 +502,7 @@ export class QemuProvider implements Provider {
       return;
     }
     if (loc.host.maintenance) log.info('starting a desktop on a host in maintenance');
-    const accel = await this.accelerator();
+    const accel = await this.accelerator(loc.state.image.kernel);
     for (const f of [loc.paths.qmp, loc.paths.serial, loc.paths.pidfile]) await fsp.rm(f, { force: true });
     const home = this.opts.homeShare?.(loc.state.spec);
     const args = qemuArgs({

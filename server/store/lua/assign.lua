@@ -1,20 +1,27 @@
 -- Hand a user a desktop of a pool, atomically (ARGV: prefix, pool, user, new session id,
 -- new desktop id, now ms, client address, MAC prefix, MAC pool size).
--- Order: the user's existing desktop (and live session), a ready desktop, a new desktop in a
--- free provisioning slot, else pool_exhausted.
+-- Order: the user's existing desktop with its live session (handed back whatever the pool's
+-- state: a disabled pool or one in maintenance refuses only NEW sessions; desktop_unavailable
+-- while it is marked unreachable, i.e. its host does not answer), then the pool's
+-- gate (pool_disabled / pool_maintenance), a new session on the user's own desktop, a ready
+-- desktop not marked unreachable, a new desktop in a free provisioning slot, else pool_exhausted.
 -- Returns {outcome, desktop id, session id} with outcome existing | assigned | provisioning,
 -- or {'err', code}.
 local pool, user, sid, did, now, addr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local p, perr = usable_pool(pool)
-if not p then return { 'err', perr } end
+local p, gate = pool_fields(pool)
+if not p then return { 'err', 'not_found' } end
 
 local existing = hget(k_assign(pool), user)
 if existing then
   local dk = k_desktop(existing)
   local st = hget(dk, 'state')
   if st == 'in_use' or st == 'assigned' or st == 'provisioning' or st == 'refreshing' then
+    -- Its host does not answer: a clear refusal beats a console that cannot connect (claim kept).
+    if unreachable(existing) then return { 'err', 'desktop_unavailable' } end
     local cur = hget(dk, 'session')
     if session_live(cur) then return { 'existing', existing, cur } end
+    -- No live session: starting one is new work the pool's gate decides (the claim is kept).
+    if gate then return { 'err', gate } end
     new_session(sid, user, existing, pool, now, addr)
     if st == 'assigned' then set_state(existing, pool, 'assigned', 'in_use', now) end
     return { 'assigned', existing, sid }
@@ -24,8 +31,9 @@ if existing then
   -- deleting, deleted, expired, or a broken floating desktop: the claim is stale.
   redis.call('HDEL', k_assign(pool), user)
 end
+if gate then return { 'err', gate } end
 
-local ready = redis.call('SPOP', k_state(pool, 'ready'))
+local ready = pick_ready(pool)
 if ready then
   set_state(ready, pool, 'ready', 'in_use', now)
   redis.call('HSET', k_assign(pool), user, ready)

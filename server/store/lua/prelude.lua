@@ -27,6 +27,23 @@ local function set_state(id, pool, from, to, now)
   return nil
 end
 
+-- Its provider reports its host not answering (inventory reconciler): kept, never handed out.
+local function unreachable(id)
+  return (tonumber(hget(k_desktop(id), 'unreachableSince') or '0') or 0) > 0
+end
+
+-- A ready desktop of the pool that is not marked unreachable, or nil. One random pick first
+-- (the common case); the full scan only while some ready desktop is marked.
+local function pick_ready(pool)
+  local key = k_state(pool, 'ready')
+  local id = redis.call('SRANDMEMBER', key)
+  if not id or not unreachable(id) then return id or nil end
+  for _, other in ipairs(redis.call('SMEMBERS', key)) do
+    if not unreachable(other) then return other end
+  end
+  return nil
+end
+
 local function session_live(sid)
   if not sid or sid == '' then return false end
   local st = hget(k_session(sid), 'state')
@@ -110,12 +127,13 @@ local function new_desktop(id, pool, user, now, mprefix, msize)
   return name, nil
 end
 
--- Pool fields the scripts need, checked for a pool that can hand out desktops.
-local function usable_pool(pool)
+-- Pool fields the scripts need, or nil for a missing or deleting pool. The second value is
+-- why the pool takes no new sessions (pool_disabled / pool_maintenance), nil when it does:
+-- the caller decides what counts as new (a user's live session never does).
+local function pool_fields(pool)
   local f = redis.call('HMGET', k_pool(pool), 'max', 'enabled', 'maintenance', 'deleting', 'assignment', 'persistence')
-  if not f[1] then return nil, 'not_found' end
-  if f[4] == '1' then return nil, 'not_found' end
-  if f[2] ~= '1' then return nil, 'pool_disabled' end
-  if f[3] == '1' then return nil, 'pool_maintenance' end
-  return { max = tonumber(f[1]), assignment = f[5], persistence = f[6] }, nil
+  if not f[1] or f[4] == '1' then return nil, nil end
+  local gate = nil
+  if f[2] ~= '1' then gate = 'pool_disabled' elseif f[3] == '1' then gate = 'pool_maintenance' end
+  return { max = tonumber(f[1]), assignment = f[5], persistence = f[6] }, gate
 end

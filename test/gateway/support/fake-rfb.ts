@@ -20,6 +20,12 @@ export type FakeRfbOptions = { width: number; height: number; password?: string;
 export class FakeRfbConnection {
   readonly messages: ClientMessage[] = [];
   pendingRequests = 0;
+  /** The version line the client answered with, e.g. "RFB 003.003". */
+  clientVersion = '';
+  /** The security type the client chose (3.7/3.8; 3.3 has the server pick). */
+  securityType: number | undefined;
+  /** Result of VNC Authentication: undefined = not done. */
+  authenticated: boolean | undefined;
   private buf = Buffer.alloc(0);
   private ready = false;
   private deflate: zlib.Deflate | undefined;
@@ -97,6 +103,7 @@ export class FakeRfbConnection {
       const b = this.buf;
       if (stage === 'version') {
         if (b.length < 12) return false;
+        this.clientVersion = b.subarray(0, 11).toString('latin1');
         this.buf = b.subarray(12);
         if (version === '3.3') {
           const t = Buffer.alloc(4);
@@ -114,6 +121,7 @@ export class FakeRfbConnection {
       }
       if (stage === 'security') {
         if (b.length < 1) return false;
+        this.securityType = b[0];
         this.buf = b.subarray(1);
         if (this.opts.password) {
           s.write(challenge);
@@ -127,6 +135,7 @@ export class FakeRfbConnection {
       if (stage === 'auth') {
         if (b.length < 16) return false;
         const ok = vncAuthResponse(this.opts.password!, challenge).equals(b.subarray(0, 16));
+        this.authenticated = ok;
         this.buf = b.subarray(16);
         const r = Buffer.alloc(4);
         r.writeUInt32BE(ok ? 0 : 1);

@@ -1,6 +1,7 @@
 // A Guacamole-protocol test client over TCP, behaving like guacamole-lite + guacamole-common-js:
 // handshake, collect instructions, reassemble img streams into images, answer `sync`.
 import net from 'node:net';
+import type { GuacdEndpoint } from '../../../server/gateway/index.ts';
 import { encode, InstructionParser, type Instruction } from '../../../server/gateway/protocol.ts';
 
 export type Image = { stream: string; layer: string; mime: string; x: number; y: number; data: Buffer };
@@ -33,9 +34,11 @@ export class GuacTestClient {
     for (const f of w) f();
   }
 
-  static connect(port: number): Promise<GuacTestClient> {
+  /** Connects to a gateway's endpoint (TCP or unix socket), or to a TCP port on 127.0.0.1. */
+  static connect(to: GuacdEndpoint | number): Promise<GuacTestClient> {
+    const opts = typeof to === 'number' ? { host: '127.0.0.1', port: to } : to;
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => resolve(new GuacTestClient(s)));
+      const s = net.connect(opts, () => resolve(new GuacTestClient(s)));
       s.once('error', reject);
     });
   }
@@ -91,8 +94,8 @@ export class GuacTestClient {
     }
   }
 
-  /** select / args / size / audio / video / image / timezone / connect → ready id. */
-  async handshake(params: Record<string, string>, select = 'vnc'): Promise<{ id: string; args: string[] }> {
+  /** select (a grant, or anything else) / args / size / audio / video / image / timezone / connect → ready id. */
+  async handshake(params: Record<string, string>, select: string): Promise<{ id: string; args: string[] }> {
     this.send('select', select);
     const args = await this.next((i) => i.opcode === 'args' || i.opcode === 'error');
     if (args.opcode === 'error') throw new Error(`gateway error ${args.args[1]}: ${args.args[0]}`);

@@ -1,6 +1,7 @@
-// A WebSocket tunnel client like guacamole-common-js's WebSocketTunnel: subprotocol
-// "guacamole", one instruction per message, answers `sync`; records everything received and
-// how the socket closed.
+// A WebSocket tunnel client like the web client's (guacamole-common-js's WebSocketTunnel +
+// client/src/viewer/ticket-tunnel.ts): subprotocol "guacamole", the ticket as the first
+// message, the login's cookie (or API key) and an Origin on the upgrade, one instruction per
+// message, answers `sync`; records everything received and how the socket closed.
 import { createRequire } from 'node:module';
 import { encode, InstructionParser, type Instruction } from '../../../server/gateway/protocol.ts';
 
@@ -19,6 +20,20 @@ interface Ws {
 }
 export const WebSocket = require('ws') as { new (url: string, protocols?: string | string[], opts?: object): Ws };
 
+export interface OpenOptions {
+  /** Handed over as the first message, `0.,6.ticket,43.<ticket>;`. */
+  ticket?: string;
+  /** A raw first message instead (garbage tests). */
+  first?: string;
+  /** The URL's query (width, height, ...; or a `token=` the broker must refuse). */
+  query?: string;
+  /** Whose login the upgrade carries: an ApiClient's session cookie, or its API key. */
+  as?: { cookie: string; bearer: string };
+  /** The Origin header: the broker's own by default (like a page it served); null: none. */
+  origin?: string | null;
+  path?: string;
+}
+
 export class TunnelClient {
   readonly received: Instruction[] = [];
   closeCode: number | undefined;
@@ -32,10 +47,19 @@ export class TunnelClient {
   private waiters: Array<() => void> = [];
   readonly ws: Ws;
 
-  constructor(base: string, query: string, path = '/api/v1/tunnel') {
-    this.ws = new WebSocket(`${base.replace(/^http/, 'ws')}${path}?${query}`, 'guacamole');
+  constructor(base: string, o: OpenOptions = {}) {
+    const headers: Record<string, string> = {};
+    if (o.as?.cookie) headers.cookie = o.as.cookie;
+    if (o.as?.bearer) headers.authorization = `Bearer ${o.as.bearer}`;
+    const origin = o.origin === undefined ? new URL(base).origin : o.origin;
+    const query = o.query ? `?${o.query}` : '';
+    this.ws = new WebSocket(`${base.replace(/^http/, 'ws')}${o.path ?? '/api/v1/tunnel'}${query}`, 'guacamole', { headers, ...(origin !== null ? { origin } : {}) });
+    const first = o.first ?? (o.ticket !== undefined ? encode('', 'ticket', o.ticket) : undefined);
     this.opened = new Promise((resolve) => {
-      this.ws.on('open', () => resolve(true));
+      this.ws.on('open', () => {
+        if (first !== undefined) this.ws.send(first);
+        resolve(true);
+      });
       this.ws.on('error', () => resolve(false));
       this.ws.on('unexpected-response', (_q, res) => {
         this.httpStatus = res.statusCode;
@@ -105,7 +129,9 @@ export class TunnelClient {
 
   /** Waits for the close; returns the error instruction (if any) and the close reason. */
   async ended(timeoutMs = 10_000): Promise<{ error: Instruction | undefined; code: number | undefined; reason: string }> {
-    await Promise.race([this.closed, new Promise((r) => setTimeout(r, timeoutMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.closed, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
     if (!this.isClosed) throw new Error('socket did not close');
     return { error: this.received.find((i) => i.opcode === 'error'), code: this.closeCode, reason: this.closeReason };
   }

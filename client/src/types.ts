@@ -48,6 +48,8 @@ export interface Desktop {
   id: string; pool: string; name: string; state: DesktopState; provider: string; host: string; mac: string;
   user: string; session: string; image: string; createdAt: number; updatedAt: number; stateSince: number;
   failures: number; lastError: string;
+  /** When its host stopped answering (ms), 0 = reachable: a mark, not a state; it is not handed out meanwhile. */
+  unreachableSince?: number;
 }
 
 export interface Session {
@@ -58,6 +60,8 @@ export interface Session {
 
 export interface Host {
   provider: string; name: string; maintenance: boolean;
+  /** false when the host's hypervisor does not answer (nothing is placed there); absent = reachable. */
+  reachable?: boolean;
   capacity: { vcpu: number; memoryMiB: number };
   used: { vcpu: number; memoryMiB: number; desktops: number };
 }

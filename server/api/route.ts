@@ -5,7 +5,7 @@ import { z, type ZodType } from 'zod';
 import { BrokerError, isRedisUnavailable } from '../errors.ts';
 import { ERROR_CODES } from '../errors.ts';
 import { requireRole, actorOf } from '../auth/index.ts';
-import { withinAuditedCall, type Actor, type AuditService, type AuditedCall, type Role } from '../broker/index.ts';
+import { trackAuditedCall, type Actor, type AuditService, type AuditedCall, type Role } from '../broker/index.ts';
 
 export type Method = 'get' | 'post' | 'patch' | 'put' | 'delete';
 
@@ -88,23 +88,23 @@ export class RouteTable {
       router[def.method](def.path, async (req: Request, res: Response, next: NextFunction) => {
         const call: AuditedCall = { refusalRecorded: false };
         try {
-          await withinAuditedCall(call, async () => {
-            await new Promise<void>((resolve, reject) => guard(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
-            let status = def.status ?? 200;
-            const ctx = {
-              setStatus: (code: number) => void (status = code),
-              req,
-              res,
-              body: parse(def.body, req.body, 'body'),
-              query: parse(def.query, req.query, 'query'),
-              params: parse(def.params, req.params, 'params'),
-              actor: actorOf(req),
-            };
-            const out = await def.handler(ctx);
-            if (res.headersSent) return;
-            if (out === undefined) res.status(def.status ?? 204).end();
-            else res.status(status).json(out);
-          });
+          await new Promise<void>((resolve, reject) => guard(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
+          let status = def.status ?? 200;
+          const actor = actorOf(req);
+          if (audited) trackAuditedCall(actor, call);
+          const ctx = {
+            setStatus: (code: number) => void (status = code),
+            req,
+            res,
+            body: parse(def.body, req.body, 'body'),
+            query: parse(def.query, req.query, 'query'),
+            params: parse(def.params, req.params, 'params'),
+            actor,
+          };
+          const out = await def.handler(ctx);
+          if (res.headersSent) return;
+          if (out === undefined) res.status(def.status ?? 204).end();
+          else res.status(status).json(out);
         } catch (err) {
           if (audited && !call.refusalRecorded) await auditRefusal(audit, def, req, err);
           next(err);

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { AuditFilter, AuditRepository, AuditEntry } from '../store/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { Principal } from './model.ts';
@@ -20,11 +19,13 @@ export function actorName(a: Actor): string {
 export interface AuditedCall {
   refusalRecorded: boolean;
 }
-const currentCall = new AsyncLocalStorage<AuditedCall>();
+// Keyed by the actor object the route made for the call and handed down to the services: an
+// AsyncLocalStorage would do the same but slows every promise in the process (async hooks).
+const callOf = new WeakMap<Actor, AuditedCall>();
 
-/** Runs one API call so that a refusal the services audit themselves is not audited twice. */
-export function withinAuditedCall<T>(call: AuditedCall, fn: () => Promise<T>): Promise<T> {
-  return currentCall.run(call, fn);
+/** Marks one API call's actor so that a refusal the services audit themselves is not audited twice. */
+export function trackAuditedCall(actor: Actor, call: AuditedCall): void {
+  callOf.set(actor, call);
 }
 
 /** What a refused call is audited with: the error's code and message (and field). */
@@ -50,7 +51,7 @@ export class AuditService {
     outcome: AuditEntry['outcome'] = 'ok',
   ): Promise<void> {
     if (outcome !== 'ok') {
-      const call = currentCall.getStore();
+      const call = callOf.get(actor);
       if (call) call.refusalRecorded = true;
     }
     try {

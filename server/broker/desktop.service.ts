@@ -15,6 +15,29 @@ export interface DesktopFilter {
   name?: string;
 }
 
+/**
+ * Keeps a running migration's latest progress on the desktop's record (GET /desktops/:id)
+ * until done() clears it. Writes are chained so a late sample cannot land after the clear.
+ */
+export function recordMigration(store: Store, id: string, toHost: string, logger: Logger, now: () => number = Date.now) {
+  const startedAt = now();
+  const write = (p: MigrationProgress | null) => store.desktops.setMigration(id, p && {
+    toHost, startedAt, percent: p.percent, transferredBytes: p.transferredBytes, remainingBytes: p.remainingBytes, updatedAt: now(),
+  });
+  let writes: Promise<void> = write({ percent: 0, transferredBytes: 0, remainingBytes: 0, totalBytes: 0 });
+  const keep = (p: Promise<void>) => p.catch((err: Error) => logger.warn({ desktop: id, err: err.message }, 'could not record migration progress'));
+  writes = keep(writes);
+  return {
+    onProgress: (p: MigrationProgress) => {
+      writes = keep(writes.then(() => write(p)));
+    },
+    done: async () => {
+      await writes;
+      await keep(write(null));
+    },
+  };
+}
+
 /** Helpdesk operations on single desktops. State changes go through the store's transition script. */
 export class DesktopService {
   constructor(
@@ -141,24 +164,14 @@ export class DesktopService {
   /** Live migration to another host; the desktop keeps running and its record follows. */
   async migrate(actor: Actor, id: string, host: string) {
     return this.providerAction(actor, id, 'desktop.migrate', { to: host }, async (d) => {
-      // The latest progress sample is kept on the record (GET /desktops/:id) while it runs;
-      // writes are chained so a late sample cannot land after the field is cleared.
-      const startedAt = this.now();
-      const record = (p: MigrationProgress | null) => this.store.desktops.setMigration(id, p && {
-        toHost: host, startedAt, percent: p.percent, transferredBytes: p.transferredBytes, remainingBytes: p.remainingBytes, updatedAt: this.now(),
-      });
-      let writes = record({ percent: 0, transferredBytes: 0, remainingBytes: 0, totalBytes: 0 });
-      const onProgress = (p: MigrationProgress) => {
-        writes = writes.then(() => record(p)).catch((err: Error) => this.logger.warn({ desktop: id, err: err.message }, 'could not record migration progress'));
-      };
+      const progress = recordMigration(this.store, id, host, this.logger, this.now);
       try {
-        const r = await (await this.provider(d)).migrate(id, host, { onProgress });
+        const r = await (await this.provider(d)).migrate(id, host, { onProgress: progress.onProgress });
         await this.store.desktops.setFields(id, { host: r.toHost });
         this.logger.info({ desktop: id, ...r }, 'desktop migrated');
         return r;
       } finally {
-        await writes.catch(() => undefined);
-        await this.store.desktops.setMigration(id, null);
+        await progress.done();
       }
     });
   }

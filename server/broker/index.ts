@@ -13,7 +13,7 @@ export * from './model.ts';
 export * from './state-machine.ts';
 export { SYSTEM_ACTOR, actorName, type Actor } from './audit.service.ts';
 export type { AuditService, AuditedCall, Refusal } from './audit.service.ts';
-export { withinAuditedCall } from './audit.service.ts';
+export { trackAuditedCall } from './audit.service.ts';
 export type { PoolService, PoolView } from './pool.service.ts';
 export type { AssignmentService, DesktopRequestResult, HomeHook } from './assignment.service.ts';
 export type { SessionService, SessionFilter } from './session.service.ts';

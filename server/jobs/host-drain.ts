@@ -5,6 +5,7 @@ import type { Logger } from '../observability/index.ts';
 import { SYSTEM_ACTOR, type AuditService, type Desktop } from '../broker/index.ts';
 import { backoffMs } from './desktop-lifecycle.ts';
 import type { JobContext } from './runner.ts';
+import { recordMigration } from '../broker/desktop.service.ts';
 
 export interface DrainOptions {
   /** Attempts per desktop before it is given up (and the drain fails). */
@@ -127,8 +128,9 @@ export class HostDrain {
       // A driver that ignores the signal must not hold the pass (and the lease) forever; if its
       // migration completes later, the next pass sees the desktop gone from the host.
       const aborted = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(ac.signal.reason as Error), { once: true }));
-      const migration = provider.migrate(d.id, target.name, { signal: ac.signal });
-      migration.catch(() => undefined); // after a timeout its outcome is read from the inventory
+      const progress = recordMigration(this.store, d.id, target.name, log, this.clock);
+      const migration = provider.migrate(d.id, target.name, { signal: ac.signal, onProgress: progress.onProgress });
+      migration.catch(() => undefined).finally(() => progress.done()); // after a timeout its outcome is read from the inventory
       const r = await Promise.race([migration, aborted]);
       await this.followHost(d.id, drain.host, r.toHost);
       await this.save(drain, { ...e, status: 'moved', attempts, to: r.toHost, movedAt: this.clock(), lastError: '', nextAttemptAt: 0 });

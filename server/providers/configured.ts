@@ -25,7 +25,7 @@ export function createProviders(config: Config, logger: Logger, imagePath: Image
         startTimeoutMs: p.startTimeoutMs,
         healthIntervalMs: p.healthIntervalMs,
         wakeAddress: p.wakeAddress,
-        logger: logger.child({ provider: p.name }),
+        logger: logger.child({ provider: p.name, driver: 'manual' }),
       });
     }
     if (p.kind === 'libvirt') {
@@ -39,7 +39,7 @@ export function createProviders(config: Config, logger: Logger, imagePath: Image
         hosts: p.hosts,
         // Image versions are read on this machine and uploaded into each host's pool once.
         images: async (ref) => imageFilesIn(await imagePath(ref)),
-        logger: logger.child({ provider: p.name }),
+        logger, // the driver binds provider and driver to its own child logger
       });
     }
     return new QemuProvider({
@@ -53,7 +53,7 @@ export function createProviders(config: Config, logger: Logger, imagePath: Image
       // The holder's folder, resolved by the broker into the spec when the desktop is built
       // or refreshed for a user (server/shares); none for a desktop nobody holds.
       homeShare: (spec) => spec.home?.path,
-      logger: logger.child({ provider: p.name }),
+      logger,
     });
   });
 }

@@ -6,20 +6,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestBroker, PASSWORD, type TestBroker } from '../support/harness.ts';
 import { ROOT } from '../support/process.ts';
-import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
+import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
-type Locator = { locator(s: string): Locator; click(): Promise<void>; fill(v: string): Promise<void>; textContent(): Promise<string | null>; count(): Promise<number>; setInputFiles(f: string): Promise<void> };
-type Page = {
-  goto(url: string): Promise<unknown>;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp }): Locator;
-  getByText(t: string | RegExp): Locator;
-  on(ev: 'dialog', f: (d: { accept(v?: string): Promise<void> }) => void): void;
-  screenshot(o: { path: string }): Promise<unknown>;
-};
-type Browser = { newContext(): Promise<{ newPage(): Promise<Page>; close(): Promise<void> }>; close(): Promise<void> };
+import type { Browser, Page, Locator } from 'playwright-core';
 
-const missing = chromiumMissing() ?? (existsSync(join(ROOT, 'client/dist/index.html')) ? null : 'client not built (npm run build:client)');
+const missing = webClientMissing();
 const ARTIFACTS = join(ROOT, '.artifacts/client');
 let tb: TestBroker | undefined;
 let chrome: LaunchedChromium<Browser> | undefined;

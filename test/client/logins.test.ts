@@ -9,29 +9,12 @@ import { join } from 'node:path';
 import { startTestBroker, ApiClient, PASSWORD, type TestBroker } from '../support/harness.ts';
 import { ROOT } from '../support/process.ts';
 import { until } from '../tunnel/support/fixtures.ts';
-import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
+import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
 const ARTIFACTS = join(ROOT, '.artifacts/client');
-const missing = chromiumMissing() ?? (existsSync(join(ROOT, 'client/dist/index.html')) ? null : 'client not built (npm run build:client)');
+const missing = webClientMissing();
 
-type Locator = {
-  click(): Promise<void>;
-  fill(v: string): Promise<void>;
-  textContent(): Promise<string | null>;
-  waitFor(o?: { state?: string; timeout?: number }): Promise<void>;
-  count(): Promise<number>;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  locator(s: string): Locator;
-};
-type Page = {
-  goto(url: string): Promise<unknown>;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  getByText(t: string | RegExp): Locator;
-  screenshot(o: { path: string }): Promise<unknown>;
-};
-type Context = { newPage(): Promise<Page>; close(): Promise<void>; pages(): Page[] };
-type Browser = { newContext(o?: object): Promise<Context>; close(): Promise<void> };
+import type { Browser, BrowserContext as Context, Page, Locator } from 'playwright-core';
 
 let tb: TestBroker | undefined;
 let chrome: LaunchedChromium<Browser> | undefined;

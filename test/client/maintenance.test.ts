@@ -11,31 +11,12 @@ import { ROOT } from '../support/process.ts';
 import { FakeRfbServer, solidRawRect } from '../gateway/support/fake-rfb.ts';
 import { login, until } from '../tunnel/support/fixtures.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
-import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
+import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
 const ARTIFACTS = join(ROOT, '.artifacts/client');
-const missing = chromiumMissing() ?? (existsSync(join(ROOT, 'client/dist/index.html')) ? null : 'client not built (npm run build:client)');
+const missing = webClientMissing();
 
-type Locator = {
-  click(): Promise<void>;
-  fill(v: string): Promise<void>;
-  textContent(): Promise<string | null>;
-  waitFor(o?: { state?: string; timeout?: number }): Promise<void>;
-  isEnabled(): Promise<boolean>;
-  count(): Promise<number>;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  locator(s: string): Locator;
-};
-type Page = {
-  goto(url: string): Promise<unknown>;
-  evaluate<T>(fn: string): Promise<T>;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  getByText(t: string | RegExp): Locator;
-  screenshot(o: { path: string }): Promise<unknown>;
-};
-type Context = { newPage(): Promise<Page>; close(): Promise<void> };
-type Browser = { newContext(o?: object): Promise<Context>; close(): Promise<void> };
+import type { Browser, BrowserContext as Context, Page, Locator } from 'playwright-core';
 
 const GREEN: [number, number, number] = [10, 200, 30];
 let tb: TestBroker | undefined;

@@ -26,31 +26,7 @@ const missing = chromiumMissing() ?? (!existsSync(join(ROOT, 'client/dist/index.
         ? null
         : 'Xvnc/xsetroot/vncpasswd not installed');
 
-type Locator = {
-  click(): Promise<void>;
-  fill(v: string): Promise<void>;
-  textContent(): Promise<string | null>;
-  inputValue(): Promise<string>;
-  waitFor(o?: { state?: string; timeout?: number }): Promise<void>;
-  count(): Promise<number>;
-  first(): Locator;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-};
-type Page = {
-  goto(url: string): Promise<unknown>;
-  evaluate<T>(fn: string): Promise<T>;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  getByText(t: string | RegExp): Locator;
-  keyboard: { type(s: string, o?: { delay?: number }): Promise<void> };
-  screenshot(o: { path: string; fullPage?: boolean }): Promise<unknown>;
-  setViewportSize(s: { width: number; height: number }): Promise<void>;
-  on(ev: 'websocket', f: (ws: { url(): string }) => void): void;
-  close(): Promise<void>;
-};
-type Context = { newPage(): Promise<Page>; close(): Promise<void> };
-type Browser = { newContext(o?: object): Promise<Context>; close(): Promise<void> };
+import type { Browser, BrowserContext as Context, Page, Locator } from 'playwright-core';
 
 let xvnc: Xvnc | undefined;
 let rfb: FakeRfbServer | undefined;

@@ -97,7 +97,11 @@ test('failing provisioning backs off, then quarantines the desktop in error', as
   assert.ok(gaps[1]! >= 2 * BACKOFF_BASE_MS && gaps[1]! < 4 * BACKOFF_BASE_MS, `second retry after ${gaps[1]} ms`);
   assert.match(d.lastError, /provisioning: fake create failure/);
   tb.provider.failNext('create', 0);
-  const audit = await tb.app.broker.audit.query({ action: 'desktop.quarantine', target: d.id, limit: 5 });
+  // the audit entry follows the state change: wait for it, then check it is the only one
+  const audit = await waitFor(async () => {
+    const a = await tb.app.broker.audit.query({ action: 'desktop.quarantine', target: d.id, limit: 5 });
+    return a.entries.length ? a : null;
+  });
   assert.equal(audit.entries.length, 1);
   // the helpdesk recovers it: refresh builds it anew
   await tb.app.broker.desktops.refresh(SYSTEM_ACTOR, d.id);
@@ -242,8 +246,9 @@ test('a pass longer than the lease TTL keeps its lease: no other replica runs th
     await waitFor(async () => ran.filter((x) => x === 'r1').length >= 2, 8000);
   } finally {
     stopping = true;
-    await r1.stop();
+    // r2 first: once r1 stops it gives its lease back, and r2 would rightly take the job over.
     await r2.stop();
+    await r1.stop();
   }
   assert.equal(overlaps, 0, 'the other replica ran while a pass was under way');
   assert.equal(lostLease, false);

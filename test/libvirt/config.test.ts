@@ -32,7 +32,7 @@ test('a libvirt provider is configured with defaults and built next to the QEMU 
   assert.ok(p && p.kind === 'libvirt');
   assert.equal(p.callTimeoutMs, 30000);
   assert.deepEqual(p.hosts[0], {
-    name: 'kvm1', uri: 'qemu+ssh://vdi@kvm1/system', sshKey: '/etc/vdi/id', consoleAddress: '10.0.0.11', storagePool: 'vdi',
+    name: 'kvm1', uri: 'qemu+ssh://vdi@kvm1/system', sshKey: '/etc/vdi/id', sshVerifyHostKey: true, consoleAddress: '10.0.0.11', storagePool: 'vdi',
     overcommit: { cpu: 1, memory: 1 }, maintenance: false, accel: 'auto', network: 'default', sharedStorage: false,
   });
   const providers = createProviders(config, pino({ level: 'silent' }), async () => '');

@@ -2,7 +2,8 @@
 // folders), domains under TCG, through a test broker whose reconcilers run: a pool of two
 // desktops boots, consoles answer RFB and require their password, snapshots revert, refresh
 // throws the overlay away, the inventory removes an orphan the broker owns but never a foreign
-// domain, a killed daemon makes desktops unreachable (not error) until it is back, and bad
+// domain, a killed daemon makes desktops unreachable (not error; marked in the broker and not
+// handed out) until it is back, and bad
 // inputs give clear errors rather than hangs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,7 +27,7 @@ let broker: TestBroker | undefined;
 let api: ApiClient;
 let ids: string[] = [];
 
-interface DesktopBody { id: string; name: string; mac: string; state: string; host: string; lastError: string }
+interface DesktopBody { id: string; name: string; mac: string; state: string; host: string; user: string; lastError: string; unreachableSince: number }
 const desktops = async () => (await api.get('/desktops?pool=lv')).body.desktops as DesktopBody[];
 
 before(async () => {
@@ -170,8 +171,14 @@ test('the inventory removes an orphan domain and volume carrying our metadata; a
   await daemon.virsh('undefine', 'lv-03');
 });
 
-test('a killed libvirtd: desktops are reported unreachable (not error), nothing is placed there, and they come back when it restarts', { timeout: 180_000 }, async () => {
+test('a killed libvirtd: desktops are reported unreachable and marked so in the broker (not error), not handed out, nothing is placed there, and they come back when it restarts', { timeout: 180_000 }, async () => {
   const pidsBefore = daemon.qemuPids();
+  // a user entitled to the pool, to see what a request gets while the host is down
+  await broker!.addUser('dora');
+  const patched = await api.patch('/pools/lv', { entitlements: { users: ['dora'], groups: [] } });
+  assert.equal(patched.status, 200, JSON.stringify(patched.body));
+  const dora = new ApiClient(broker!.url);
+  await dora.login('dora');
   // counts the broker's inventory rounds (the reconciler calls the provider every second)
   let rounds = 0;
   const inventory = kvm.inventory.bind(kvm);
@@ -194,8 +201,17 @@ test('a killed libvirtd: desktops are reported unreachable (not error), nothing 
   const seen = rounds;
   await waitFor(async () => (rounds >= seen + 2 ? true : null), 30_000, 100);
   assert.deepEqual((await desktops()).map((d) => d.state), ['ready', 'ready'], 'desktops stay ready, not error or deleted');
+  // the broker's records carry the mark, and a user's request does not get either desktop
+  await waitFor(async () => ((await desktops()).every((d) => d.unreachableSince > 0) ? true : null), 30_000, 200);
+  const refused = await dora.post('/me/pools/lv/request');
+  assert.equal(refused.status, 503, JSON.stringify(refused.body));
+  assert.equal(refused.body.error.code, 'pool_exhausted', 'both desktops are on the dead host and the pool is at its maximum');
+  assert.deepEqual((await desktops()).map((d) => [d.state, d.user]), [['ready', ''], ['ready', '']]);
   const hostsApi = await api.get('/hosts');
   assert.equal(hostsApi.status, 200, JSON.stringify(hostsApi.body));
+  assert.deepEqual(hostsApi.body.hosts.map((h: { name: string; reachable?: boolean }) => [h.name, h.reachable]), [['h1', false]]);
+  const audit = async (action: string) => ((await api.get(`/audit?action=${action}&limit=100`)).body.entries as { target: string }[]).map((e) => e.target).sort();
+  assert.deepEqual(await audit('desktop.unreachable'), [...ids].sort(), 'one entry per desktop, however many rounds');
 
   await daemon.start();
   await waitFor(async () => (kvm.virsh.reachability('h1').reachable ? true : null), 30_000, 200);
@@ -203,6 +219,12 @@ test('a killed libvirtd: desktops are reported unreachable (not error), nothing 
   assert.deepEqual(back.map((i) => [i.desktopId, i.power]).sort(), ids.map((id) => [id, 'running']).sort());
   assert.deepEqual(daemon.qemuPids().sort(), pidsBefore.sort(), 'the guests kept running through the restart');
   assert.deepEqual((await desktops()).map((d) => d.state), ['ready', 'ready']);
+  // the broker unmarks them by itself and hands them out again
+  await waitFor(async () => ((await desktops()).every((d) => d.unreachableSince === 0) ? true : null), 30_000, 200);
+  assert.deepEqual(await audit('desktop.reachable'), [...ids].sort());
+  const served = await dora.post('/me/pools/lv/request');
+  assert.equal(served.status, 200, JSON.stringify(served.body));
+  assert.ok(ids.includes(served.body.desktop.id));
   const c = await kvm.console(ids[0]!);
   (await RfbClient.connect({ host: c.host, port: c.port, password: c.password!, encodings: [0] })).close();
 });

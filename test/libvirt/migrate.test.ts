@@ -2,7 +2,8 @@
 // mount namespace joined by a veth pair: running TCG desktops move (in-guest counter keeps
 // counting, same boot), consoles answer on the new host with their password, source domains
 // are gone — a drain through the broker over a shared storage pool, and one desktop copying
-// its disk. Then a full clone's lifecycle on one host.
+// its disk; both report progress while they run (bandwidth-capped to last a few samples).
+// Then a full clone's lifecycle on one host.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -11,6 +12,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { LibvirtProvider } from '../../server/providers/libvirt/index.ts';
 import type { LibvirtHostConfig } from '../../server/providers/libvirt/config.ts';
+import type { MigrationProgress } from '../../server/providers/provider.ts';
+import { parseJobInfo } from '../../server/providers/libvirt/migrate.ts';
 import { ensureDemoImage, makeSpec } from '../qemu/helpers.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 import { ApiClient, startTestBroker, waitFor, type TestBroker } from '../support/harness.ts';
@@ -59,6 +62,11 @@ async function consoleAnswers(d: TestLibvirtd, c: { host: string; port: number; 
   return stdout.trim();
 }
 
+/** A bandwidth cap on the source (MiB/s) so a migration lasts a few progress samples. */
+async function slowMigrations(...doms: string[]): Promise<void> {
+  for (const dom of doms) await A.virsh('migrate-setspeed', dom, '--bandwidth', '8');
+}
+
 async function moveAndCheck(pool: 'shared' | 'copy'): Promise<void> {
   const sharedStorage = pool === 'shared';
   const storagePool = sharedStorage ? 'vdi-shared' : 'vdi';
@@ -73,7 +81,10 @@ placement: 'depth', consoleBanner: bannerInNs });
   const before = await kvm.console(spec.id);
   assert.equal(before.host, '10.231.77.1');
 
-  const result = await kvm.migrate(spec.id, 'h2');
+  await slowMigrations(spec.name);
+  const samples: MigrationProgress[] = [];
+  const result = await kvm.migrate(spec.id, 'h2', { onProgress: (p) => samples.push(p) });
+  assert.ok(samples.some((p) => p.percent > 0 && p.percent < 100 && p.transferredBytes > 0 && p.remainingBytes > 0), `progress reported while running: ${JSON.stringify(samples)}`);
   assert.equal(result.fromHost, 'h1');
   assert.equal(result.toHost, 'h2');
   assert.ok(result.durationMs > 0 && result.durationMs < 120_000, `duration ${result.durationMs} ms`);
@@ -94,6 +105,16 @@ placement: 'depth', consoleBanner: bannerInNs });
   await kvm.destroy(spec.id);
   assert.equal(await kvm.power(spec.id), 'missing');
 }
+
+test('virsh domjobinfo of a running migration is read as progress; no job is no progress', () => {
+  const job = ['Job type:         Unbounded', 'Operation:        Outgoing migration', 'Time elapsed:     1523         ms',
+    'Data processed:   12.148 MiB', 'Data remaining:   150.355 MiB', 'Data total:       168.754 MiB',
+    'Memory processed: 12.148 MiB', 'Memory remaining: 150.355 MiB', 'Memory total:     168.754 MiB', 'Memory bandwidth: 8.000 MiB/s', ''].join('\n');
+  assert.deepEqual(parseJobInfo(job), {
+    percent: 10.9, transferredBytes: Math.round(12.148 * 1024 ** 2), remainingBytes: Math.round(150.355 * 1024 ** 2), totalBytes: Math.round(168.754 * 1024 ** 2),
+  });
+  assert.equal(parseJobInfo('Job type:         None\n'), undefined);
+});
 
 test('draining a libvirt host live-migrates every running desktop over the shared pool: guests keep running, consoles move with their passwords, source domains gone', { timeout: 300_000 }, async () => {
   kvm = libvirtProvider([{ ...h1, storagePool: 'vdi-shared', sharedStorage: true }, { ...h2, storagePool: 'vdi-shared', sharedStorage: true }], { placement: 'depth', consoleBanner: bannerInNs });
@@ -120,18 +141,31 @@ test('draining a libvirt host live-migrates every running desktop over the share
     before.set(d.id, { boot, counter, password: (await kvm.console(d.id)).password! });
   }
 
+  await slowMigrations(...ready.map((d) => d.name));
   const r = await api.post('/hosts/kvm/h1/drain');
   assert.equal(r.status, 202, JSON.stringify(r.body));
+  // While a desktop moves, its record shows the latest progress sample.
+  const seen: unknown[] = [];
   const done = await waitFor(async () => {
+    for (const d of ready) {
+      const m = (await api.get(`/desktops/${d.id}`)).body.desktop.migration as { toHost: string; percent: number; transferredBytes: number } | undefined;
+      if (m) seen.push(m);
+    }
     const d = (await api.get('/hosts/kvm/h1/drain')).body.drain as { state: string; progress: unknown };
     return d.state === 'running' ? null : d;
-  }, 180_000, 200);
+  }, 180_000, 100);
+  assert.ok(seen.some((m) => {
+    const x = m as { toHost: string; percent: number; transferredBytes: number };
+    return x.toHost === 'h2' && x.percent > 0 && x.percent < 100 && x.transferredBytes > 0;
+  }), `migration progress visible on the desktop while it moved: ${JSON.stringify(seen.slice(0, 20))}`);
   assert.equal(done.state, 'done', JSON.stringify(done));
   assert.deepEqual(done.progress, { total: 2, moved: 2, failed: 0, pending: 0 });
 
   assert.equal((await A.virsh('list', '--all', '--name')).trim(), '', 'no domain left on the drained host');
   for (const d of ready) {
-    assert.equal((await api.get(`/desktops/${d.id}`)).body.desktop.host, 'h2');
+    const rec = (await api.get(`/desktops/${d.id}`)).body.desktop;
+    assert.equal(rec.host, 'h2');
+    assert.equal(rec.migration, undefined, 'the progress is cleared when the migration is done');
     const c = await kvm.console(d.id);
     assert.equal(c.host, '10.231.77.2', 'the console endpoint follows the desktop');
     assert.equal(c.password, before.get(d.id)!.password);

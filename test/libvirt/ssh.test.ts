@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import pino from 'pino';
 import { BrokerError } from '../../server/errors.ts';
 import type { LibvirtHostConfig } from '../../server/providers/libvirt/config.ts';
+import { Virsh } from '../../server/providers/libvirt/virsh.ts';
 import { stopChild } from '../support/process.ts';
 import { waitFor } from '../support/harness.ts';
 import { TestLibvirtd } from './daemon.ts';
@@ -93,8 +94,21 @@ async function failsClearly(h: LibvirtHostConfig, message: RegExp): Promise<void
   for (const k of ['right_key', 'wrong_key']) for (const l of keyBody(k)) assert.ok(!seen.includes(l), `key material of ${k} not in errors or logs`);
 }
 
+test('qemu+ssh URIs get the key file URI-encoded, batch mode (no_tty=1), the known_hosts wrapper, or no_verify=1 only when opted out', () => {
+  const h = { uri: 'qemu+ssh://vdi@kvm1/system', sshKey: '/keys/a b&c=d' };
+  assert.equal(Virsh.connectUri(h), 'qemu+ssh://vdi@kvm1/system?keyfile=%2Fkeys%2Fa%20b%26c%3Dd&no_tty=1');
+  assert.equal(Virsh.connectUri(h, '/tmp/w'), 'qemu+ssh://vdi@kvm1/system?keyfile=%2Fkeys%2Fa%20b%26c%3Dd&no_tty=1&command=%2Ftmp%2Fw');
+  assert.equal(Virsh.connectUri({ ...h, sshVerifyHostKey: false }, '/tmp/w'), 'qemu+ssh://vdi@kvm1/system?keyfile=%2Fkeys%2Fa%20b%26c%3Dd&no_tty=1&no_verify=1');
+  assert.equal(Virsh.connectUri({ uri: 'qemu+tls://kvm1/system', sshKey: '/k', tlsDir: '/pki' }), 'qemu+tls://kvm1/system?pkipath=%2Fpki');
+  assert.equal(new Virsh().uriOf({ uri: 'qemu+unix:///system', sshKnownHosts: '/k' }), 'qemu+unix:///system');
+});
+
 test('a libvirt host over qemu+ssh with the right key and its host key in sshKnownHosts is listed with capacity', { timeout: 60_000 }, async () => {
-  const { kvm } = providerWithLog(sshHost({ sshKey: file('right_key') }));
+  // A known_hosts path with a quote and spaces: the wrapper passes it to ssh as one argument.
+  const odd = path.join(dir, "it's a dir", 'known hosts');
+  fs.mkdirSync(path.dirname(odd));
+  fs.copyFileSync(file('known_hosts'), odd);
+  const { kvm } = providerWithLog(sshHost({ sshKey: file('right_key'), sshKnownHosts: odd }));
   const [h] = await kvm.hosts();
   assert.equal(h?.name, 'ssh1');
   assert.equal(h?.reachable, true);

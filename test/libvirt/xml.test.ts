@@ -50,7 +50,7 @@ test('a migration retargets console address, kernel, initrd and serial socket on
 });
 
 test('credential files become URI parameters of the matching transport only', () => {
-  assert.equal(Virsh.connectUri({ uri: 'qemu+ssh://vdi@h/system', sshKey: '/k/id ed' }), 'qemu+ssh://vdi@h/system?keyfile=%2Fk%2Fid%20ed');
+  assert.equal(Virsh.connectUri({ uri: 'qemu+ssh://vdi@h/system', sshKey: '/k/id ed' }), 'qemu+ssh://vdi@h/system?keyfile=%2Fk%2Fid%20ed&no_tty=1');
   assert.equal(Virsh.connectUri({ uri: 'qemu+tls://h/system', tlsDir: '/pki' }), 'qemu+tls://h/system?pkipath=%2Fpki');
   assert.equal(Virsh.connectUri({ uri: 'qemu+tls://h/system?x=1', sshKey: '/k' }), 'qemu+tls://h/system?x=1');
 });

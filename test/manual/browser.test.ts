@@ -13,22 +13,12 @@ import { PASSWORD } from '../support/harness.ts';
 import { ROOT } from '../support/process.ts';
 import { freePort } from '../support/redis.ts';
 import { until } from '../tunnel/support/fixtures.ts';
-import { chromiumMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
+import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
 
 const ARTIFACTS = join(ROOT, '.artifacts/manual');
-const missing = chromiumMissing() ?? (existsSync(join(ROOT, 'client/dist/index.html')) ? null : 'client not built (npm run build:client)');
+const missing = webClientMissing();
 
-type Locator = { locator(s: string): Locator; click(): Promise<void>; fill(v: string): Promise<void>; selectOption(v: string): Promise<unknown>; waitFor(o?: { state?: string; timeout?: number }): Promise<void>; textContent(): Promise<string | null>; getByRole(role: string, o?: { name?: string | RegExp }): Locator };
-type Page = {
-  goto(url: string): Promise<unknown>;
-  evaluate<T>(fn: string): Promise<T>;
-  locator(s: string): Locator;
-  getByRole(role: string, o?: { name?: string | RegExp; exact?: boolean }): Locator;
-  getByText(t: string | RegExp): Locator;
-  screenshot(o: { path: string }): Promise<unknown>;
-};
-type Context = { newPage(): Promise<Page>; close(): Promise<void> };
-type Browser = { newContext(o?: object): Promise<Context>; close(): Promise<void> };
+import type { Browser, BrowserContext as Context, Page, Locator } from 'playwright-core';
 
 const RED = { hex: '#c81e1e', rgb: [200, 30, 30] };
 const BLUE = { hex: '#1e64c8', rgb: [30, 100, 200] };

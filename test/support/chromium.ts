@@ -2,6 +2,8 @@
 // started as a browser server so the test can stop it by pid, also on failure.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { ROOT } from './process.ts';
 
 const require = createRequire(import.meta.url);
 export const CHROMIUM = '/usr/bin/chromium';
@@ -18,6 +20,11 @@ export function chromiumMissing(): string | null {
     return 'playwright-core not installed (npm ci)';
   }
   return null;
+}
+
+/** Why the web client cannot be tested in a browser here (Chromium, playwright-core or the built client missing), or null. */
+export function webClientMissing(): string | null {
+  return chromiumMissing() ?? (existsSync(join(ROOT, 'client/dist/index.html')) ? null : 'client not built (npm run build:client)');
 }
 
 export interface BrowserServer {

@@ -30,7 +30,7 @@ export function Desktops() {
             <tr key={d.id} data-desktop={d.name}>
               <td>{d.name}{d.lastError && <div class="muted small" title={d.lastError}>⚠ {d.lastError.slice(0, 60)}</div>}</td>
               <td>{d.pool}</td>
-              <td><StateBadge state={d.state} /></td>
+              <td><StateBadge state={d.state} />{!!d.unreachableSince && <div class="bad small" data-testid="unreachable" title="Its host does not answer; it is not handed out until it does.">unreachable since {new Date(d.unreachableSince).toLocaleTimeString()}</div>}</td>
               <td>{d.provider}/{d.host}</td>
               <td>{d.user}</td>
               <td>{d.image}</td>

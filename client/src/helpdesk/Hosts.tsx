@@ -42,7 +42,7 @@ export function Hosts() {
               <td>{h.used.desktops}</td>
               <td><meter min={0} max={100} high={85} value={pct(h.used.vcpu, h.capacity.vcpu)} /> {h.used.vcpu}/{h.capacity.vcpu}</td>
               <td><meter min={0} max={100} high={85} value={pct(h.used.memoryMiB, h.capacity.memoryMiB)} /> {Math.round(h.used.memoryMiB / 1024)}/{Math.round(h.capacity.memoryMiB / 1024)} GiB</td>
-              <td>{h.maintenance ? 'maintenance' : 'active'}<DrainStatus drain={h.drain} /></td>
+              <td>{h.reachable === false && <div class="bad" data-testid="unreachable" title="Its hypervisor does not answer: its desktops are marked unreachable and not handed out; nothing new is placed here.">unreachable</div>}{h.maintenance ? 'maintenance' : 'active'}<DrainStatus drain={h.drain} /></td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
                   title: `${h.maintenance ? 'End' : 'Start'} maintenance on ${h.name}`, action: h.maintenance ? 'End maintenance' : 'Start maintenance',

@@ -37,6 +37,15 @@ function classify(stderr: string): LibvirtFailure {
   return 'failed';
 }
 
+/** The ssh wrappers' folder (0700), made on first use and removed when the process exits. */
+let wrapperDir: string | undefined;
+let wrapperCount = 0;
+function privateDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vdi-virsh-ssh-'));
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 /** What of a host's config makes its connection URI. */
 export type SshHost = Pick<LibvirtHostConfig, 'uri' | 'sshKey' | 'sshKnownHosts' | 'sshVerifyHostKey' | 'tlsDir'>;
 
@@ -87,7 +96,6 @@ export class Virsh {
   }
 
   private wrappers = new Map<string, string>();
-  private wrapperDir: string | undefined;
 
   /**
    * libvirt's ssh transport runs `ssh` with its own arguments and a cleared environment, so the
@@ -97,14 +105,15 @@ export class Virsh {
   private sshWrapper(knownHosts: string): string {
     const known = this.wrappers.get(knownHosts);
     if (known) return known;
-    if (!this.wrapperDir) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vdi-virsh-ssh-'));
-      this.wrapperDir = dir;
-      process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-    }
-    const file = path.join(this.wrapperDir, `ssh-${this.wrappers.size}`);
-    const quoted = `'${path.resolve(knownHosts).replace(/'/g, `'\\''`)}'`;
-    fs.writeFileSync(file, `#!/bin/sh\nexec ssh -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${quoted} -o GlobalKnownHostsFile=/dev/null "$@"\n`, { mode: 0o700 });
+    const dir = (wrapperDir ??= privateDir());
+    const n = wrapperCount++;
+    const file = path.join(dir, `ssh-${n}`);
+    // ssh splits UserKnownHostsFile at whitespace and expands % and ~ in it: it gets a plain
+    // link name of ours pointing at the configured file (read afresh by every ssh).
+    const link = path.join(dir, `known_hosts-${n}`);
+    fs.symlinkSync(path.resolve(knownHosts), link);
+    const sh = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+    fs.writeFileSync(file, `#!/bin/sh\nexec ssh -o StrictHostKeyChecking=yes -o ${sh(`UserKnownHostsFile=${link}`)} -o GlobalKnownHostsFile=/dev/null "$@"\n`, { mode: 0o700 });
     this.wrappers.set(knownHosts, file);
     return file;
   }

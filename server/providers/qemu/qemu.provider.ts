@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { BrokerError } from '../../errors.ts';
 import type {
   ConsoleEndpoint, CreateResult, DesktopSpec, InventoryItem, MigrationResult, OperationOptions, PowerState, Provider,
   ProviderCapabilities, Snapshot,
@@ -356,6 +357,12 @@ export class QemuProvider implements Provider {
       placeDesktop(this.hostList, usage, loc.state.spec.resources, 'depth', target.name);
       opts?.signal?.throwIfAborted();
       const running = await this.running(loc);
+      // QEMU refuses to live-migrate a guest with a 9p export mounted, and only says so after the
+      // whole disk was mirrored: refuse at once. Once its user has logged off the desktop carries
+      // no folder and moves (hot-pluggable folders replace 9p with the guest agent).
+      if (running && this.opts.homeShare?.(loc.state.spec)) {
+        throw new BrokerError('conflict', `Desktop ${loc.state.spec.name} has its user's folder mapped, which QEMU cannot live-migrate; it can move once its user has logged off.`);
+      }
       const tp = desktopPaths(target.dataDir, id);
       checkSocketPaths(tp, target);
       await ensureDesktopsDir(target);

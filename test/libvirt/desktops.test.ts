@@ -125,12 +125,17 @@ test('refresh throws the overlay away: a fresh clone of the image, running, cons
   const id = ids[1]!;
   await inGuest(host, id, (sh) => sh.run('echo mine > /data/marker; sync'));
   await kvm.snapshotCreate(id, 'old');
-  const before = fs.statSync(path.join(daemon.poolDir, `vdi-${id}.qcow2`)).ino;
+  // A freed inode number is often reused at once: the file's birth time tells a new file apart.
+  const identity = () => {
+    const st = fs.statSync(path.join(daemon.poolDir, `vdi-${id}.qcow2`));
+    return `${st.ino}/${st.birthtimeMs}`;
+  };
+  const before = identity();
   const r = await api.post(`/desktops/${id}/refresh`);
   assert.equal(r.status, 200, JSON.stringify(r.body));
   await waitFor(async () => ((await api.get(`/desktops/${id}`)).body.desktop.state === 'ready' ? true : null), 120_000, 300);
   assert.equal(await kvm.power(id), 'running');
-  assert.notEqual(fs.statSync(path.join(daemon.poolDir, `vdi-${id}.qcow2`)).ino, before, 'a new overlay volume');
+  assert.notEqual(identity(), before, 'a new overlay volume');
   assert.deepEqual(await kvm.snapshotList(id), [], 'snapshots of the old overlay are gone');
   assert.equal(await inGuest(host, id, (sh) => sh.run('cat /data/marker 2>/dev/null || echo none')), 'none');
   assert.match(await daemon.virsh('vol-dumpxml', '--pool', 'vdi', `vdi-${id}.qcow2`), /<backingStore>[\s\S]*vdi-image-demo-1\.qcow2/, 'a linked clone of the image');

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(redis-server redis-tools qemu-system-x86 qemu-utils tigervnc-standalone-server tigervnc-tools x11-xserver-utils
-      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient libvirt-daemon-system libvirt-clients xrdp
+      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients xrdp
       openssh-server openssh-client netcat-openbsd)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

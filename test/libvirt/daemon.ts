@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { qemuPidsUnder } from '../support/process.ts';
 
 // A libvirt daemon of the test's own: virtlogd + libvirtd in a private mount namespace whose
 // /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt are
@@ -123,16 +124,7 @@ export class TestLibvirtd {
   }
 
   qemuPids(): number[] {
-    const pids: number[] = [];
-    for (const e of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      try {
-        const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
-        if (cmd.includes('qemu-system') && cmd.includes(this.root + path.sep)) pids.push(Number(e));
-      } catch {
-        // gone
-      }
-    }
-    return pids;
+    return qemuPidsUnder(this.root);
   }
 
   /** Every domain destroyed and undefined, the daemons stopped, QEMU leftovers killed, files removed. */

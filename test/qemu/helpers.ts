@@ -10,6 +10,7 @@ import type { DesktopSpec } from '../../server/providers/provider.ts';
 import { QemuProvider } from '../../server/providers/qemu/qemu.provider.ts';
 import { directoryImageResolver, type QemuHostConfig, type QemuProviderOptions } from '../../server/providers/qemu/config.ts';
 import { withQmp } from '../../server/providers/qemu/qmp.ts';
+import { qemuPidsUnder } from '../support/process.ts';
 
 // Shared by the QEMU driver tests: the demo image (built once, cached by manifest), a
 // throw-away set of hosts under a temp dir, a serial-console shell client, and cleanup that
@@ -112,16 +113,7 @@ export class TestEnv {
 
   /** Pids of QEMU processes whose command line points into this env's temp dir. */
   qemuPids(): number[] {
-    const pids: number[] = [];
-    for (const e of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      try {
-        const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
-        if (cmd.includes('qemu-system') && cmd.includes(this.root + path.sep)) pids.push(Number(e));
-      } catch {
-        // gone
-      }
-    }
-    return pids;
+    return qemuPidsUnder(this.root);
   }
 
   async cleanup(): Promise<void> {

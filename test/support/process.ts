@@ -1,7 +1,8 @@
 // Starting and stopping broker processes in tests (always by pid, also on failure).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import fs from 'node:fs';
+import path, { dirname, join } from 'node:path';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -68,4 +69,18 @@ export async function stopChild(child: ChildProcess, graceMs = 3000): Promise<vo
   process.kill(child.pid, 'SIGTERM');
   await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
   if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL');
+}
+
+/** Pids of QEMU processes whose command line points into `root` (a test's own temp dir). */
+export function qemuPidsUnder(root: string): number[] {
+  const pids: number[] = [];
+  for (const e of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
+      if (cmd.includes('qemu-system') && cmd.includes(root + path.sep)) pids.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
 }

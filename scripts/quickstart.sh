@@ -9,6 +9,11 @@ command -v redis-server >/dev/null || redis-cli -u "${VDI_REDIS_URL:-redis://127
 for p in qemu-system-x86 qemu-utils linux-image-amd64 busybox-static e2fsprogs cpio kmod; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# the broker-run smbd that serves users' folders to the desktops (users are not system accounts)
+# (socat: QEMU's guest forwards run it per guest connection to reach smbd; docs/qemu.md)
+for p in samba libnss-wrapper socat; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(redis-server redis-tools qemu-system-x86 qemu-utils tigervnc-standalone-server tigervnc-tools x11-xserver-utils
-      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients xrdp
-      openssh-server openssh-client netcat-openbsd)
+      linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient libnss-wrapper libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients xrdp
+      openssh-server openssh-client netcat-openbsd slapd ldap-utils openssl socat qemu-guest-agent)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -19,7 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 3
   fi
 fi
-[ -x node_modules/.bin/tsx ] || npm ci --no-audit --no-fund
+# Installed once, and again whenever package-lock.json changed since (new dependencies).
+if [ ! -x node_modules/.bin/tsx ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
 
 # The tests' shared Redis (each test uses its own key prefix); tests that stop Redis start their own.
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

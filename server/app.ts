@@ -11,13 +11,17 @@ import { ProviderRegistry, type Provider } from './providers/index.ts';
 import { createProviders } from './providers/configured.ts';
 import { MachineService } from './providers/manual/index.ts';
 import { Broker, DESKTOP_STATES } from './broker/index.ts';
-import { Passwords, LoginThrottle, IdentityService, HttpAuth } from './auth/index.ts';
+import { Passwords, LoginThrottle, IdentityService, HttpAuth, createAuthenticators } from './auth/index.ts';
 import { createApi, errorHandler, type RouteTable } from './api/index.ts';
-import { createReconcilers, type Reconcilers } from './jobs/index.ts';
+import { createReconcilers, GuestEvents, type Reconcilers } from './jobs/index.ts';
 import { Metrics, type Logger } from './observability/index.ts';
 import { BrokerError } from './errors.ts';
 import { TicketService } from './tunnel/tickets.ts';
-import { createShares, type Shares } from './shares/index.ts';
+import { createShares, HomeShares, type Shares, useGuestAgents } from './shares/index.ts';
+import { MfaService, TOTP_KEY_PURPOSE } from './auth/mfa/index.ts';
+import { derivedKey } from './store/index.ts';
+import { DeviceService } from './devices/index.ts';
+import { createAgents, type AgentHub } from './agent/index.ts';
 
 export const VERSION = '0.1.0';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,6 +50,12 @@ export interface BrokerApp {
   shares: Shares;
   routes: RouteTable;
   metrics: Metrics;
+  /** Guest agent events applied to sessions (logoff/poweroff inside the guest, logon done, idle). */
+  guestEvents: GuestEvents;
+  /** The guest agents (server/agent, docs/agent.md): readiness, logon/logoff, messages, status. */
+  agents: AgentHub;
+  /** Enrolled thin-client devices (server/devices). */
+  devices: DeviceService;
   /** Starts the reconcilers (if enabled in config). */
   startJobs(): void;
   /**
@@ -118,7 +128,8 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   );
   const passwords = new Passwords({ memoryKiB: config.auth.argon2MemoryKib, timeCost: config.auth.argon2TimeCost, parallelism: config.auth.argon2Parallelism });
   const throttle = new LoginThrottle(redis, { keyPrefix: store.keys.rateLimitPrefix, ...config.auth });
-  const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength, broker);
+  const authenticators = createAuthenticators(config, { logger, publicUrl: config.server.publicUrl, users: store.users, passwords });
+  const identity = new IdentityService(store, passwords, throttle, broker.audit, config.auth.passwordMinLength, broker, { authenticators, roleMapping: config.auth.roleMapping });
   // The cookie secret may live in Redis; if Redis is down now, a request waits for it.
   let secret: string | undefined = config.session.secret || undefined;
   const auth = new HttpAuth(identity, {
@@ -133,6 +144,10 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     maxAgeSeconds: config.session.maxAgeSeconds,
     secureCookies: config.session.secureCookies,
   });
+  // Second factors; TOTP secrets are sealed under a key derived from the tunnel secret.
+  let mfaKey: Promise<Buffer> | undefined;
+  const mfa = new MfaService(store.mfa, broker.audit, config.auth.mfa, () => (mfaKey ??= store.tickets.secret(config.tunnel.secret).then((s) => derivedKey(s, TOTP_KEY_PURPOSE), (err: unknown) => { mfaKey = undefined; throw err; })), o.now);
+  auth.useSecondFactor(mfa);
   const metricsRoute = (table: RouteTable) => table.add({
     method: 'get', path: '/metrics', tag: 'meta', summary: 'Prometheus metrics', role: 'helpdesk',
     handler: async ({ res }) => {
@@ -147,9 +162,31 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   });
   const shares = createShares(config, { logger, metrics, audit: broker.audit, providers, quota: store.quota, ...(o.now ? { now: o.now } : {}) });
   broker.assignment.useHome(shares.home);
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now) }, config.server.bodyLimitBytes, metricsRoute);
+  const devices = new DeviceService(store.devices, store.sessions, broker.audit, config.devices, o.now, store.users);
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, devices }, config.server.bodyLimitBytes, metricsRoute);
   const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
   if (reconcilers) reconcilers.lifecycle.homeOf = shares.home.homeOf;
+  // Guest agents: a desktop is ready once its guest says so; the replica holding the `agents`
+  // lease holds the channels, the others reach them through Redis.
+  const agentParts = createAgents({ config, store, providers, resolveImage: (ref) => broker.images.resolve(ref), logger, metrics,
+    // Until this replica's runner runs, nobody else's lease can be assumed: the channels are local.
+    leased: () => !!reconcilers?.runner.started, ...(o.now ? { now: o.now } : {}) });
+  const agents = agentParts.agents;
+  if (reconcilers) {
+    reconcilers.lifecycle.agents = agents;
+    reconcilers.lifecycle.agentSecretOf = agentParts.secretOf;
+    reconcilers.runner.add({ name: 'agents', intervalMs: config.agent.syncIntervalMs, run: (c) => agentParts.sync(c.holdsLease) });
+  }
+  // Users' folders mounted by the guest agent at logon, unmounted at logoff (docs/shares.md).
+  useGuestAgents(shares, agents, { store, sessions: broker.sessions, reconcilers, intervalMs: config.jobs.lifecycleIntervalMs });
+  const guestEvents = new GuestEvents(store, broker.sessions, broker.audit, logger, o.now);
+  guestEvents.guestUserOf = HomeShares.guestUser;
+  if (reconcilers) reconcilers.inventory.poweredOff = (id) => guestEvents.poweredOff(id);
+  // The guest logon completes the timeline only where our agent talks (qga / no agent: first frame alone).
+  broker.sessions.expectsGuestLogon = async (d) => (await agents.status(d.id))?.via === 'vdi';
+  // What the guests say (logoff/poweroff inside, logon done, idle) and helpdesk messages to them.
+  guestEvents.subscribe(agents);
+  broker.sessions.useGuests(agents);
   let closing = false;
 
   const app = express();
@@ -202,7 +239,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   app.use(errorHandler(logger));
 
   return {
-    app, store, broker, identity, auth, providers, reconcilers, shares, routes: table, metrics,
+    app, store, broker, identity, auth, providers, reconcilers, shares, routes: table, metrics, guestEvents, devices, agents,
     startJobs() {
       reconcilers?.runner.start();
     },
@@ -214,6 +251,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       // Running uploads are aborted and cleaned up while Redis is still there (reservations).
       await shares.close();
       await reconcilers?.stop();
+      await agents.close();
       await providers.close();
       if (ownsRedis) redis.disconnect();
     },

@@ -10,11 +10,23 @@ import { configOrExit, runBroker, createLogger } from './runtime.ts';
 import { createRedis, connectRedis } from './store/index.ts';
 import { createBrokerApp } from './app.ts';
 import type { Actor } from './broker/index.ts';
+import { shareSmb } from './config/schema.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DATA = resolve(process.env.VDI_QUICKSTART_DATA ?? 'data');
 const config = configOrExit(process.argv.slice(2));
 const logger = createLogger(config.logging.level);
+
+// Users' folders reach the desktops over SMB from a broker-run smbd (docs/shares.md), unless
+// the configuration says otherwise for the first share or Samba is not installed.
+const firstShare = config.shares.list[0];
+if (firstShare && !firstShare.smb) {
+  if (existsSync('/usr/sbin/smbd') && ['/usr/lib/x86_64-linux-gnu/libnss_wrapper.so', '/usr/lib/aarch64-linux-gnu/libnss_wrapper.so'].some((f) => existsSync(f))) {
+    firstShare.smb = shareSmb.parse({ managed: true, dir: join(DATA, 'samba') });
+  } else {
+    logger.warn('samba or libnss-wrapper is not installed: desktops start without the users\' folders (apt-get install -y samba libnss-wrapper)');
+  }
+}
 
 async function ensureRedis(): Promise<ChildProcess | null> {
   const probe = createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: 2000, logger: createLogger('silent') });
@@ -69,9 +81,25 @@ if ((await setup.store.users.count()) === 0) {
   adminPassword = readFileSync(pwFile, 'utf8').trim();
 }
 
-// The demo golden image: built from Debian packages when missing, registered as version 1.
-const imageDir = resolve(config.images.dir, 'demo', '1');
-if (!existsSync(join(imageDir, 'disk.qcow2'))) {
+// The demo golden image: built from Debian packages when missing, and again when the build
+// script's IMAGE_VERSION (its guest: agent, hooks) differs from the built one; each build is
+// registered and published as the next version (running desktops keep their base; the image
+// rollout rebuilds idle ones at once, busy ones after logoff).
+const builtVersion = (dir: string): number | undefined => {
+  try {
+    const v = (JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { version?: unknown }).version;
+    return typeof v === 'number' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+};
+const scriptVersion = Number(/^IMAGE_VERSION=(\d+)$/m.exec(readFileSync(join(ROOT, 'scripts/image/build-demo-image.sh'), 'utf8'))?.[1] ?? 1);
+// Version 1 keeps its old place (demo/1); later guests go to demo/v<version>.
+const legacyDir = resolve(config.images.dir, 'demo', '1');
+const imageDir = builtVersion(legacyDir) === scriptVersion || (scriptVersion === 1 && existsSync(join(legacyDir, 'disk.qcow2')))
+  ? legacyDir
+  : resolve(config.images.dir, 'demo', `v${scriptVersion}`);
+if (!existsSync(join(imageDir, 'disk.qcow2')) || (imageDir !== legacyDir && builtVersion(imageDir) !== scriptVersion)) {
   logger.info({ dir: imageDir }, 'building the demo golden image');
   const b = spawnSync('bash', [join(ROOT, 'scripts/image/build-demo-image.sh'), imageDir], { stdio: 'inherit' });
   if (b.status !== 0) {
@@ -82,6 +110,13 @@ if (!existsSync(join(imageDir, 'disk.qcow2'))) {
 if (!(await setup.store.images.get('demo'))) {
   await setup.broker.images.create(quick, 'demo', 'Demo desktop (Debian kernel + busybox)');
   await setup.broker.images.addVersion(quick, 'demo', { path: imageDir, publish: true });
+} else {
+  const demo = await setup.broker.images.get('demo');
+  const current = demo.versions.find((v) => v.version === demo.current);
+  if (current?.path !== imageDir) {
+    logger.info({ dir: imageDir, version: scriptVersion }, 'publishing the rebuilt demo golden image');
+    await setup.broker.images.addVersion(quick, 'demo', { path: imageDir, publish: true });
+  }
 }
 const demoProvider = config.providers[0]?.name;
 let demoPassword: string | null = existsSync(demoPwFile) ? readFileSync(demoPwFile, 'utf8').trim() : null;

@@ -38,6 +38,8 @@ declare module 'guacamole-common-js' {
       onresize: ((width: number, height: number) => void) | null;
       showCursor(shown: boolean): void;
       flatten(): HTMLCanvasElement;
+      /** Runs the callback once everything queued so far is drawn. */
+      flush(callback?: () => void): void;
     }
     class Client {
       constructor(tunnel: Tunnel);
@@ -52,6 +54,8 @@ declare module 'guacamole-common-js' {
       onerror: ((status: Status) => void) | null;
       onclipboard: ((stream: InputStream, mimetype: string) => void) | null;
       onname: ((name: string) => void) | null;
+      /** After a frame (a `sync`) was drawn. */
+      onsync: ((timestamp: number) => void) | null;
     }
     interface MouseEvent {
       state: Mouse.State;

@@ -56,7 +56,17 @@ export interface Session {
   id: string; user: string; desktop: string; pool: string; state: 'starting' | 'connected' | 'disconnected' | 'ended';
   clientAddress: string; createdAt: number; connectedAt: number; disconnectedAt: number; lastActivityAt: number;
   endedAt: number; endReason: string;
+  /** The logon timeline: phase → ms (absent until known); see LOGON_PHASES in server/broker/model.ts. */
+  logon?: LogonTimeline;
+  /** Idle seconds the guest's agent last reported, and when (0 = never). */
+  guestIdleSeconds?: number; guestIdleAt?: number;
+  /** The enrolled device it was requested from (docs/devices.md). */
+  device?: { id: string; name: string };
 }
+
+export const LOGON_PHASES = ['authentication', 'assignment', 'desktop_ready', 'home_mapped', 'tunnel_connected', 'first_frame', 'guest_logon'] as const;
+export type LogonPhase = (typeof LOGON_PHASES)[number];
+export type LogonTimeline = Partial<Record<LogonPhase | 'click_to_usable', number>>;
 
 export interface Host {
   provider: string; name: string; maintenance: boolean;

@@ -9,10 +9,23 @@
 # beyond reading /boot. The guest:
 #   - reads its desktop name from the kernel command line (vdi.name=) or fw_cfg opt/vdi/name;
 #   - mounts the virtio disk /dev/vda at /data (changes land in the desktop's overlay);
-#   - mounts a 9p share tagged "home" at /home/user when one is passed in;
-#   - shows a banner and a shell on tty1, a shell on ttyS0, counts seconds in /run/counter;
+#   - runs our guest agent (scripts/image/guest/agent.sh, docs/agent.md) on the virtio-serial
+#     port org.vdibroker.agent.0, with the logon/logoff/message hooks from scripts/image/guest/
+#     (copied to /etc/vdi/): the user's folder is mounted over SMB at logon, no reboot;
+#   - brings eth0 up as 10.0.2.15/24 (gateway 10.0.2.2; QEMU user networking) so it reaches the
+#     host services the driver forwards (guestForwards), nothing else;
+#   - shows a banner and a shell on tty1 (as the logged-on user, in their home, once the agent
+#     logged one on), a shell on ttyS0, counts seconds in /run/counter;
 #   - powers off on the ACPI power button (busybox acpid + init).
+# IMAGE_VERSION below goes into manifest.json ("version"); the quick start rebuilds the image
+# when it differs from the built one: bump it with every change of the guest.
 set -euo pipefail
+
+IMAGE_VERSION=8
+# How long after its console answers a guest without an agent is taken as up (ours has one).
+BOOT_GRACE_MS=0
+HERE="$(cd "$(dirname "$0")" && pwd)"
+GUEST="$HERE/guest"
 
 OUT="${1:-data/images/demo/1}"
 KVER="${KVER:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1)}"
@@ -30,7 +43,7 @@ for t in mke2fs qemu-img cpio gzip sha256sum modinfo; do command -v "$t" >/dev/n
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 ROOT="$WORK/initramfs"
-mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,run,tmp,data,home/user,lib/modules,etc/acpi/PWRF,usr/bin,usr/sbin,root}
+mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,run,tmp,data,home,lib/modules,etc/acpi/PWRF,etc/vdi,usr/bin,usr/sbin,root}
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 for applet in $("$ROOT/bin/busybox" --list); do
   [ "$applet" = busybox ] && continue
@@ -40,7 +53,7 @@ ln -sf ../bin/busybox "$ROOT/sbin/init"
 ln -sf bin/busybox "$ROOT/init"
 
 # Kernel modules the guest needs, with their dependencies, in load order.
-WANT="virtio_pci virtio_blk virtio_net 9pnet_virtio 9p crc32c_generic ext4 button evdev qemu_fw_cfg"
+WANT="virtio_pci virtio_blk virtio_net virtio_console crc32c_generic ext4 button evdev qemu_fw_cfg"
 ORDER=()
 declare -A SEEN=()
 add_mod() {
@@ -60,10 +73,23 @@ add_mod() {
 }
 for m in $WANT; do add_mod "$m"; done
 printf '%s\n' "${ORDER[@]}" > "$ROOT/etc/modules.order"
+# The SMB client (cifs and the crypto it needs), one module a line in guest/modules-smb; loaded
+# at boot after the others, before the agent's hello, and by logon.sh again if that failed (/etc/modules-smb.order).
+ORDER=()
+for m in $(grep -v '^[[:space:]]*#' "$GUEST/modules-smb" 2>/dev/null); do add_mod "$m"; done
+printf '%s\n' "${ORDER[@]}" > "$ROOT/etc/modules-smb.order"
+
+# The guest agent and its hooks.
+for f in agent.sh session.sh logon.sh logoff.sh message.sh user-profile; do
+  [ -r "$GUEST/$f" ] || die "missing $GUEST/$f"
+  cp "$GUEST/$f" "$ROOT/etc/vdi/$f"
+done
+chmod 0755 "$ROOT"/etc/vdi/*.sh
 
 cat > "$ROOT/etc/inittab" <<'EOF'
 ::sysinit:/etc/rc.sysinit
-tty1::respawn:/etc/desktop.sh
+tty1::respawn:/etc/vdi/session.sh
+::respawn:/etc/vdi/agent.sh
 ttyS0::respawn:-/bin/sh
 ::ctrlaltdel:/bin/reboot
 ::shutdown:/etc/rc.shutdown
@@ -78,6 +104,7 @@ mount -t devtmpfs dev /dev 2>/dev/null
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 mount -t tmpfs run /run
 for m in $(cat /etc/modules.order); do insmod /lib/modules/$m.ko 2>/dev/null; done
+mkdir -p /run/vdi && chmod 0700 /run/vdi
 NAME=""
 for w in $(cat /proc/cmdline); do case "$w" in vdi.name=*) NAME="${w#vdi.name=}" ;; esac; done
 if [ -z "$NAME" ] && [ -r /sys/firmware/qemu_fw_cfg/by_name/opt/vdi/name/raw ]; then
@@ -88,10 +115,12 @@ echo "$NAME" > /run/vdi-name
 hostname "$NAME"
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 if [ -b /dev/vda ]; then mount -t ext4 /dev/vda /data || echo "vdi: cannot mount /dev/vda" > /dev/console; fi
-if grep -qs '^home' /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; then
-  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 home /home/user || echo "vdi: cannot mount the home share" > /dev/console
-fi
-ip link set lo up 2>/dev/null; ip link set eth0 up 2>/dev/null
+ip link set lo up 2>/dev/null
+# QEMU user networking: the guest is 10.0.2.15, the host's forwards are on 10.0.2.0/24.
+ip link set eth0 up 2>/dev/null && ip addr add 10.0.2.15/24 dev eth0 2>/dev/null && ip route add default via 10.0.2.2 2>/dev/null
+# The SMB client's modules load before the agent starts (init runs the agent after this
+# script): ready means ready for the user, so the first logon is as fast as later ones.
+for m in $(cat /etc/modules-smb.order); do insmod /lib/modules/$m.ko 2>/dev/null; done
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid
 ( c=0; while :; do c=$((c+1)); echo $c > /run/counter; sleep 1; done ) &
 cat /proc/sys/kernel/random/boot_id > /run/boot-id
@@ -102,26 +131,11 @@ EOF
 cat > "$ROOT/etc/rc.shutdown" <<'EOF'
 #!/bin/sh
 echo "VDI-POWEROFF" > /dev/ttyS0
+# Tell the broker (through the agent) before anything stops.
+timeout 2 sh -c "printf '%s\n' '{\"v\":1,\"type\":\"event\",\"event\":\"poweroff\"}' > /run/vdi/events.fifo" 2>/dev/null
+VDI_USER="" /etc/vdi/logoff.sh --all >/dev/null 2>&1
 sync
-umount /home/user 2>/dev/null
 umount /data 2>/dev/null
-EOF
-
-cat > "$ROOT/etc/desktop.sh" <<'EOF'
-#!/bin/sh
-NAME="$(cat /run/vdi-name 2>/dev/null)"
-clear
-echo "+----------------------------------------------------------+"
-echo "|  vdi-broker demo desktop                                 |"
-echo "+----------------------------------------------------------+"
-echo
-echo "  Desktop : $NAME"
-echo "  Kernel  : $(uname -r)"
-echo "  Booted  : $(date -u)"
-echo "  Data    : /data ($(df -h /data 2>/dev/null | awk 'NR==2{print $2}'))"
-echo "  Home    : /home/user $(grep -q ' /home/user ' /proc/mounts && echo '(share mounted)' || echo '(no share)')"
-echo
-exec /bin/sh -l
 EOF
 
 # ACPI power button: busybox acpid maps it to "PWRF 00000080" and runs /etc/acpi/PWRF/00000080.
@@ -131,8 +145,9 @@ cat > "$ROOT/etc/acpi/PWRF/00000080" <<'EOF'
 EOF
 cp "$ROOT/etc/acpi/PWRF/00000080" "$ROOT/etc/acpi/power.sh"
 echo "PWRF power.sh" > "$ROOT/etc/acpid.conf"
-chmod +x "$ROOT"/etc/rc.sysinit "$ROOT"/etc/rc.shutdown "$ROOT"/etc/desktop.sh "$ROOT"/etc/acpi/PWRF/00000080 "$ROOT"/etc/acpi/power.sh
+chmod +x "$ROOT"/etc/rc.sysinit "$ROOT"/etc/rc.shutdown "$ROOT"/etc/acpi/PWRF/00000080 "$ROOT"/etc/acpi/power.sh
 echo 'root:x:0:0:root:/root:/bin/sh' > "$ROOT/etc/passwd"
+echo 'root:x:0:' > "$ROOT/etc/group"
 echo 'export PATH=/bin:/sbin PS1="\h# "' > "$ROOT/etc/profile"
 
 # Data disk: the part of the desktop that lives in the overlay.
@@ -158,6 +173,9 @@ cat > "$TMPOUT/manifest.json" <<EOF
 {
   "name": "demo",
   "format": "vdi-demo-image/1",
+  "version": $IMAGE_VERSION,
+  "agent": "vdi",
+  "bootGraceMs": $BOOT_GRACE_MS,
   "created": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
   "kernelVersion": "$KVER",
   "cmdline": "console=tty0 console=ttyS0,115200 quiet",

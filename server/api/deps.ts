@@ -3,6 +3,8 @@ import type { HttpAuth, IdentityService } from '../auth/index.ts';
 import type { TicketService } from '../tunnel/tickets.ts';
 import type { FilesService, ShareService } from '../shares/index.ts';
 import type { MachineService } from '../providers/manual/index.ts';
+import type { MfaService } from '../auth/mfa/index.ts';
+import type { DeviceService } from '../devices/index.ts';
 
 export interface ApiDeps {
   broker: Broker;
@@ -16,4 +18,9 @@ export interface ApiDeps {
   shares: ShareService;
   /** Machines of manual pools (server/providers/manual). */
   machines: MachineService;
+  /** Second factors (server/auth/mfa) and server.publicUrl, the passkeys' relying party. */
+  mfa: MfaService;
+  publicUrl: string;
+  /** Enrolled thin-client devices (server/devices). */
+  devices: DeviceService;
 }

@@ -15,6 +15,10 @@ import { tunnelRoutes } from './tunnel.router.ts';
 import { eventRoutes } from './events.router.ts';
 import { filesRoutes } from './files.router.ts';
 import { machineRoutes } from './machines.router.ts';
+import { mfaRoutes } from './mfa.router.ts';
+import { oidcRoutes } from './oidc.router.ts';
+import { deviceRoutes } from './devices.router.ts';
+import { deviceMiddleware } from '../devices/index.ts';
 import { buildOpenApi } from './openapi.ts';
 import { notFound } from './errors.middleware.ts';
 
@@ -26,6 +30,9 @@ export type { ApiDeps } from './deps.ts';
 export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: RouteTable) => void): { router: Router; table: RouteTable } {
   const table = new RouteTable();
   for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes, imageRoutes, hostRoutes, tunnelRoutes, filesRoutes, machineRoutes, eventRoutes]) add(table, deps);
+  oidcRoutes(table, deps);
+  mfaRoutes(table, deps);
+  deviceRoutes(table, deps);
   extra?.(table);
   let openapi: Record<string, unknown> | undefined;
   table.add({ method: 'get', path: '/openapi.json', tag: 'meta', summary: 'This document', role: 'anyone', handler: async () => (openapi ??= buildOpenApi(table, deps.version)) });
@@ -33,6 +40,7 @@ export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: Rou
   const r = router();
   r.use(express.json({ limit: bodyLimitBytes, strict: true }));
   r.use(...deps.auth.middleware());
+  r.use(deviceMiddleware(deps.devices));
   r.use(deps.auth.csrfProtection());
   table.mount(r, deps.broker.audit);
   r.use(notFound);

@@ -31,7 +31,7 @@ export function buildOpenApi(table: RouteTable, version: string): Record<string,
       byStatus.set(st, [...(byStatus.get(st) ?? []), c]);
     }
     const responses: Record<string, unknown> = {
-      [String(r.status ?? 200)]: r.status === 204 ? { description: 'Done' } : { description: 'Success', content: { 'application/json': { schema: {} } } },
+      [String(r.status ?? 200)]: r.status === 204 ? { description: 'Done' } : { description: 'Success', content: { 'application/json': { schema: r.response ? jsonSchema(r.response, 'output') : {} } } },
     };
     for (const [st, cs] of byStatus) {
       responses[String(st)] = { description: cs.join(', '), content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };

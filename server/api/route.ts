@@ -33,6 +33,8 @@ export interface RouteDef<B = unknown, Q = unknown, P = unknown> {
   params?: ZodType<P>;
   /** Success status (default 200). */
   status?: number;
+  /** The success answer's shape, for the API description only (not checked at run time). */
+  response?: ZodType;
   /** Error codes this route may answer with, beyond the common ones (for the docs). */
   errors?: (keyof typeof ERROR_CODES)[];
   /**

@@ -9,7 +9,39 @@ import { csrfSync } from 'csrf-sync';
 import type { Redis } from 'ioredis';
 import { BrokerError } from '../errors.ts';
 import { hasRole, type Principal, type Role, type Actor } from '../broker/index.ts';
-import type { IdentityService } from './identity.service.ts';
+import type { IdentityService, PasswordLogin } from './identity.service.ts';
+import type { DirectoryIdentity } from './authenticators/types.ts';
+import { noSecondFactor, type SecondFactorGate, type SecondFactorMethod } from './second-factor.ts';
+
+/** How long a login may wait for its second factor. */
+export const PENDING_LOGIN_MS = 5 * 60_000;
+
+/** A login that passed its first step and waits for the second factor (kept in the HTTP session). */
+export interface PendingLogin {
+  userId: string;
+  /** The authenticator of the first step. */
+  method: string;
+  amr?: string[];
+  /** The identity provider's id_token (kept for RP-initiated logout). */
+  idToken?: string;
+  /** When the login began (ms since the epoch), for its duration. */
+  startedAt: number;
+  expiresAt: number;
+}
+
+export type LoginOutcome = { status: 'ok'; principal: Principal } | { status: 'mfa_required'; methods: SecondFactorMethod[]; enrol: boolean };
+
+/** What the broker keeps in an HTTP session beside express-session's cookie. */
+interface SessionData {
+  passport?: { user: string };
+  pendingLogin?: PendingLogin;
+  authMethod?: string;
+  mfa?: string;
+  loginAt?: string;
+  idToken?: string;
+  /** How long the login took (ms): the logon timeline's authentication phase (me.router.ts). */
+  loginMs?: number;
+}
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -76,7 +108,9 @@ function cookieValue(header: string | undefined, name: string): string | null {
 }
 
 export function actorOf(req: Request): Actor {
-  return { principal: req.principal ?? null, address: req.ip ?? req.socket.remoteAddress ?? '' };
+  // req.device: the enrolled thin client (server/devices), for entitlement checks and the audit.
+  const device = (req as { device?: Actor['device'] }).device;
+  return { principal: req.principal ?? null, address: req.ip ?? req.socket.remoteAddress ?? '', ...(device ? { device } : {}) };
 }
 
 /** Sessions in Redis, passport-local, bearer API keys and CSRF, as express middleware. */
@@ -107,10 +141,14 @@ export class HttpAuth {
       });
       mw(req, res, next);
     };
+    // One passport strategy for every password authenticator (local, LDAP): the realm in the
+    // body (or user@domain) picks the authenticator inside IdentityService.passwordLogin.
     this.passport.use(
       new LocalStrategy({ passReqToCallback: true, session: true }, (req, username, password, done) => {
-        identity.authenticate(username, password, req.ip ?? '').then(
-          (p) => done(null, p),
+        const realm = typeof req.body?.realm === 'string' ? req.body.realm : undefined;
+        identity.passwordLogin(username, password, req.ip ?? '', realm).then(
+          // passport only hands this back to login() (session: false), never to serializeUser.
+          (l) => done(null, l as unknown as Principal),
           (err) => done(err),
         );
       }),
@@ -207,25 +245,118 @@ export class HttpAuth {
     return this.csrf.generateToken(req);
   }
 
-  /** Logs in with passport-local: rotates the session id and returns the principal. */
-  login(req: Request, res: Response): Promise<Principal> {
-    return new Promise((resolve, reject) => {
+  /** The second-factor gate the pipeline asks after the primary login (server/auth/mfa sets it). */
+  useSecondFactor(gate: SecondFactorGate): void {
+    this.secondFactor = gate;
+  }
+
+  private secondFactor: SecondFactorGate = noSecondFactor;
+
+  /**
+   * POST /auth/login: the password pipeline. The primary step (passport-local → the realm's
+   * authenticator → JIT user), then the second-factor gate: either the login finishes
+   * (completeLogin) or the session holds a pending login for the second step.
+   */
+  login(req: Request, res: Response): Promise<LoginOutcome> {
+    const startedAt = Date.now();
+    return new Promise<PasswordLogin>((resolve, reject) => {
       this.session(req, res, (err?: unknown) => {
         if (err) return reject(err);
-        this.passport.authenticate('local', { session: false }, (err2: unknown, principal: Principal | false) => {
+        this.passport.authenticate('local', { session: false }, (err2: unknown, l: PasswordLogin | false) => {
           if (err2) return reject(err2);
-          if (!principal) return reject(new BrokerError('validation_failed', 'username and password are required.', { field: 'username' }));
-          // regenerate: a fresh session id at login (no fixation)
-          req.session.regenerate((err3) => {
-            if (err3) return reject(err3);
-            (req.session as unknown as { passport: { user: string } }).passport = { user: principal.id };
-            req.principal = principal;
-            req.authKind = 'cookie';
-            req.session.save((err4) => (err4 ? reject(err4) : resolve(principal)));
-          });
+          if (!l) return reject(new BrokerError('validation_failed', 'username and password are required.', { field: 'username' }));
+          resolve(l);
         })(req, res, () => undefined);
       });
-    });
+    }).then((l) => this.afterPrimary(req, l.principal, { method: l.authenticator, startedAt }));
+  }
+
+  /**
+   * A primary login done elsewhere (a redirect authenticator's callback): the JIT user, then the
+   * second-factor gate, as for passwords. Loads the pre-login session if the caller has not.
+   */
+  async loginWithIdentity(req: Request, res: Response, identity: DirectoryIdentity, o: { startedAt?: number; idToken?: string } = {}): Promise<LoginOutcome> {
+    await this.preLoginSession(req, res);
+    const principal = await this.identity.upsertFromDirectory(identity, actorOf(req));
+    return this.afterPrimary(req, principal, { method: identity.source, startedAt: o.startedAt ?? Date.now(), ...(identity.amr ? { amr: identity.amr } : {}), ...(o.idToken ? { idToken: o.idToken } : {}) });
+  }
+
+  /** The same as loginWithIdentity (the name the OIDC callback uses). */
+  finishRedirectLogin(req: Request, res: Response, identity: DirectoryIdentity, o: { startedAt?: number; idToken?: string } = {}): Promise<LoginOutcome> {
+    return this.loginWithIdentity(req, res, identity, o);
+  }
+
+  /** Loads (or starts) the HTTP session of a request that is not logged in yet (login flows). */
+  preLoginSession(req: Request, res: Response): Promise<void> {
+    if (req.session) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.session(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
+  }
+
+  private async afterPrimary(req: Request, principal: Principal, o: { method: string; startedAt: number; amr?: string[]; idToken?: string }): Promise<LoginOutcome> {
+    const device = (req as { device?: unknown }).device;
+    const gate = await this.secondFactor.check(principal, { method: o.method, ...(o.amr ? { amr: o.amr } : {}), ...(device !== undefined ? { device } : {}) });
+    if (!gate.required) return { status: 'ok', principal: await this.completeLogin(req, principal, { method: o.method, startedAt: o.startedAt, ...(o.idToken ? { idToken: o.idToken } : {}) }) };
+    // A fresh session that is not logged in, holding only who passed the first step.
+    await this.regenerate(req);
+    const pending: PendingLogin = {
+      userId: principal.id, method: o.method, startedAt: o.startedAt, expiresAt: Date.now() + PENDING_LOGIN_MS,
+      ...(o.amr ? { amr: o.amr } : {}), ...(o.idToken ? { idToken: o.idToken } : {}),
+    };
+    (req.session as unknown as SessionData).pendingLogin = pending;
+    await this.saveSession(req);
+    await this.identity.recordSecondFactorRequired({ principal: null, address: actorOf(req).address }, principal.id, o.method);
+    return { status: 'mfa_required', methods: gate.methods, enrol: gate.enrol };
+  }
+
+  /** The login waiting for its second factor in this session, or null (none, or expired). */
+  pendingLoginOf(req: Request): PendingLogin | null {
+    const p = (req.session as unknown as SessionData | undefined)?.pendingLogin;
+    if (!p || typeof p.userId !== 'string' || !(p.expiresAt > Date.now())) return null;
+    return p;
+  }
+
+  /**
+   * Finishes a login: a fresh session id (no fixation; a pending login is dropped), the user in
+   * it, how they logged in (`authMethod`, `mfa`), and one `auth.login` audit entry naming the
+   * authenticator, the second factor and how long the login took.
+   */
+  async completeLogin(req: Request, principal: Principal, o: { method: string; mfa?: string; startedAt?: number; idToken?: string }): Promise<Principal> {
+    const pending = this.pendingLoginOf(req);
+    const startedAt = o.startedAt ?? pending?.startedAt ?? Date.now();
+    const idToken = o.idToken ?? pending?.idToken;
+    await this.regenerate(req);
+    const s = req.session as unknown as SessionData;
+    s.passport = { user: principal.id };
+    s.authMethod = o.method;
+    if (o.mfa) s.mfa = o.mfa;
+    if (idToken) s.idToken = idToken;
+    s.loginAt = new Date().toISOString();
+    s.loginMs = Date.now() - startedAt;
+    req.principal = principal;
+    req.authKind = 'cookie';
+    await this.saveSession(req);
+    const durationMs = Date.now() - startedAt;
+    await this.identity.recordLogin({ principal, address: actorOf(req).address }, principal.id, { authenticator: o.method, mfa: o.mfa ?? 'none', durationMs });
+    return principal;
+  }
+
+  /** How the session's user logged in (authenticator and second factor), for the MFA policy and /me. */
+  authMethodOf(req: Request): { method: string; mfa?: string } | null {
+    const s = req.session as unknown as SessionData | undefined;
+    return s?.authMethod ? { method: s.authMethod, ...(s.mfa ? { mfa: s.mfa } : {}) } : null;
+  }
+
+  private regenerate(req: Request): Promise<void> {
+    return new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
+  }
+
+  /** The identity provider's id_token of this login (RP-initiated logout), if any. */
+  idTokenOf(req: Request): string | undefined {
+    return (req.session as unknown as SessionData | undefined)?.idToken;
+  }
+
+  saveSession(req: Request): Promise<void> {
+    return new Promise((resolve, reject) => req.session.save((err) => (err ? reject(err) : resolve())));
   }
 
   logout(req: Request): Promise<void> {

@@ -4,8 +4,21 @@ import type { Store, StoredUser, StoredApiKey } from '../store/index.ts';
 import type { Actor, AuditService, Group, Principal, Role, User, ApiKey, Broker } from '../broker/index.ts';
 import type { Passwords } from './passwords.ts';
 import type { LoginThrottle, LockoutStatus, LockoutPolicy, BlockedAddress, RefusalScope } from './throttle.ts';
+import { Authenticators } from './authenticators/registry.ts';
+import { LocalAuthenticator, LOCAL } from './authenticators/local.ts';
+import { LoginRefused, refuse } from './authenticators/refusal.ts';
+import type { AuthenticatorTestResult, DirectoryIdentity, RoleMapping } from './authenticators/types.ts';
+import { DirectoryUsers } from './directory-users.ts';
+import { MAX_LOGIN_NAME, normaliseUsername } from './usernames.ts';
 
 const publicUser = ({ passwordHash: _h, ...u }: StoredUser): User => u;
+
+/** The primary step of a login: who it is, what the authenticator said, and which one. */
+export interface PasswordLogin {
+  principal: Principal;
+  identity: DirectoryIdentity;
+  authenticator: string;
+}
 const publicKey = ({ secretHash: _h, ...k }: StoredApiKey): ApiKey => k;
 const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
@@ -34,7 +47,26 @@ export class IdentityService {
     private readonly minPasswordLength: number,
     /** The broker, to clean up after a deleted user or group (entitlements, sessions, desktops). */
     private readonly broker: Pick<Broker, 'pools' | 'desktops'>,
-  ) {}
+    /** Authenticators and group → role mapping (auth.authenticators, auth.roleMapping); local accounts only by default. */
+    login?: { authenticators: Authenticators; roleMapping: RoleMapping },
+  ) {
+    this.login = login ?? { authenticators: new Authenticators([new LocalAuthenticator(store.users, passwords, 'Local account', [])], LOCAL), roleMapping: {} };
+    this.directoryUsers = new DirectoryUsers(store.users, audit, this.login.authenticators, this.login.roleMapping);
+  }
+
+  private readonly directoryUsers: DirectoryUsers;
+
+  private readonly login: { authenticators: Authenticators; roleMapping: RoleMapping };
+
+  /**
+   * Local login (kept for callers that know only local accounts): the pipeline's primary step,
+   * with the login audited here.
+   */
+  async authenticate(username: string, password: string, address: string): Promise<Principal> {
+    const { principal } = await this.passwordLogin(username, password, address, LOCAL);
+    await this.audit.record({ principal, address }, 'auth.login', { type: 'user', id: principal.id }, { authenticator: LOCAL });
+    return principal;
+  }
 
   private checkPassword(pw: string): void {
     if (pw.length < this.minPasswordLength) {
@@ -48,35 +80,66 @@ export class IdentityService {
   }
 
   /**
-   * Local login. Throttled per user name, per user name and address, and per address (spraying);
-   * unknown user names take exactly the same path, so neither the answer nor its timing tells
-   * whether an account exists.
+   * The primary step of a password login (local or directory), before any second factor:
+   * routes the typed name to its authenticator, normalises it, checks the password there and,
+   * for a directory, creates or updates the broker user from what the directory says (groups,
+   * role). Throttled per user name, per user name and address, and per address (spraying);
+   * unknown and invalid user names take exactly the same path as wrong passwords, so neither the
+   * answer nor its timing tells whether an account exists. Audits refusals; the caller audits
+   * the finished login (HttpAuth.completeLogin).
    */
-  async authenticate(username: string, password: string, address: string): Promise<Principal> {
-    const id = username.toLowerCase();
+  async passwordLogin(typed: string, password: string, address: string, realm?: string): Promise<PasswordLogin> {
+    const { authenticator, name } = this.login.authenticators.route(typed, realm);
+    const id = normaliseUsername(name);
+    // Names that cannot be user ids are throttled under their lower-cased form (bounded length).
+    const throttleId = id ?? name.toLowerCase().slice(0, 128);
     const actor: Actor = { principal: null, address };
-    const r = await this.throttle.reserve(id, address);
+    const r = await this.throttle.reserve(throttleId, address);
     if (!r.ok) {
       // Audited once per wait or block, not per refused attempt: refusals cost an attacker
       // nothing, and must not flush the audit trail.
       if (r.first) {
-        const target = r.scope === 'address' ? { type: 'address', id: address } : { type: 'user', id };
-        await this.audit.record(actor, 'auth.login', target, { reason: REFUSAL_REASON[r.scope][r.error.code] ?? r.error.code, code: r.error.code, retryAfterSeconds: r.retryAfterSeconds }, 'denied');
+        const target = r.scope === 'address' ? { type: 'address', id: address } : { type: 'user', id: throttleId };
+        await this.audit.record(actor, 'auth.login', target, { reason: REFUSAL_REASON[r.scope][r.error.code] ?? r.error.code, code: r.error.code, retryAfterSeconds: r.retryAfterSeconds, authenticator: authenticator.name }, 'denied');
       }
       throw r.error;
     }
-    const u = /^[a-z0-9][a-z0-9._-]{0,63}$/.test(id) ? await this.store.users.get(id) : null;
-    const ok = await this.passwords.verify(u?.passwordHash ?? null, password);
-    if (!u || !ok || u.disabled) {
-      const spray = await this.throttle.failed(id, address);
-      await this.audit.record(actor, 'auth.login', { type: 'user', id }, { reason: !u ? 'unknown user' : u.disabled ? 'disabled' : 'wrong password', failures: r.accountAttempts }, 'denied');
-      await this.auditThrottleSteps(actor, id, r, spray);
-      throw new BrokerError('invalid_credentials');
+    let identity: DirectoryIdentity;
+    try {
+      if (!id) {
+        // Spend the time a password check takes: an invalid name must not answer faster.
+        await this.passwords.verify(null, password);
+        throw refuse('invalid_credentials', name.length > MAX_LOGIN_NAME ? 'user name too long' : 'not a valid user name');
+      }
+      identity = await authenticator.authenticate(id, password, { address });
+    } catch (err) {
+      if (!(err instanceof BrokerError)) throw err;
+      const reason = err instanceof LoginRefused ? err.reason : err.message;
+      const target = { type: 'user', id: throttleId };
+      if (err.code === 'invalid_credentials') {
+        const spray = await this.throttle.failed(throttleId, address);
+        await this.audit.record(actor, 'auth.login', target, { reason, failures: r.accountAttempts, authenticator: authenticator.name }, 'denied');
+        await this.auditThrottleSteps(actor, throttleId, r, spray);
+        throw new BrokerError('invalid_credentials');
+      }
+      // The directory is down: not the user's failure, so not counted for spraying.
+      await this.audit.record(actor, 'auth.login', target, { reason, code: err.code, authenticator: authenticator.name }, err.status >= 500 ? 'failed' : 'denied');
+      throw err instanceof LoginRefused ? new BrokerError(err.code, err.message) : err;
     }
-    await this.throttle.succeeded(id, address);
-    const principal: Principal = { kind: 'user', id: u.id, role: u.role, groups: u.groups };
-    await this.audit.record({ principal, address }, 'auth.login', { type: 'user', id: u.id });
-    return principal;
+    await this.throttle.succeeded(throttleId, address);
+    const principal = authenticator.kind === 'local' ? await this.localPrincipal(identity) : await this.upsertFromDirectory(identity, actor);
+    return { principal, identity, authenticator: authenticator.name };
+  }
+
+  private async localPrincipal(identity: DirectoryIdentity): Promise<Principal> {
+    const u = await this.store.users.get(identity.username);
+    if (!u) throw new BrokerError('invalid_credentials');
+    return { kind: 'user', id: u.id, role: u.role, groups: u.groups };
+  }
+
+  /** Just-in-time user from what a directory or identity provider vouched for (DirectoryUsers.upsert). */
+  upsertFromDirectory(identity: DirectoryIdentity, actor: Actor): Promise<Principal> {
+    return this.directoryUsers.upsert(identity, actor);
   }
 
   /** The failure that crossed a limit: the lock, the start of waits, a blocked pair or address. */
@@ -112,15 +175,44 @@ export class IdentityService {
     return this.throttle.status(id);
   }
 
+  /** A finished login (HttpAuth.completeLogin): which authenticator, which second factor, how long. */
+  async recordLogin(actor: Actor, userId: string, details: { authenticator: string; mfa: string; durationMs: number }): Promise<void> {
+    await this.audit.record(actor, 'auth.login', { type: 'user', id: userId }, details);
+  }
+
+  /** The first step passed and the second factor is asked for. */
+  async recordSecondFactorRequired(actor: Actor, userId: string, authenticator: string): Promise<void> {
+    await this.audit.record(actor, 'auth.mfa_required', { type: 'user', id: userId }, { authenticator });
+  }
+
   async recordLogout(actor: Actor): Promise<void> {
     await this.audit.record(actor, 'auth.logout', { type: 'user', id: actor.principal?.id ?? '' });
   }
 
-  /** The principal behind a logged-in session, re-read every request so role changes and disabling apply at once. */
+  /**
+   * The principal behind a logged-in session, re-read every request so role changes and
+   * disabling apply at once; a directory user's groups are re-checked when older than their
+   * authenticator's cache (DirectoryUsers.current).
+   */
   async principalOf(userId: string): Promise<Principal | null> {
-    const u = await this.store.users.get(userId);
-    if (!u || u.disabled) return null;
-    return { kind: 'user', id: u.id, role: u.role, groups: u.groups };
+    const stored = await this.store.users.get(userId);
+    if (!stored || stored.disabled) return null;
+    const u = (stored.source ?? LOCAL) === LOCAL ? stored : await this.directoryUsers.current(stored);
+    return u ? { kind: 'user', id: u.id, role: u.role, groups: u.groups } : null;
+  }
+
+  /** Admin console "test connection": does the authenticator's directory answer? Audited either way. */
+  async testAuthenticator(actor: Actor, name: string): Promise<AuthenticatorTestResult> {
+    const a = this.login.authenticators.get(name);
+    if (!a) throw new BrokerError('not_found', `No authenticator named "${name}".`);
+    const result: AuthenticatorTestResult = a.test ? await a.test() : { ok: true, milliseconds: 0, message: 'Nothing to connect to: accounts are kept by the broker.' };
+    await this.audit.record(actor, 'authenticator.test', { type: 'authenticator', id: name }, { ...result }, result.ok ? 'ok' : 'failed');
+    return result;
+  }
+
+  /** The authenticators this broker offers (GET /auth/methods, the admin console). */
+  get authenticators(): Authenticators {
+    return this.login.authenticators;
   }
 
   async getUser(id: string): Promise<User> {
@@ -162,6 +254,8 @@ export class IdentityService {
     if (actor.principal?.id === id) throw new BrokerError('conflict', 'You cannot delete your own account.');
     if (!(await this.store.users.remove(id))) throw new BrokerError('not_found', `No user named "${id}".`);
     await this.audit.record(actor, 'user.delete', { type: 'user', id });
+    // A new account of the same name starts without the old one's second factors.
+    await this.store.mfa.removeAll(id);
     await this.broker.pools.forget('users', id, actor);
     await this.broker.desktops.reclaimFromUser(actor, id);
   }

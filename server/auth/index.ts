@@ -1,4 +1,12 @@
 export { Passwords, type PasswordPolicy } from './passwords.ts';
 export { LoginThrottle, type ThrottleOptions, type LockoutStatus, type BlockedAddress } from './throttle.ts';
-export { IdentityService, type NewUser } from './identity.service.ts';
-export { HttpAuth, requireRole, actorOf, type HttpAuthOptions, type Login } from './http.ts';
+export { IdentityService, type NewUser, type PasswordLogin } from './identity.service.ts';
+export { DirectoryUsers, roleOf } from './directory-users.ts';
+export { HttpAuth, requireRole, actorOf, PENDING_LOGIN_MS, type HttpAuthOptions, type Login, type LoginOutcome, type PendingLogin } from './http.ts';
+export { normaliseUsername, splitRealm, MAX_LOGIN_NAME } from './usernames.ts';
+export { noSecondFactor, type SecondFactorGate, type SecondFactorDecision, type SecondFactorContext, type SecondFactorMethod } from './second-factor.ts';
+export { Authenticators, describeAuthenticators } from './authenticators/registry.ts';
+export { createAuthenticators, AUTHENTICATOR_KINDS, type AuthenticatorFactory, type AuthenticatorDeps } from './authenticators/index.ts';
+export { LocalAuthenticator, LOCAL } from './authenticators/local.ts';
+export { LoginRefused, refuse } from './authenticators/refusal.ts';
+export type { Authenticator, PasswordAuthenticator, RedirectAuthenticator, DirectoryIdentity, LoginContext, AuthMethod, AuthenticatorTestResult, RoleMapping } from './authenticators/types.ts';

@@ -2,20 +2,22 @@ import { BrokerError, isErrorCode } from '../errors.ts';
 import type { Store } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
-import { isEntitled, type Desktop, type Pool, type Session } from './model.ts';
+import { isEntitled, locationAllows, type Desktop, type Pool, type Session } from './model.ts';
 
 /** The user's files (server/shares), consulted around every desktop request. */
 export interface HomeHook {
   /** Before: the pool's share is healthy and the user's folder exists; else throws share_unavailable. */
   prepare(actor: Actor, pool: Pool, user: string): Promise<void>;
-  /** After a ready desktop was handed over: it gets the user's folder (the driver may restart it). */
-  attach(actor: Actor, pool: Pool, desktop: Desktop, user: string): Promise<void>;
+  /** After a ready desktop was handed over: it gets the user's folder (the driver may restart it). Something (e.g. the logon's answer) when a logon happened, for the timeline. */
+  attach(actor: Actor, pool: Pool, desktop: Desktop, user: string): Promise<unknown>;
 }
 
 export interface DesktopRequestResult {
   outcome: 'existing' | 'assigned' | 'provisioning';
   session: Session;
   desktop: Desktop;
+  /** For the logon timeline: request start, desktop chosen (ms), and how long mapping the user's folder took. */
+  timings: { requestedAt: number; assignedAt: number; homeMs?: number };
 }
 
 /** Hands users desktops. The decision itself is one atomic script in the store. */
@@ -35,10 +37,16 @@ export class AssignmentService {
   }
 
   async request(actor: Actor, poolName: string): Promise<DesktopRequestResult> {
+    const requestedAt = this.now();
     const principal = actor.principal;
     const pool = await this.store.pools.get(poolName);
     // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
     if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
+    // An entitled user may still be in the wrong place: pools restricted to locations need an enrolled device there.
+    if (!locationAllows(pool, actor.device)) {
+      await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: 'pool_location_restricted', device: actor.device?.id ?? null, location: actor.device?.location ?? null }, 'denied');
+      throw new BrokerError('pool_location_restricted', actor.device ? `Pool "${poolName}" cannot be used from location "${actor.device.location}".` : `Pool "${poolName}" can only be used from enrolled devices at its locations.`);
+    }
 
     // Never a desktop without the user's files: the share is checked (and the folder made) first.
     // A user going back to a live session is not stopped by a share outage (that desktop has its
@@ -60,11 +68,14 @@ export class AssignmentService {
       throw new BrokerError(isErrorCode(r.code) ? r.code : 'internal_error', undefined, r.code === 'pool_exhausted' ? { retryAfterSeconds: 30 } : {});
     }
     this.metrics.assignments.inc({ pool: poolName, outcome: r.outcome });
+    const timings: DesktopRequestResult['timings'] = { requestedAt, assignedAt: this.now() };
     const [session, desktop] = await Promise.all([this.store.sessions.get(r.sessionId), this.store.desktops.get(r.desktopId)]);
     if (!session || !desktop) throw new BrokerError('conflict', 'The desktop changed while it was being assigned; try again.');
     if (this.home && r.outcome === 'assigned') {
       try {
-        await this.home.attach(actor, pool, desktop, principal.id);
+        const homeStart = this.now();
+        // Timed only when a logon happened (a guest without our agent maps nothing here).
+        if (await this.home.attach(actor, pool, desktop, principal.id)) timings.homeMs = this.now() - homeStart;
       } catch (e) {
         // The desktop could not get the user's folder: give it back rather than hand it out without files.
         await this.store.sessions.release(session.id, 'home share not attached', this.now()).catch(() => undefined);
@@ -75,6 +86,6 @@ export class AssignmentService {
     if (r.outcome !== 'existing') {
       await this.audit.record(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome });
     }
-    return { outcome: r.outcome, session, desktop };
+    return { outcome: r.outcome, session, desktop, timings };
   }
 }

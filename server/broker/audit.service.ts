@@ -1,11 +1,13 @@
 import type { AuditFilter, AuditRepository, AuditEntry } from '../store/index.ts';
 import type { Logger } from '../observability/index.ts';
-import type { Principal } from './model.ts';
+import type { DeviceContext, Principal } from './model.ts';
 
 /** Who did something and from where; every state-changing call carries one. */
 export interface Actor {
   principal: Principal | null;
   address: string;
+  /** The enrolled thin client the request came from (server/devices), if any. */
+  device?: DeviceContext;
 }
 
 export const SYSTEM_ACTOR: Actor = { principal: { kind: 'user', id: 'system', role: 'admin', groups: [] }, address: '' };

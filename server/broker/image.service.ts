@@ -48,6 +48,7 @@ export class ImageService {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new BrokerError('validation_failed', `${dir} is not a directory on the broker host.`, { field: 'path' });
     if (!existsSync(disk)) throw new BrokerError('validation_failed', `${dir} has no disk.qcow2.`, { field: 'path' });
     let checksum = '';
+    const agent = imageAgentOf(dir);
     try {
       const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { files?: { disk?: { sha256?: string } } };
       checksum = m.files?.disk?.sha256 ?? '';
@@ -55,7 +56,7 @@ export class ImageService {
       // no manifest: hash the disk ourselves
     }
     if (!/^[0-9a-f]{64}$/.test(checksum)) checksum = await sha256File(disk);
-    const version = await this.store.images.addVersion(name, { path: dir, format: 'qcow2', checksum, createdAt: new Date().toISOString(), createdBy: actor.principal?.id ?? '' });
+    const version = await this.store.images.addVersion(name, { path: dir, format: 'qcow2', checksum, createdAt: new Date().toISOString(), createdBy: actor.principal?.id ?? '', ...agent });
     await this.audit.record(actor, 'image.version.add', { type: 'image', id: name }, { version, path: dir, checksum });
     if (body.publish) return this.publish(actor, name, version);
     return this.get(name);
@@ -82,5 +83,20 @@ export class ImageService {
     const v = m ? await this.store.images.version(m[1]!, Number(m[2])) : null;
     if (!v) throw new Error(`Image ${ref} is not in the registry.`);
     return v;
+  }
+}
+
+/**
+ * The guest agent an image version's manifest.json names ("agent": vdi | qga | none, and
+ * "bootGraceMs"); nothing when it names none (the configured default applies, docs/agent.md).
+ */
+export function imageAgentOf(dir: string): { agent?: 'vdi' | 'qga' | 'none'; bootGraceMs?: number } {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { agent?: unknown; bootGraceMs?: unknown };
+    const agent = m.agent === 'vdi' || m.agent === 'qga' || m.agent === 'none' ? m.agent : undefined;
+    const grace = typeof m.bootGraceMs === 'number' && Number.isInteger(m.bootGraceMs) && m.bootGraceMs >= 0 && m.bootGraceMs <= 600_000 ? m.bootGraceMs : undefined;
+    return { ...(agent ? { agent } : {}), ...(grace !== undefined ? { bootGraceMs: grace } : {}) };
+  } catch {
+    return {};
   }
 }

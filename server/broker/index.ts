@@ -16,7 +16,7 @@ export type { AuditService, AuditedCall, Refusal } from './audit.service.ts';
 export { trackAuditedCall } from './audit.service.ts';
 export type { PoolService, PoolView } from './pool.service.ts';
 export type { AssignmentService, DesktopRequestResult, HomeHook } from './assignment.service.ts';
-export type { SessionService, SessionFilter } from './session.service.ts';
+export type { SessionService, SessionFilter, GuestMessenger, SessionMessage } from './session.service.ts';
 export type { DesktopService, DesktopFilter } from './desktop.service.ts';
 export type { ImageService, ImageView } from './image.service.ts';
 export type { HostService, HostView } from './host.service.ts';
@@ -37,7 +37,7 @@ export class Broker {
     this.images = new ImageService(deps.store, this.audit);
     this.pools = new PoolService(deps.store, deps.providers, this.audit, this.images, now);
     this.assignment = new AssignmentService(deps.store, this.audit, deps.metrics, now);
-    this.sessions = new SessionService(deps.store, this.audit, now);
+    this.sessions = new SessionService(deps.store, this.audit, now, deps.metrics);
     this.desktops = new DesktopService(deps.store, deps.providers, this.audit, deps.logger, now);
     this.hosts = new HostService(deps.store, deps.providers, this.desktops, this.audit, deps.logger);
   }

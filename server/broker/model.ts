@@ -84,6 +84,8 @@ export const sessionPolicy = z.strictObject({
 export const entitlements = z.strictObject({
   users: z.array(username).max(10_000).default([]),
   groups: z.array(identifier()).max(1_000).default([]),
+  /** Only from enrolled devices at these locations (server/devices); absent or empty = from anywhere. */
+  locations: z.array(identifier()).max(1_000).optional(),
 });
 
 export const fileTransfer = z.strictObject({
@@ -168,6 +170,12 @@ export interface Desktop {
   unreachableSince: number;
   /** A live migration running now (latest progress sample); absent otherwise. */
   migration?: DesktopMigration;
+  /** Time-to-ready of its last build or refresh, ms (from the operation's start to the guest saying it is up); absent before. */
+  readyMs?: number;
+  /** How the guest said it is up: vdi (our agent's hello), qga (qemu-guest-agent), grace (console + the image's boot grace). */
+  readyVia?: 'vdi' | 'qga' | 'grace';
+  /** When it became ready, ms. */
+  readyAt?: number;
 }
 
 /** What the helpdesk sees of a desktop's running live migration. */
@@ -203,7 +211,32 @@ export interface Session {
   bytesOut: number;
   connectedMs: number;
   tunnels: number;
+  /** The logon timeline: how long each phase of getting this session usable took, ms (see LOGON_PHASES). */
+  logon: LogonTimeline;
+  /** Idle time the guest's agent reported (seconds) and when it did (ms, 0 = never): the idle timeout prefers it. */
+  guestIdleSeconds: number;
+  guestIdleAt: number;
+  /** The enrolled device it was requested from (server/devices); absent from a plain browser. */
+  device?: { id: string; name: string };
 }
+
+/**
+ * Logon phases, in the order a launch goes through them (Horizon's logon segments, Citrix
+ * Director's logon duration): each is a duration in ms, absent until known.
+ * - authentication: the user's login (recorded at login, carried by their HTTP session);
+ * - assignment: the request until a desktop was chosen (includes checking the user's folder);
+ * - desktop_ready: boot wait, 0 on a ready spare, else until the built desktop was usable;
+ * - home_mapped: the guest agent mapping the user's folder (logon answer);
+ * - tunnel_connected: the request answered (or the desktop ready) until the tunnel was open;
+ * - first_frame: the Launch click until the browser drew the first frame (reported by the browser);
+ * - guest_logon: the request until the guest's agent said the user's session is up.
+ */
+export const LOGON_PHASES = ['authentication', 'assignment', 'desktop_ready', 'home_mapped', 'tunnel_connected', 'first_frame', 'guest_logon'] as const;
+export type LogonPhase = (typeof LOGON_PHASES)[number];
+export type LogonTimeline = Partial<Record<LogonPhase, number>> & {
+  /** The Launch click until the desktop was usable: first frame drawn and (with our agent) the guest logon done. */
+  click_to_usable?: number;
+};
 
 export interface User {
   id: string;
@@ -213,6 +246,12 @@ export interface User {
   disabled: boolean;
   createdAt: string;
   updatedAt: string;
+  /** The authenticator the account belongs to ("local" when absent); see docs/authentication.md. */
+  source?: string;
+  /** The directory's id for a directory user (LDAP DN, OIDC sub). */
+  externalId?: string;
+  /** When a directory user's groups were last read from the directory. */
+  groupsRefreshedAt?: string;
 }
 
 export interface Group {
@@ -248,4 +287,26 @@ export function hasRole(p: Principal, role: Role): boolean {
 export function isEntitled(pool: Pick<PoolSpec, 'entitlements'>, p: Principal): boolean {
   if (p.kind !== 'user') return false;
   return pool.entitlements.users.includes(p.id) || p.groups.some((g) => pool.entitlements.groups.includes(g));
+}
+
+/** How an enrolled thin client behaves (server/devices, docs/devices.md). */
+export const DEVICE_MODES = ['personal-kiosk', 'shared-lab', 'room-display'] as const;
+export type DeviceMode = (typeof DEVICE_MODES)[number];
+
+/** The enrolled device a request came from (its credential cookie), as entitlement checks and MFA policy see it. */
+export interface DeviceContext {
+  id: string;
+  name: string;
+  location: string;
+  mode: DeviceMode;
+}
+
+/**
+ * Whether a pool may be used from here: a pool restricted to locations needs an enrolled device
+ * at one of them (a browser without a device, or a device elsewhere, is refused).
+ */
+export function locationAllows(pool: Pick<PoolSpec, 'entitlements'>, device: DeviceContext | null | undefined): boolean {
+  const only = pool.entitlements.locations;
+  if (!only || only.length === 0) return true;
+  return !!device && only.includes(device.location);
 }

@@ -3,7 +3,7 @@ import type { Store, PoolCounts } from '../store/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
 import type { ImageService } from './image.service.ts';
-import { isEntitled, type Pool, type PoolSpec, type PoolUpdate, type Principal } from './model.ts';
+import { isEntitled, locationAllows, type DeviceContext, type Pool, type PoolSpec, type PoolUpdate, type Principal } from './model.ts';
 import type { DesktopState } from './state-machine.ts';
 
 export interface RolloutProgress {
@@ -127,8 +127,9 @@ export class PoolService {
    * whether launching works for this user now: the pool takes new sessions, or the user holds
    * a live session there (a disabled pool or one in maintenance never keeps a user from it).
    */
-  async entitled(principal: Principal) {
-    const pools = (await this.store.pools.list()).filter((p) => !p.deleting && isEntitled(p, principal));
+  async entitled(principal: Principal, device?: DeviceContext) {
+    // Pools restricted to other locations (or to devices, from a plain browser) are not offered here.
+    const pools = (await this.store.pools.list()).filter((p) => !p.deleting && isEntitled(p, principal) && locationAllows(p, device));
     return Promise.all(
       pools.map(async (p) => {
         const id = await this.store.desktops.assignmentOf(p.name, principal.id);

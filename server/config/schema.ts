@@ -49,6 +49,8 @@ const libvirtHost = z.strictObject({
   migrationUri: z.string().min(1).optional(),
   migrationAddress: z.string().min(1).max(260).optional(),
   serialSocketDir: z.string().min(1).optional(),
+  // Folder on the host for the guest agent sockets (<id>.agent); default libvirt's channel folder.
+  agentSocketDir: z.string().min(1).optional(),
 });
 
 const libvirtProvider = z.strictObject({
@@ -81,6 +83,24 @@ const quota = z
   .strictObject({ softBytes: z.number().int().min(0), hardBytes: z.number().int().min(0) })
   .refine((q) => q.softBytes <= q.hardBytes, { message: 'softBytes must not exceed hardBytes', path: ['softBytes'] });
 
+// A broker-run smbd over the share root (embedded default, docs/shares.md): the guest mounts
+// the user's folder over SMB at logon with a credential the broker rotates at every logon.
+export const shareSmb = z.strictObject({
+  // Start (and stop) Debian's smbd with a private config in `dir`; users are not system accounts.
+  managed: z.boolean().default(false),
+  // Where smbd listens on the broker host (loopback; guests reach it through the QEMU forward).
+  address: z.string().min(1).max(100).regex(/^[0-9a-fA-F.:]+$/, 'an IP address').default('127.0.0.1'),
+  port: z.number().int().min(1).max(65535).default(4450),
+  // Private directory: smb.conf, passdb, passwd/group for libnss_wrapper, pid file, logs (0700).
+  dir: z.string().min(1).default('data/samba'),
+  // How QEMU guests reach smbd: QEMU forwards guestHost:guestPort to address:port (guestForwards).
+  guestHost: z.string().min(1).max(100).regex(/^[0-9.]+$/, 'an IPv4 address').default('10.0.2.100'),
+  guestPort: z.number().int().min(1).max(65535).default(445),
+  startTimeoutMs: z.number().int().min(1000).max(120_000).default(20_000),
+  // How long a logon waits for the guest agent to say the folder is mounted.
+  logonTimeoutMs: z.number().int().min(1000).max(300_000).default(20_000),
+});
+
 const share = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'),
   root: z.string().min(1),
@@ -88,11 +108,132 @@ const share = z.strictObject({
   guacdPath: z.string().max(1000).default(''),
   createRoot: z.boolean().default(false),
   quota: quota.optional(),
+  smb: shareSmb.optional(),
 });
 
 export type ShareConfig = z.infer<typeof share>;
 
 export type QemuProviderConfig = z.infer<typeof qemuProvider>;
+
+// A directory login (server/auth/authenticators/ldap, docs/authentication.md): Active Directory
+// or OpenLDAP, a service-account search then a bind as the user.
+const ldapFilterTemplate = z.string().min(3).max(2000).regex(/^\(.*\)$/s, 'an LDAP filter in parentheses');
+const ldapAuthenticator = z.strictObject({
+  kind: z.literal('ldap'),
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -').refine((n) => n !== 'local', '"local" is the broker\'s own accounts'),
+  label: z.string().min(1).max(80),
+  // `user@domain` logins with these domains come here, the domain removed (also the AD UPN suffix).
+  domains: z.array(z.string().min(1).max(253).regex(/^[a-z0-9.-]+$/, 'a lower-case domain')).max(20).default([]),
+  // activeDirectory or openldap: picks the defaults of the filters and attributes below.
+  directory: z.enum(['activeDirectory', 'openldap']),
+  // Servers in order of preference; the next is tried when one does not answer (failover).
+  urls: z.array(z.string().regex(/^ldaps?:\/\/[^\s/]+\/?$/, 'ldap://host[:port] or ldaps://host[:port]')).min(1).max(8),
+  // Upgrade ldap:// connections with StartTLS (refused if the server cannot).
+  startTls: z.boolean().default(false),
+  // PEM file of the CA(s) that signed the servers' certificates (ldaps:// and StartTLS); default: the system's.
+  caFile: z.string().min(1).optional(),
+  // Connect, bind and search timeout per server, in milliseconds.
+  timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+  // Most directory connections open at once (logins beyond wait their turn).
+  maxConnections: z.number().int().min(1).max(64).default(4),
+  // The service account that searches for users and groups; empty = anonymous search.
+  bindDn: z.string().max(1000).default(''),
+  // Its password, or a file holding it (bindPasswordFile wins); never logged or shown.
+  bindPassword: z.string().max(1000).default(''),
+  bindPasswordFile: z.string().min(1).optional(),
+  // Where users are searched (subtree).
+  baseDn: z.string().min(1).max(1000),
+  // Filter finding the user: {username} is the broker user id, {login} what was typed (user@domain),
+  // both escaped (RFC 4515). Default AD: sAMAccountName or userPrincipalName; OpenLDAP: uid.
+  userFilter: ldapFilterTemplate.optional(),
+  // Attribute holding the user name (default sAMAccountName / uid).
+  usernameAttribute: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/).optional(),
+  displayNameAttribute: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/).default('displayName'),
+  emailAttribute: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/).default('mail'),
+  // A filter that marks a found user as disabled (for example (employeeType=left)); AD's
+  // userAccountControl, accountExpires and OpenLDAP's pwdAccountLockedTime are always checked.
+  disabledFilter: ldapFilterTemplate.optional(),
+  groups: z
+    .strictObject({
+      // Where groups are searched (default baseDn).
+      baseDn: z.string().min(1).max(1000).optional(),
+      // Filter of the groups a user is in: {dn} the user's DN, {username} the id. Default AD: nested
+      // through LDAP_MATCHING_RULE_IN_CHAIN; OpenLDAP: groupOfNames, groupOfUniqueNames, posixGroup.
+      filter: ldapFilterTemplate.optional(),
+      // Group name attribute.
+      nameAttribute: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,62}$/).default('cn'),
+      // Nesting the broker expands itself (groupOfNames in groupOfNames); 0 = none (AD's default
+      // filter already returns nested groups).
+      nestedDepth: z.number().int().min(0).max(10).optional(),
+      // Directory group name → broker group id; unmapped names become ids by lower-casing.
+      map: z.record(z.string().min(1).max(256), z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)).default({}),
+      // Only groups named in `map` count.
+      onlyMapped: z.boolean().default(false),
+    })
+    .prefault({}),
+  // A logged-in user's groups are re-read when older than this (seconds); 0 = only at login.
+  groupCacheSeconds: z.number().int().min(0).max(86_400).default(300),
+});
+
+export type LdapAuthenticatorConfig = z.infer<typeof ldapAuthenticator>;
+
+// Single sign-on with an OpenID Connect provider (server/auth/authenticators/oidc.authenticator.ts,
+// docs/authentication.md "OpenID Connect"). http is allowed only for a loopback issuer (tests).
+const loopbackHost = /^(127(?:\.\d{1,3}){3}|\[::1\]|localhost)$/i;
+const oidcUrl = z.url().refine((u) => { const x = new URL(u); return x.protocol === 'https:' || (x.protocol === 'http:' && loopbackHost.test(x.hostname)); }, 'an https URL (http only on 127.0.0.1, [::1] or localhost)');
+const claimPath = z.string().min(1).max(200).regex(/^[A-Za-z0-9_:/.#-]+$/, 'a claim name or a dotted path like realm_access.roles');
+const oidcAuthenticator = z
+  .strictObject({
+    kind: z.literal('oidc'),
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -').refine((n) => n !== 'local', '"local" is the broker\'s own accounts'),
+    // The login page's button text.
+    label: z.string().min(1).max(80),
+    // The IdP's issuer URL; its /.well-known/openid-configuration is read at the first login (and again while it fails).
+    issuer: oidcUrl,
+    clientId: z.string().min(1).max(255),
+    // The client secret inline (prefer one of the two below); empty with neither = a public client (PKCE only).
+    clientSecret: z.string().max(4096).default(''),
+    // Name of an environment variable holding the client secret (read at startup).
+    clientSecretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
+    // A file holding the client secret (read at startup).
+    clientSecretFile: z.string().min(1).optional(),
+    // Where the IdP sends the browser back; default <server.publicUrl>/api/v1/auth/oidc/<name>/callback.
+    redirectUri: z.union([z.literal(''), oidcUrl]).default(''),
+    // Where the IdP sends the browser after logout; default <server.publicUrl>/.
+    postLogoutRedirectUri: z.union([z.literal(''), oidcUrl]).default(''),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]{1,100}$/, 'a scope token')).min(1).max(20).default(['openid', 'profile', 'email']).refine((s) => s.includes('openid'), 'must include openid'),
+    // The claim naming the broker user (normalised like every user name; refused if it cannot be one).
+    usernameClaim: claimPath.default('preferred_username'),
+    // The claim holding the user's groups or roles: a name, or a dotted path (realm_access.roles).
+    groupsClaim: claimPath.default('groups'),
+    // IdP group name → broker group id; unmapped names become ids by lower-casing (dropped if they cannot be one).
+    groupMap: z.record(z.string().min(1).max(256), z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)).default({}),
+    // Only groups named in groupMap count.
+    onlyMappedGroups: z.boolean().default(false),
+    // Also read the userinfo endpoint (claims the id_token lacks); the id_token's claims win.
+    userinfo: z.boolean().default(true),
+    // Seconds of clock difference tolerated when checking the id_token's exp, iat and nbf.
+    clockToleranceSeconds: z.number().int().min(0).max(600).default(30),
+    // Timeout of each call to the IdP (discovery, token, userinfo), in seconds.
+    timeoutSeconds: z.number().int().min(1).max(120).default(10),
+    // How long a started login may stay at the IdP before its state expires, in seconds.
+    loginTimeoutSeconds: z.number().int().min(30).max(3600).default(600),
+    // Pass the IdP's amr/acr to the MFA policy, which may accept them as the second factor.
+    trustIdpMfa: z.boolean().default(false),
+    // Groups come from the IdP at login only: 0 = trusted until the next login.
+    groupCacheSeconds: z.number().int().min(0).max(86_400).default(0),
+  })
+  .refine((a) => [a.clientSecret !== '', a.clientSecretEnv !== undefined, a.clientSecretFile !== undefined].filter(Boolean).length <= 1, {
+    message: 'set at most one of clientSecret, clientSecretEnv, clientSecretFile',
+    path: ['clientSecret'],
+  });
+
+export type OidcAuthenticatorConfig = z.infer<typeof oidcAuthenticator>;
+
+// Further kinds join this union.
+const authenticatorConfig = z.discriminatedUnion('kind', [ldapAuthenticator, oidcAuthenticator]);
+
+export type AuthenticatorConfig = z.infer<typeof authenticatorConfig>;
 
 export const configSchema = z.strictObject({
   server: z.strictObject({
@@ -139,6 +280,34 @@ export const configSchema = z.strictObject({
       sprayAccounts: z.number().int().min(2).max(100_000),
       sprayBlockSeconds: z.number().int().min(1).max(30 * 86400),
     }),
+    // The broker's own accounts (docs/authentication.md).
+    local: z.strictObject({ enabled: z.boolean().default(true), label: z.string().min(1).max(80).default('Local account') }).prefault({}),
+    // Directories and identity providers users log in with, besides local accounts.
+    authenticators: z.array(authenticatorConfig).max(20).default([]).refine((a) => new Set(a.map((x) => x.name)).size === a.length, 'authenticator names must be unique'),
+    // The authenticator a bare user name (no realm, no known @domain) goes to.
+    defaultRealm: z.string().min(1).max(63).default('local'),
+    // Broker group id → role for directory and SSO users (the highest wins; default user).
+    roleMapping: z.record(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/), z.enum(['user', 'helpdesk', 'admin'])).default({}),
+    // Second factors: TOTP, passkeys, recovery codes (docs/authentication.md, "Second factors").
+    mfa: z
+      .strictObject({
+        // Who must use a second factor at every password login (local, LDAP); they enrol one at login if they have none.
+        requiredFor: z
+          .strictObject({
+            roles: z.array(z.enum(['user', 'helpdesk', 'admin'])).default(['helpdesk', 'admin']),
+            groups: z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/)).default([]),
+          })
+          .prefault({}),
+        // Shown in authenticator apps and passkey prompts (TOTP issuer, WebAuthn relying party name).
+        issuer: z.string().min(1).max(64).default('vdi-broker'),
+        // OIDC `amr` values that count as a second factor done at the IdP (authenticators with trustIdpMfa).
+        idpMethods: z.array(z.string().min(1).max(32)).default(['mfa', 'otp', 'hwk', 'swk', 'sc', 'fpt', 'face', 'iris', 'retina']),
+        // Wrong codes (TOTP, recovery, passkey) per user before further attempts wait for the window's end.
+        maxFailures: z.number().int().min(1).max(100).default(5),
+        // The window wrong second-factor attempts are counted in, from the first one.
+        failureWindowSeconds: z.number().int().min(10).max(86400).default(300),
+      })
+      .prefault({}),
     // Replaced by auth.lockout / auth.throttle (a hard per-account lock by default let anyone lock anyone out).
     maxFailuresPerAccount: removedThrottleKey,
     accountLockoutSeconds: removedThrottleKey,
@@ -146,11 +315,45 @@ export const configSchema = z.strictObject({
     addressLockoutSeconds: removedThrottleKey,
     failureWindowSeconds: removedThrottleKey,
   }),
+  // Enrolled thin-client devices (server/devices, docs/devices.md).
+  devices: z
+    .strictObject({
+      // Refuse kiosk logins from browsers that are not enrolled devices (the kiosk shows the enrolment page instead).
+      requireEnrolledKiosk: z.boolean().default(false),
+      // Name of the device credential cookie (HttpOnly, SameSite=Strict, Secure over TLS).
+      cookieName: z.string().regex(/^[A-Za-z0-9._-]+$/).default('vdi.device'),
+      // A device's credential is replaced on use at most this often (parallel requests share one).
+      rotateAfterSeconds: z.number().int().min(10).max(30 * 86400).default(300),
+      // How long the replaced credential stays valid (requests already in flight with it).
+      graceSeconds: z.number().int().min(5).max(3600).default(120),
+      // Locations that name a default pool: a personal kiosk there launches it straight after login.
+      locations: z
+        .array(z.strictObject({ name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'lower-case letters, digits, . _ -'), defaultPool: z.string().regex(/^[a-z][a-z0-9-]*[a-z0-9]$/, 'a pool name').optional() }))
+        .max(1000)
+        .refine((a) => new Set(a.map((l) => l.name)).size === a.length, 'location names must be unique')
+        .default([]),
+    })
+    .prefault({}),
   desktops: z.strictObject({
     macPrefix,
     macPoolSize: z.number().int().min(1).max(16_777_216),
     deletedRetentionDays: z.number().int().min(0).max(365),
   }),
+  // The guest agent channel (server/agent, docs/agent.md).
+  agent: z
+    .strictObject({
+      // How long a built or refreshed desktop may take, after its VM started, until its guest says it is up (agent hello, qemu-guest-agent ping, or console + the image's boot grace); longer counts as a failed operation.
+      readyTimeoutMs: ms.default(120_000),
+      // Pass interval of the agents reconciler: the replica holding its lease keeps a channel to every running desktop's agent.
+      syncIntervalMs: ms.default(2000),
+      // The agent of images whose version has no "agent" in its manifest.json: vdi (ours), qga (qemu-guest-agent only), none (console + boot grace).
+      defaultImageAgent: z.enum(['vdi', 'qga', 'none']).default('none'),
+      // The boot grace of such images, ms (with agent none: ready when the console answers plus this).
+      defaultBootGraceMs: z.number().int().min(0).max(600_000).default(0),
+      // Allow commands in guests through qemu-guest-agent's guest-exec when the caller's pool policy does not say.
+      qgaExec: z.boolean().default(false),
+    })
+    .prefault({}),
   jobs: z.strictObject({
     enabled: z.boolean(),
     leaseTtlMs: ms,

@@ -20,9 +20,18 @@ export function backoffMs(failures: number, base: number, max: number): number {
 /** The holder's home folder for a desktop spec (server/shares wires it in app.ts). */
 export type HomeOf = (d: Desktop, pool: Pool) => DesktopSpec['home'];
 
-export function desktopSpec(d: Desktop, pool: Pool, homeOf?: HomeOf): DesktopSpec {
+export function desktopSpec(d: Desktop, pool: Pool, homeOf?: HomeOf, agentSecret?: string): DesktopSpec {
   const home = d.user && homeOf ? homeOf(d, pool) : undefined;
-  return { id: d.id, name: d.name, pool: d.pool, mac: d.mac, image: d.image || pool.image, clone: pool.clone, resources: pool.resources, ...(d.host ? { host: d.host } : {}), ...(home ? { home } : {}) };
+  return {
+    id: d.id, name: d.name, pool: d.pool, mac: d.mac, image: d.image || pool.image, clone: pool.clone, resources: pool.resources,
+    ...(d.host ? { host: d.host } : {}), ...(home ? { home } : {}), ...(agentSecret ? { agentSecret } : {}),
+  };
+}
+
+/** The part of the guest agents (server/agent) readiness needs. */
+export interface ReadinessAgents {
+  readonly readyTimeoutMs: number;
+  waitReady(d: { id: string; provider: string; image: string }, o: { timeoutMs: number; signal?: AbortSignal }): Promise<{ via: 'vdi' | 'qga' | 'grace'; ms: number }>;
 }
 
 /**
@@ -32,12 +41,18 @@ export function desktopSpec(d: Desktop, pool: Pool, homeOf?: HomeOf): DesktopSpe
  */
 export class DesktopLifecycle {
   private readonly inFlight = new Map<string, Promise<void>>();
-  /** Ready persistent desktops found carrying no folder, by id: the updatedAt they were checked at. */
-  private readonly homeCleared = new Map<string, number>();
-  /** After a failed clear, not before (a missing VM is the inventory's to report, not a retry storm). */
-  private readonly homeRetryAt = new Map<string, number>();
   /** Resolves the holder's folder so a desktop (re)built for a user gets their files. */
   homeOf?: HomeOf;
+  /**
+   * The guest agents (app.ts): a built or refreshed desktop settles only once its guest says it
+   * is up (agent hello, qga ping, or console + the image's boot grace). Without them the
+   * console answering is enough (the old meaning of ready).
+   */
+  agents?: ReadinessAgents;
+  /** The per-desktop agent secret handed to the driver (docs/agent.md). */
+  agentSecretOf?: (desktopId: string) => Promise<string>;
+  /** Called once a desktop is ready and before it settles (e.g. log its holder on when it was built for one). */
+  afterReady?: (d: Desktop, pool: Pool, signal: AbortSignal) => Promise<void>;
 
   constructor(
     private readonly store: Store,
@@ -52,7 +67,6 @@ export class DesktopLifecycle {
   async run(ctx: JobContext): Promise<void> {
     const pools = await this.store.pools.list();
     const poolByName = new Map(pools.map((p) => [p.name, p]));
-    await this.clearReadyHomes(ctx, pools);
     for (const pool of pools) {
       for (const state of ['deleting', 'provisioning', 'refreshing'] as DesktopState[]) {
         const ids = (await this.store.desktops.idsInState(pool.name, state)).filter((id) => !this.inFlight.has(id));
@@ -72,56 +86,23 @@ export class DesktopLifecycle {
   }
 
   /**
-   * Logoff of a persistent desktop leaves it running with its disk, and with the folder of the
-   * user who just left when the driver maps it at VM start (QEMU 9p). A desktop back in the pool
-   * (ready) must carry nobody's folder: the driver restarts it without one. Checked again under
-   * the driver's lock, so a user handed the desktop meanwhile keeps the folder mapped for them.
+   * Waits until the guest is up (server/agent) and runs afterReady (under operationTimeoutMs);
+   * the fields recorded on the desktop (readyMs: from the start of the operation, readyVia).
+   * Not becoming ready within agents.readyTimeoutMs fails the operation like any other failure.
    */
-  private async clearReadyHomes(ctx: JobContext, pools: Pool[]): Promise<void> {
-    const seen = new Set<string>();
-    for (const pool of pools) {
-      if (pool.persistence !== 'persistent') continue;
-      const ids = await this.store.desktops.idsInState(pool.name, 'ready');
-      for (const id of ids) seen.add(id);
-      const todo = ids.filter((id) => !this.inFlight.has(id));
-      if (todo.length === 0) continue;
-      for (const d of await this.store.desktops.getMany(todo)) {
-        if (this.homeCleared.get(d.id) === d.updatedAt || (this.homeRetryAt.get(d.id) ?? 0) > ctx.now || !this.providers.has(d.provider)) continue;
-        const provider = this.providers.get(d.provider);
-        if (!provider.remapHome) continue;
-        if (this.inFlight.size >= this.o.maxConcurrent || !ctx.holdsLease()) return;
-        const log = ctx.logger.child({ desktop: d.id, name: d.name });
-        const p = this.clearHome(d, pool, provider, log)
-          .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'could not check a ready desktop\'s home folder; retried on the next pass'))
-          .finally(() => this.inFlight.delete(d.id));
-        this.inFlight.set(d.id, p);
-      }
-    }
-    for (const m of [this.homeCleared, this.homeRetryAt]) for (const id of m.keys()) if (!seen.has(id)) m.delete(id);
+  private async guestUp(d: Desktop, pool: Pool, started: number, log: Logger): Promise<Record<string, string | number>> {
+    const agents = this.agents;
+    if (!agents) return {};
+    const r = await this.withTimeout((signal) => agents.waitReady({ id: d.id, provider: d.provider, image: d.image }, { timeoutMs: agents.readyTimeoutMs, signal }), agents.readyTimeoutMs + 1000);
+    const readyMs = this.clock() - started;
+    this.metrics.desktopTimeToReady.observe({ via: r.via }, readyMs / 1000);
+    log.info({ via: r.via, readyMs, waitedMs: r.ms }, 'guest is up');
+    const after = this.afterReady;
+    if (after) await this.withTimeout((signal) => after(d, pool, signal));
+    return { readyMs, readyVia: r.via, readyAt: this.clock() };
   }
 
-  private async clearHome(d: Desktop, pool: Pool, provider: Provider, log: Logger): Promise<void> {
-    const stillReady = async () => {
-      const cur = await this.store.desktops.get(d.id);
-      return cur?.state === 'ready' && !cur.user && !cur.session;
-    };
-    try {
-      // No holder, so no folder in the spec.
-      const restarted = await this.withTimeout((signal) => provider.remapHome!(desktopSpec({ ...d, user: '' }, pool), { signal, onlyIf: stillReady }));
-      this.homeRetryAt.delete(d.id);
-      if (await stillReady()) this.homeCleared.set(d.id, d.updatedAt);
-      if (restarted) {
-        log.info('ready desktop restarted without its last holder\'s home folder');
-        await this.audit.record(SYSTEM_ACTOR, 'desktop.home_cleared', { type: 'desktop', id: d.id }, { pool: pool.name });
-      }
-    } catch (err) {
-      // Retried on the next pass; handing it out maps the new holder's folder in any case.
-      this.homeRetryAt.set(d.id, this.clock() + this.o.backoffMaxMs);
-      log.warn({ err: (err as Error).message }, 'could not restart a ready desktop without its home folder');
-    }
-  }
-
-  private async withTimeout<T>(op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async withTimeout<T>(op: (signal: AbortSignal) => Promise<T>, timeoutMs = this.o.operationTimeoutMs): Promise<T> {
     const ac = new AbortController();
     let t: NodeJS.Timeout | undefined;
     try {
@@ -130,8 +111,8 @@ export class DesktopLifecycle {
         new Promise<never>((_, rej) => {
           t = setTimeout(() => {
             ac.abort();
-            rej(new Error(`timed out after ${this.o.operationTimeoutMs} ms`));
-          }, this.o.operationTimeoutMs);
+            rej(new Error(`timed out after ${timeoutMs} ms`));
+          }, timeoutMs);
         }),
       ]);
     } finally {
@@ -163,29 +144,32 @@ export class DesktopLifecycle {
       } else if (op === 'provisioning') {
         // Built from the image's published version, recorded on the desktop as name:version.
         const image = await this.images.currentRef(pool.image);
-        const spec = desktopSpec({ ...d, image }, pool, this.homeOf);
+        const spec = desktopSpec({ ...d, image }, pool, this.homeOf, await this.agentSecretOf?.(d.id));
         const { host } = await this.withTimeout(async (signal) => {
           const r = await provider.create(spec, { signal });
           await provider.start(d.id, { signal });
           return r;
         });
-        await this.settle(d, 'provisioning', host, log, { image });
+        const ready = await this.guestUp({ ...d, image }, pool, started, log);
+        await this.settle(d, 'provisioning', host, log, { image, ...ready });
       } else if (op === 'refreshing') {
         const image = await this.images.currentRef(pool.image);
-        const spec = desktopSpec({ ...d, image }, pool, this.homeOf);
+        const spec = desktopSpec({ ...d, image }, pool, this.homeOf, await this.agentSecretOf?.(d.id));
         const host = await this.withTimeout(async (signal) => {
           // A desktop whose VM never got built (quarantined while provisioning) is built afresh.
           const missing = (await provider.power(d.id)) === 'missing';
+          let h = d.host;
           if (provider.capabilities.refresh && !missing) {
             await provider.refresh(spec, { signal });
-            return d.host;
+          } else {
+            await provider.destroy(d.id, { signal });
+            h = (await provider.create(spec, { signal })).host;
+            await provider.start(d.id, { signal });
           }
-          await provider.destroy(d.id, { signal });
-          const r = await provider.create(spec, { signal });
-          await provider.start(d.id, { signal });
-          return r.host;
+          return h;
         });
-        await this.settle(d, 'refreshing', host, log, { image });
+        const ready = await this.guestUp({ ...d, image }, pool, started, log);
+        await this.settle(d, 'refreshing', host, log, { image, ...ready });
       }
       this.metrics.desktopOperations.observe({ operation: op, result: 'ok' }, (this.clock() - started) / 1000);
       log.info({ op, ms: this.clock() - started }, 'desktop operation done');
@@ -195,7 +179,7 @@ export class DesktopLifecycle {
     }
   }
 
-  private async settle(d: Desktop, from: DesktopState, host: string, log: Logger, extra: Record<string, string> = {}): Promise<void> {
+  private async settle(d: Desktop, from: DesktopState, host: string, log: Logger, extra: Record<string, string | number> = {}): Promise<void> {
     const r = await this.store.desktops.transition(d.id, 'settled', {
       expect: [from],
       reason: `${from} done`,

@@ -13,12 +13,14 @@ import { HostDrain } from './host-drain.ts';
 import { MachineHealthReconciler, type MachineProber } from './machine-health.ts';
 
 export { JobRunner, type JobContext, type JobDef } from './runner.ts';
-export { timeoutReason } from './session-timeouts.ts';
+export { timeoutReason, idleMs, GUEST_IDLE_FRESH_MS } from './session-timeouts.ts';
 export { backoffMs } from './desktop-lifecycle.ts';
+export { GuestEvents, GUEST_LOGOFF_REASON, GUEST_POWEROFF_REASON, type GuestEvent, type GuestEventSource } from './guest-events.ts';
 
 export interface Reconcilers {
   runner: JobRunner;
   lifecycle: DesktopLifecycle;
+  inventory: InventoryReconciler;
   stop(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export function createReconcilers(deps: { store: Store; providers: ProviderRegis
   runner.add({ name: 'host-drain', intervalMs: jobs.drainIntervalMs, run: (c) => drains.run(c) });
   return {
     runner,
+    inventory,
     lifecycle,
     async stop() {
       await runner.stop();

@@ -17,6 +17,9 @@ export class InventoryReconciler {
     private readonly busy: (desktopId: string) => boolean = () => false,
   ) {}
 
+  /** A desktop in use found powered off: its session ends there (jobs/guest-events.ts); true when one did. */
+  poweredOff?: (desktopId: string) => Promise<boolean>;
+
   async run(ctx: JobContext): Promise<void> {
     const all: Desktop[] = [];
     for (const pool of await this.store.pools.list()) all.push(...(await this.store.desktops.listByPool(pool.name)));
@@ -42,6 +45,9 @@ export class InventoryReconciler {
           await this.audit.record(SYSTEM_ACTOR, 'desktop.orphan_removed', { type: 'desktop', id: item.desktopId }, { provider: provider.name, host: item.host });
         } else if ((item.power === 'unreachable') !== d.unreachableSince > 0) {
           await this.markReachability(d, item.power === 'unreachable', provider.name, item.host, ctx);
+        } else if (item.power === 'stopped' && d.state === 'in_use' && !this.busy(d.id) && this.poweredOff && (await this.poweredOff(d.id))) {
+          // The user's session ended with the guest; the desktop went back per pool policy (next pass acts on that).
+          log.info({ desktop: d.id }, 'session ended: its desktop was found powered off');
         } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state) && !this.busy(d.id)) {
           log.info({ desktop: d.id }, 'starting a usable desktop found powered off');
           await provider.start(d.id).catch((err: Error) => log.warn({ err: err.message }, 'start failed'));

@@ -12,8 +12,21 @@ export function timeoutReason(s: Session, pool: Pick<Pool, 'sessionPolicy'>, des
     const since = Math.max(s.createdAt, desktop.stateSince);
     if (now - since > p.logoffAfterDisconnectSeconds * 1000) return 'never connected';
   }
-  if (p.idleTimeoutSeconds > 0 && s.state === 'connected' && now - s.lastActivityAt > p.idleTimeoutSeconds * 1000) return 'idle timeout';
+  if (p.idleTimeoutSeconds > 0 && s.state === 'connected' && idleMs(s, now) > p.idleTimeoutSeconds * 1000) return 'idle timeout';
   return null;
+}
+
+/** The guest agent reports idle time every 30 s while a user is logged on; older reports are stale. */
+export const GUEST_IDLE_FRESH_MS = 90_000;
+
+/**
+ * How long the user has been idle: the guest agent's value where it can tell (it sees the
+ * session's input whatever path it came by), else the time since the tunnel last relayed
+ * input (keys, mouse, touch, clipboard; screen updates and keep-alives do not count).
+ */
+export function idleMs(s: Pick<Session, 'lastActivityAt' | 'guestIdleSeconds' | 'guestIdleAt'>, now: number): number {
+  if (s.guestIdleAt > 0 && now - s.guestIdleAt <= GUEST_IDLE_FRESH_MS) return s.guestIdleSeconds * 1000 + Math.max(0, now - s.guestIdleAt);
+  return now - s.lastActivityAt;
 }
 
 export class SessionTimeouts {

@@ -35,6 +35,41 @@ export class Metrics {
     labelNames: ['pool', 'state'] as const,
     registers: [this.registry],
   });
+  /** The logon timeline (server/broker/session.service.ts): one observation per session and phase. */
+  readonly logonPhase = new Histogram({
+    name: 'vdi_logon_phase_seconds',
+    help: 'Logon timeline phases of sessions (authentication, assignment, desktop_ready, home_mapped, tunnel_connected, first_frame, guest_logon)',
+    labelNames: ['phase'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
+    registers: [this.registry],
+  });
+  readonly logonClickToUsable = new Histogram({
+    name: 'vdi_logon_click_to_usable_seconds',
+    help: 'From the Launch click until the desktop was usable (first frame drawn and, with the guest agent, the logon done)',
+    buckets: [0.25, 0.5, 1, 1.5, 2, 3, 4, 6, 10, 20, 40, 90],
+    registers: [this.registry],
+  });
+
+  /** Guest agent channel (server/agent): what the guests sent that was refused, and why. */
+  readonly agentMessagesDropped = new Counter({
+    name: 'vdi_agent_messages_dropped_total',
+    help: 'Messages from guest agents dropped (oversized, invalid_utf8, malformed, version, unknown_type, unauthenticated, wrong_desktop, bad_proof, unknown_nonce, unexpected_result)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly desktopTimeToReady = new Histogram({
+    name: 'vdi_desktop_time_to_ready_seconds',
+    help: 'From the start of a provisioning/refresh until the guest said it is up (agent hello, qga ping, or console + boot grace)',
+    labelNames: ['via'] as const,
+    buckets: [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180],
+    registers: [this.registry],
+  });
+  readonly agentsConnected = new Gauge({
+    name: 'vdi_agents_connected',
+    help: 'Guest agents this replica holds a proven connection to, by kind (vdi, qga)',
+    labelNames: ['via'] as const,
+    registers: [this.registry],
+  });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

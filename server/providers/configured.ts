@@ -10,6 +10,11 @@ import type { Store } from '../store/index.ts';
 /** How a driver finds the files of an image version ("name:version") in the broker's registry. */
 export type ImagePathResolver = (ref: string) => Promise<string>;
 
+/** guest smb.guestHost:guestPort → smb.address:port for every share with a broker-run smbd. */
+export function smbForwards(config: Config): { guestAddress: string; guestPort: number; host: string; port: number }[] {
+  return config.shares.list.flatMap((s) => (s.smb?.managed ? [{ guestAddress: s.smb.guestHost, guestPort: s.smb.guestPort, host: s.smb.address, port: s.smb.port }] : []));
+}
+
 /** The providers the configuration asks for. */
 export function createProviders(config: Config, logger: Logger, imagePath: ImagePathResolver, store?: Store): Provider[] {
   return config.providers.map((p) => {
@@ -50,9 +55,9 @@ export function createProviders(config: Config, logger: Logger, imagePath: Image
       startTimeoutMs: p.startTimeoutMs,
       hosts: p.hosts.map((h) => ({ ...h, dataDir: resolve(h.dataDir) })),
       images: async (ref) => imageFilesIn(await imagePath(ref)),
-      // The holder's folder, resolved by the broker into the spec when the desktop is built
-      // or refreshed for a user (server/shares); none for a desktop nobody holds.
-      homeShare: (spec) => spec.home?.path,
+      // Guests reach the broker-run smbd of each share through a forward (their network is
+      // restricted to these): users' folders are mounted over SMB at logon (docs/shares.md).
+      guestForwards: smbForwards(config),
       logger,
     });
   });

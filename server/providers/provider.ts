@@ -39,6 +39,19 @@ export interface DesktopSpec {
   host?: string;
   /** The holder's folder on the file share (server/shares): host path, and the UNC path guests know. */
   home?: { path: string; unc?: string };
+  /**
+   * The per-desktop guest agent secret (docs/agent.md), handed to the guest through fw_cfg
+   * `opt/vdi/agent-secret` from a 0600 file, never on a command line. Never exposed by the API.
+   */
+  agentSecret?: string;
+}
+
+/** How the broker reaches a desktop's guest agents (docs/agent.md): each call connects afresh. */
+export interface AgentChannels {
+  /** Our agent's port (org.vdibroker.agent.0). */
+  vdi?: () => Promise<import('node:stream').Duplex>;
+  /** qemu-guest-agent's port (org.qemu.guest_agent.0). */
+  qga?: () => Promise<import('node:stream').Duplex>;
 }
 
 /** unreachable: the desktop's host does not answer (libvirt); it is neither missing nor stopped. */
@@ -125,13 +138,8 @@ export interface Provider {
   destroy(id: string, opts?: OperationOptions): Promise<void>;
   /** Back to a clean clone of the image; running afterwards. Needs capabilities.refresh. */
   refresh(spec: DesktopSpec, opts?: OperationOptions): Promise<void>;
-  /**
-   * Drivers that map the holder's folder when the VM starts: give the desktop spec.home (none
-   * when absent) keeping its disk, restarting it if the folder it has mapped differs (or it is
-   * not running); running afterwards. `onlyIf` is asked under the driver's lock of the desktop,
-   * right before a restart: false leaves it alone. Resolves true when it restarted.
-   */
-  remapHome?(spec: DesktopSpec, opts?: OperationOptions & { onlyIf?: () => Promise<boolean> }): Promise<boolean>;
+  /** The desktop's guest agent ports (drivers that wire them; docs/agent.md). */
+  agentChannels?(id: string): Promise<AgentChannels>;
   power(id: string): Promise<PowerState>;
 
   snapshotCreate(id: string, name: string): Promise<Snapshot>;

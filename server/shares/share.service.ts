@@ -11,6 +11,7 @@ import { BrokerError } from '../errors.ts';
 import type { QuotaRepository, FolderCount } from '../store/index.ts';
 import { folderName, INTERNAL_PREFIX } from './names.ts';
 import { countFolder, removeStaleUploads, type FolderTotals } from './folder-walk.ts';
+import type { ManagedSamba } from './samba/index.ts';
 
 type SharesConfig = Config['shares'];
 type ShareConfig = SharesConfig['list'][number];
@@ -47,6 +48,8 @@ export class Share {
   readonly createRoot: boolean;
   readonly quota: Quota;
   health: ShareHealth = { ok: false, checkedAt: 0, error: 'not checked yet', lastFailureAt: 0, lastError: '' };
+  /** The broker-run smbd over this share (shares.list[].smb.managed); its answering is part of health. */
+  smb: ManagedSamba | undefined;
   probing: Promise<ShareHealth> | undefined;
 
   constructor(c: ShareConfig, defaults: Quota) {
@@ -149,6 +152,8 @@ export class ShareService {
           await fh.close();
           await fsp.rm(probe, { force: true });
         }
+        // Half the budget: a stuck smbd is named as such, not as a slow share.
+        await share.smb?.check(Math.max(500, Math.floor(this.cfg.healthTimeoutMs / 2)));
       })(), this.cfg.healthTimeoutMs, `share ${share.name}`);
     } catch (e) {
       error = (e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}` : (e as Error).message;
@@ -217,7 +222,7 @@ export class ShareService {
   /**
    * Bytes and files in the user's folder: the count kept in Redis (every write, delete and
    * upload through the files API updates it), checked against a real walk of the folder at most
-   * every usageRecountMs, because the guest writes to it over SMB/9p behind the broker's back.
+   * every usageRecountMs, because the guest writes to it over SMB behind the broker's back.
    */
   async usage(share: Share, userId: string): Promise<Usage> {
     const folder = folderName(userId);

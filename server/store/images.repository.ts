@@ -9,6 +9,10 @@ export interface ImageVersion {
   checksum: string;
   createdAt: string;
   createdBy: string;
+  /** The guest agent this version runs (manifest.json "agent"; docs/agent.md); absent: the configured default. */
+  agent?: 'vdi' | 'qga' | 'none';
+  /** With agent none: ready when the console answers plus this, ms (manifest.json "bootGraceMs"). */
+  bootGraceMs?: number;
 }
 
 export interface Image {

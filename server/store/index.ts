@@ -14,9 +14,12 @@ import { ImagesRepository } from './images.repository.ts';
 import { QuotaRepository } from './quota.repository.ts';
 import { DrainsRepository } from './drains.repository.ts';
 import { MachinesRepository } from './machines.repository.ts';
+import { MfaRepository } from './mfa.repository.ts';
+import { DevicesRepository } from './devices.repository.ts';
 
 export { createRedis, connectRedis, type RedisClient } from './redis.ts';
 export { derivedKey } from './secrets.ts';
+export { AgentBus } from './agent-bus.ts';
 export { keyspace, type Keyspace } from './keys.ts';
 export type { StoredUser } from './users.repository.ts';
 export type { StoredApiKey } from './apikeys.repository.ts';
@@ -26,6 +29,8 @@ export type { PoolCounts } from './pools.repository.ts';
 export type { QuotaRepository, FolderCount, ReserveResult } from './quota.repository.ts';
 export type { Drain, DrainSummary, DrainDesktop, DrainState, DrainProgress } from './drains.repository.ts';
 export { newDrainDesktop } from './drains.repository.ts';
+export { DevicesRepository, type StoredDevice, type StoredEnrolmentCode, type DeviceState, type EnrolResult } from './devices.repository.ts';
+export { MfaRepository, type StoredPasskey, type StoredChallenge, type FactorSummary } from './mfa.repository.ts';
 export { MachinesRepository, type Machine, type MachineHealth, type MachineAddResult } from './machines.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
@@ -54,6 +59,8 @@ export class Store {
   readonly quota: QuotaRepository;
   readonly drains: DrainsRepository;
   readonly machines: MachinesRepository;
+  readonly mfa: MfaRepository;
+  readonly devices: DevicesRepository;
 
   constructor(readonly redis: Redis, opts: StoreOptions) {
     defineScripts(redis);
@@ -70,6 +77,8 @@ export class Store {
     this.quota = new QuotaRepository(redis, this.keys);
     this.drains = new DrainsRepository(redis, this.keys);
     this.machines = new MachinesRepository(redis, this.keys);
+    this.mfa = new MfaRepository(redis, this.keys);
+    this.devices = new DevicesRepository(redis, this.keys);
   }
 
   get available(): boolean {

@@ -13,7 +13,22 @@ export function keyspace(prefix: string) {
     group: (name: string) => `${prefix}group:${name}`, // hash
     groupMembers: (name: string) => `${prefix}group:${name}:members`, // set of user ids
     apiKeys: `${prefix}apikeys`, // set of key ids
+    // second factors (server/auth/mfa): TOTP and passkeys of a user, their recovery codes
+    mfa: (user: string) => `${prefix}mfa:${user}`, // hash: totp (sealed secret) totpStep totpCreatedAt
+    mfaRecovery: (user: string) => `${prefix}mfa:${user}:recovery`, // hash code id -> salt:sha256, HDEL when used
+    mfaPasskeys: (user: string) => `${prefix}mfa:${user}:passkeys`, // hash credential id -> JSON
+    mfaEnrol: (user: string) => `${prefix}mfa:${user}:enrol`, // string: sealed TOTP secret being enrolled, EX
+    mfaChallenge: (user: string) => `${prefix}mfa:${user}:challenge`, // string: JSON WebAuthn challenge, EX, GETDEL
+    mfaFailures: (user: string) => `${prefix}rl:mfa:${user}`, // string: failed second-factor attempts, PX window
     apiKey: (id: string) => `${prefix}apikey:${id}`, // hash
+    // enrolled thin-client devices (server/devices): secrets are kept only as SHA-256 hashes
+    devices: `${prefix}devices`, // set of device ids
+    device: (id: string) => `${prefix}device:${id}`, // hash: the device record, its current credential hash and rotation time
+    deviceCredential: (hash: string) => `${prefix}device-cred:${hash}`, // string: device id; the previous credential's key has a PX grace
+    enrolCode: (hash: string) => `${prefix}enrol-code:${hash}`, // hash: id location mode name usesLeft expiresAt ...; PXAT at its expiry
+    enrolCodes: `${prefix}enrol-codes`, // zset code id -> expiresAt (ms), the admin's list
+    enrolCodeById: (id: string) => `${prefix}enrol-code-id:${id}`, // string: the code's hash; PXAT at its expiry
+    deviceRefusals: (address: string) => `${prefix}rl:device-refused:${address}`, // string: one audit entry per address and minute for bad device cookies
     httpSessionPrefix: `${prefix}http:`, // express-session records (connect-redis)
     rateLimitPrefix: `${prefix}rl`, // login throttling (auth/throttle.scripts.ts)
     sessionSecret: `${prefix}secret:session`, // string, generated once
@@ -49,6 +64,7 @@ export function keyspace(prefix: string) {
     // sessions
     sessionsLive: `${prefix}sessions:live`, // set of live session ids
     session: (id: string) => `${prefix}session:${id}`, // hash
+    sessionMessages: (id: string) => `${prefix}session:${id}:messages`, // list of JSON helpdesk messages for the viewer, capped, TTL
     // background work and audit
     lease: (job: string) => `${prefix}lease:${job}`, // string: holder token, PX ttl
     jobHeartbeat: (job: string) => `${prefix}job:${job}:heartbeat`, // string: last run (ms), PX

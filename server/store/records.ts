@@ -1,5 +1,5 @@
 // Converting Redis hashes to the broker's records.
-import type { Desktop, DesktopMigration, Session, SessionState } from '../broker/model.ts';
+import { LOGON_PHASES, type Desktop, type DesktopMigration, type LogonTimeline, type Session, type SessionState } from '../broker/model.ts';
 import type { DesktopState } from '../broker/state-machine.ts';
 
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
@@ -25,6 +25,9 @@ export function toDesktop(h: Record<string, string>): Desktop | null {
     lastError: h.lastError ?? '',
     unreachableSince: num(h.unreachableSince),
     ...migrationOf(h.migration),
+    ...(h.readyMs ? { readyMs: num(h.readyMs) } : {}),
+    ...(h.readyVia === 'vdi' || h.readyVia === 'qga' || h.readyVia === 'grace' ? { readyVia: h.readyVia } : {}),
+    ...(h.readyAt ? { readyAt: num(h.readyAt) } : {}),
   };
 }
 
@@ -57,7 +60,21 @@ export function toSession(h: Record<string, string>): Session | null {
     bytesOut: num(h.tunnelBytesOut),
     connectedMs: num(h.tunnelMs),
     tunnels: num(h.tunnels),
+    logon: logonOf(h),
+    guestIdleSeconds: num(h.guestIdleSeconds),
+    guestIdleAt: num(h.guestIdleAt),
+    ...(h.device ? { device: { id: h.device, name: h.deviceName ?? '' } } : {}),
   };
+}
+
+/** The session's `logon:<phase>` fields (ms) as its timeline. */
+function logonOf(h: Record<string, string>): LogonTimeline {
+  const out: LogonTimeline = {};
+  for (const p of [...LOGON_PHASES, 'click_to_usable'] as const) {
+    const v = h[`logon:${p}`];
+    if (v !== undefined && v !== '' && Number.isFinite(Number(v))) out[p] = Number(v);
+  }
+  return out;
 }
 
 /** Script replies are arrays of strings (or nested nulls); this names the error shape. */

@@ -5,13 +5,96 @@ import { runScript } from './scripts.ts';
 import { toSession } from './records.ts';
 import type { Session } from '../broker/model.ts';
 import type { MacRange } from './desktops.repository.ts';
+import { FIRST_FRAME, GUEST_IDLE, PUSH_MESSAGE, RECORD_LOGON } from './session-logon.scripts.ts';
+
+/** A helpdesk message waiting in the session's list for its viewer. */
+export interface SessionMessage {
+  id: number;
+  title: string;
+  text: string;
+  at: number;
+  from: string;
+}
+
+type LogonScripted = Redis & {
+  vdiLogonRecord(key: string, ...pairs: (string | number)[]): Promise<string[]>;
+  vdiLogonFirstFrame(key: string, ms: number): Promise<string[]>;
+  vdiGuestIdle(key: string, seconds: number, at: number): Promise<number>;
+  vdiSessionMessage(key: string, list: string, title: string, text: string, at: number, from: string, ttl: number, max: number): Promise<number>;
+};
 
 export type AssignResult =
   | { outcome: 'existing' | 'assigned' | 'provisioning'; desktopId: string; sessionId: string }
   | { outcome: 'error'; code: string };
 
 export class SessionsRepository {
-  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange) {}
+  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange) {
+    const scripts = { vdiLogonRecord: RECORD_LOGON, vdiLogonFirstFrame: FIRST_FRAME, vdiGuestIdle: GUEST_IDLE };
+    for (const [name, lua] of Object.entries(scripts)) if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
+    if (!('vdiSessionMessage' in redis)) redis.defineCommand('vdiSessionMessage', { numberOfKeys: 2, lua: PUSH_MESSAGE });
+  }
+
+  private get scripted(): LogonScripted {
+    return this.redis as LogonScripted;
+  }
+
+  /**
+   * Records logon phases (ms) and markers that are not recorded yet (the first launch's timeline
+   * stays). Returns the fields this call recorded, phases it derived from markers (guest_logon
+   * from guestLogonAt and requestedAt) and click-to-usable when this call completed it.
+   */
+  async recordLogon(sessionId: string, phases: Record<string, number>, markers: Record<string, string | number> = {}): Promise<{ recorded: string[]; derived: Record<string, number>; usableMs?: number }> {
+    const pairs: (string | number)[] = [];
+    for (const [k, v] of Object.entries(markers)) pairs.push(k, v);
+    for (const [k, v] of Object.entries(phases)) pairs.push(`logon:${k}`, Math.max(0, Math.round(v)));
+    if (!pairs.length) return { recorded: [], derived: {} };
+    return logonReply(await this.scripted.vdiLogonRecord(this.k.session(sessionId), ...pairs));
+  }
+
+  /** When the logon's request came in and was answered (ms; 0 = not requested through the API). */
+  async logonMarkers(sessionId: string): Promise<{ requestedAt: number; answeredAt: number }> {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(sessionId)) return { requestedAt: 0, answeredAt: 0 };
+    const [a, b] = await this.redis.hmget(this.k.session(sessionId), 'requestedAt', 'answeredAt');
+    return { requestedAt: Number(a ?? 0) || 0, answeredAt: Number(b ?? 0) || 0 };
+  }
+
+  /** The browser's first frame, once per tunnel: 'not_found' / 'conflict' when refused. */
+  async firstFrame(sessionId: string, ms: number): Promise<{ ok: true; recorded: boolean; usableMs?: number } | { ok: false; code: 'not_found' | 'conflict' }> {
+    const r = await this.scripted.vdiLogonFirstFrame(this.k.session(sessionId), Math.round(ms));
+    if (r[0] === 'err') return { ok: false, code: r[1] === 'not_found' ? 'not_found' : 'conflict' };
+    return { ok: true, recorded: r[1] === '1', ...(r[2] ? { usableMs: Number(r[2]) } : {}) };
+  }
+
+  /** The enrolled device a session was requested from (server/devices); only on an existing session. */
+  async recordDevice(sessionId: string, deviceId: string, deviceName: string): Promise<void> {
+    const key = this.k.session(sessionId);
+    if (await this.redis.exists(key)) await this.redis.hset(key, 'device', deviceId, 'deviceName', deviceName);
+  }
+
+  /** The guest agent's idle time for a live session; false when it is not live. */
+  async guestIdle(sessionId: string, seconds: number, at: number): Promise<boolean> {
+    return (await this.scripted.vdiGuestIdle(this.k.session(sessionId), Math.max(0, Math.round(seconds)), at)) === 1;
+  }
+
+  /** Queues a message for the session's viewer (kept `ttlSeconds`, the last `max`); 0 when the session is not live. */
+  async pushMessage(sessionId: string, m: Omit<SessionMessage, 'id'>, o: { ttlSeconds: number; max: number }): Promise<number> {
+    return Number(await this.scripted.vdiSessionMessage(this.k.session(sessionId), this.k.sessionMessages(sessionId), m.title, m.text, m.at, m.from, o.ttlSeconds, o.max));
+  }
+
+  /** The session's queued messages with an id above `after`, oldest first. */
+  async messagesAfter(sessionId: string, after: number): Promise<SessionMessage[]> {
+    if (!/^[A-Za-z0-9-]{1,64}$/.test(sessionId)) return [];
+    const out: SessionMessage[] = [];
+    for (const raw of await this.redis.lrange(this.k.sessionMessages(sessionId), 0, -1)) {
+      try {
+        const m = JSON.parse(raw) as SessionMessage;
+        if (m.id > after) out.push(m);
+      } catch {
+        // not ours: skip it
+      }
+    }
+    return out;
+  }
 
   /** The assignment decision, atomically in Redis (see lua/assign.lua). */
   async assign(pool: string, user: string, clientAddress: string, now: number): Promise<AssignResult> {
@@ -64,4 +147,17 @@ export class SessionsRepository {
   async liveIdsOfPool(pool: string): Promise<string[]> {
     return this.redis.smembers(this.k.poolSessions(pool));
   }
+}
+
+function logonReply(r: string[]): { recorded: string[]; derived: Record<string, number>; usableMs?: number } {
+  const recorded: string[] = [];
+  const derived: Record<string, number> = {};
+  let usableMs: number | undefined;
+  for (let i = 0; i < r.length; i++) {
+    const f = r[i]!;
+    if (!f.startsWith('=')) recorded.push(f);
+    else if (f === '=usable') usableMs = Number(r[++i]);
+    else derived[f.slice(1)] = Number(r[++i]);
+  }
+  return { recorded, derived, ...(usableMs !== undefined ? { usableMs } : {}) };
 }

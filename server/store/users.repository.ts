@@ -17,6 +17,9 @@ function toUser(h: Record<string, string>, groups: string[]): StoredUser | null 
     createdAt: h.createdAt ?? '',
     updatedAt: h.updatedAt ?? '',
     passwordHash: h.passwordHash ?? '',
+    ...(h.source ? { source: h.source } : {}),
+    ...(h.externalId ? { externalId: h.externalId } : {}),
+    ...(h.groupsRefreshedAt ? { groupsRefreshedAt: h.groupsRefreshedAt } : {}),
   };
 }
 
@@ -52,20 +55,23 @@ export class UsersRepository {
   }
 
   /** Creates the user unless the id exists; returns false if it did. */
-  async create(u: { id: string; displayName: string; role: Role; passwordHash: string; groups: string[] }): Promise<boolean> {
+  async create(u: { id: string; displayName: string; role: Role; passwordHash: string; groups: string[]; source?: string; externalId?: string; groupsRefreshedAt?: string }): Promise<boolean> {
     const now = new Date().toISOString();
     const created = await this.redis.hsetnx(this.k.user(u.id), 'id', u.id);
     if (!created) return false;
     const m = this.redis
       .multi()
-      .hset(this.k.user(u.id), { displayName: u.displayName, role: u.role, passwordHash: u.passwordHash, disabled: '0', createdAt: now, updatedAt: now })
+      .hset(this.k.user(u.id), {
+        displayName: u.displayName, role: u.role, passwordHash: u.passwordHash, disabled: '0', createdAt: now, updatedAt: now,
+        ...(u.source ? { source: u.source } : {}), ...(u.externalId ? { externalId: u.externalId } : {}), ...(u.groupsRefreshedAt ? { groupsRefreshedAt: u.groupsRefreshedAt } : {}),
+      })
       .sadd(this.k.users, u.id);
     for (const g of u.groups) m.sadd(this.k.userGroups(u.id), g).sadd(this.k.groupMembers(g), u.id);
     await m.exec();
     return true;
   }
 
-  async update(id: string, fields: { displayName?: string; role?: Role; passwordHash?: string; disabled?: boolean; groups?: string[] }): Promise<boolean> {
+  async update(id: string, fields: { displayName?: string; role?: Role; passwordHash?: string; disabled?: boolean; groups?: string[]; externalId?: string; groupsRefreshedAt?: string }): Promise<boolean> {
     const cur = await this.get(id);
     if (!cur) return false;
     const h: Record<string, string> = { updatedAt: new Date().toISOString() };
@@ -73,6 +79,8 @@ export class UsersRepository {
     if (fields.role !== undefined) h.role = fields.role;
     if (fields.passwordHash !== undefined) h.passwordHash = fields.passwordHash;
     if (fields.disabled !== undefined) h.disabled = fields.disabled ? '1' : '0';
+    if (fields.externalId !== undefined) h.externalId = fields.externalId;
+    if (fields.groupsRefreshedAt !== undefined) h.groupsRefreshedAt = fields.groupsRefreshedAt;
     const m = this.redis.multi().hset(this.k.user(id), h);
     if (fields.groups) {
       for (const g of cur.groups) if (!fields.groups.includes(g)) m.srem(this.k.userGroups(id), g).srem(this.k.groupMembers(g), id);

@@ -23,6 +23,13 @@ const isWrite = (r: RouteDef<any, any, any>) => r.method !== 'get';
  * body schema. The test checks each body against the route's schema, so every mutation below
  * is the only fault in its request.
  */
+const NO_SUCH_ID = '00000000-0000-4000-8000-000000000000';
+const PASSKEY_RESPONSE = {
+  id: 'cred-id', rawId: 'cred-id', type: 'public-key', authenticatorAttachment: 'platform',
+  response: { clientDataJSON: 'e30', attestationObject: 'o2Nm', transports: ['internal'], publicKeyAlgorithm: -7, publicKey: 'MFkw', authenticatorData: 'SZYN', signature: 'MEUC', userHandle: 'dXNlcg' },
+  clientExtensionResults: { credProps: { rk: true }, appid: false, hmacCreateSecret: false },
+};
+
 const BASES: Record<string, () => { path: string; body: Record<string, unknown> }> = {
   'POST /auth/login': () => ({ path: '/auth/login', body: { username: 'admin', password: PASSWORD } }),
   'POST /pools': () => ({
@@ -62,6 +69,19 @@ const BASES: Record<string, () => { path: string; body: Record<string, unknown> 
     body: { name: 'pc-01', pool: 'p1', protocol: 'vnc', address: '10.0.0.5', port: 5900, username: 'student', password: 'pw', domain: 'LAB', security: 'nla', ignoreCert: true, mac: '02:00:00:00:00:01', agent: false },
   }),
   'POST /machines/import': () => ({ path: '/machines/import', body: { csv: 'name,pool,protocol,address\npc-02,p1,vnc,10.0.0.6\n' } }),
+  // Second factor (server/auth/mfa): an admin with no pending login still gets the body checked first.
+  'POST /auth/mfa/totp': () => ({ path: '/auth/mfa/totp', body: { code: '123456' } }),
+  'POST /auth/mfa/recovery': () => ({ path: '/auth/mfa/recovery', body: { code: 'abcd-efgh-ijkl' } }),
+  'POST /auth/mfa/webauthn/verify': () => ({ path: '/auth/mfa/webauthn/verify', body: { response: PASSKEY_RESPONSE, name: 'My key' } }),
+  'POST /me/mfa/totp/confirm': () => ({ path: '/me/mfa/totp/confirm', body: { code: '123456' } }),
+  'POST /me/mfa/webauthn': () => ({ path: '/me/mfa/webauthn', body: { response: PASSKEY_RESPONSE, name: 'My key' } }),
+  // Thin-client devices (server/devices).
+  'POST /devices/enrolment-codes': () => ({ path: '/devices/enrolment-codes', body: { location: 'lab-1', mode: 'shared-lab', name: 'Lab PC', displayPool: 'p1', idleSeconds: 300, uses: 2, expiresInSeconds: 3600 } }),
+  'POST /devices/enroll': () => ({ path: '/devices/enroll', body: { code: 'not-a-real-code', name: 'Lab PC' } }),
+  'PATCH /devices/:id': () => ({ path: `/devices/${NO_SUCH_ID}`, body: { name: 'Lab PC 2', location: 'lab-2', mode: 'personal-kiosk', displayPool: 'p1', idleSeconds: 60 } }),
+  // Sessions: the viewer's first-frame report and a helpdesk message (no such session: the body is checked first).
+  'POST /me/sessions/:id/first-frame': () => ({ path: `/me/sessions/${NO_SUCH_ID}/first-frame`, body: { ms: 420 } }),
+  'POST /sessions/:id/message': () => ({ path: `/sessions/${NO_SUCH_ID}/message`, body: { title: 'Maintenance', text: 'Saving your work now\nis a good idea.' } }),
   'PATCH /machines/:name': () => ({
     path: '/machines/pc-01',
     body: { protocol: 'vnc', address: '10.0.0.7', port: 5901, username: 'u', password: 'p', domain: 'D', security: 'tls', ignoreCert: false, mac: '', agent: true },

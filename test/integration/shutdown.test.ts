@@ -78,7 +78,7 @@ test('SIGTERM with a helpdesk event stream open: the stream is ended at once and
   child2 = await startBrokerProcess('test/support/broker-process.ts', {
     VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(await freePort()), VDI_REDIS_URL: SHARED_REDIS_URL, VDI_REDIS_KEY_PREFIX: prefix,
     VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1', VDI_LOGGING_LEVEL: 'info', VDI_JOBS_ENABLED: 'false',
-    VDI_SERVER_SHUTDOWN_GRACE_SECONDS: '30',
+    VDI_SERVER_SHUTDOWN_GRACE_SECONDS: '30', VDI_AUTH_MFA_REQUIRED_FOR_ROLES: '[]',
   });
   const hd = new ApiClient(child2.url);
   assert.equal((await hd.login('hd')).status, 200);

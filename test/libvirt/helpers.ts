@@ -15,7 +15,13 @@ export const DEMO_DIR = path.join(IMAGE_ROOT, 'demo', '1');
 export function hostOf(d: TestLibvirtd, name: string, over: Partial<LibvirtHostConfig> = {}): LibvirtHostConfig {
   const serial = path.join(d.root, 'serial');
   fs.mkdirSync(serial, { recursive: true });
-  return { name, uri: d.uri, consoleAddress: '127.0.0.1', storagePool: 'vdi', accel: 'tcg', network: 'user', serialSocketDir: serial, overcommit: { cpu: 8, memory: 1 }, ...over };
+  // The agent sockets outside the daemon's private mounts, so this machine reaches them.
+  const agent = path.join(d.root, 'agent');
+  fs.mkdirSync(agent, { recursive: true, mode: 0o700 });
+  return {
+    name, uri: d.uri, consoleAddress: '127.0.0.1', storagePool: 'vdi', accel: 'tcg', network: 'user', serialSocketDir: serial, agentSocketDir: agent,
+    overcommit: { cpu: 8, memory: 1 }, ...over,
+  };
 }
 
 export function libvirtProvider(hosts: LibvirtHostConfig[], over: Partial<LibvirtProviderOptions> = {}): LibvirtProvider {

@@ -15,16 +15,7 @@ describe('qemu driver: desktops boot with their own identity and a password-prot
   before(() => {
     ensureDemoImage();
     env = new TestEnv('desktops');
-    // Each desktop gets its own folder as the 9p share tagged "home".
-    p = env.provider([env.host('h1'), env.host('h2')], {
-      placement: 'depth',
-      homeShare: (s) => {
-        const dir = path.join(env.root, 'homes', s.name);
-        fs.mkdirSync(dir, { recursive: true });
-        fs.writeFileSync(path.join(dir, 'owner.txt'), `${s.name}\n`);
-        return dir;
-      },
-    });
+    p = env.provider([env.host('h1'), env.host('h2')], { placement: 'depth' });
   });
   after(async () => {
     for (const s of shells) s.close();
@@ -81,27 +72,6 @@ describe('qemu driver: desktops boot with their own identity and a password-prot
       assert.ok(screen.conflicts <= 1, `${screen.conflicts} cells drawn unlike their character elsewhere`);
       assert.ok(!screen.rows.some((r) => r.includes(specs[1 - i]!.name)), 'not the other desktop\'s name');
     }
-  });
-
-  test("the user's folder is mounted at /home/user and writes land on the host", async () => {
-    const s = specs[0]!;
-    const sh = shells[0]!;
-    assert.equal(await sh.run('cat /home/user/owner.txt'), s.name);
-    await sh.run('echo from-guest > /home/user/written.txt; sync');
-    assert.equal(fs.readFileSync(path.join(env.root, 'homes', s.name, 'written.txt'), 'utf8'), 'from-guest\n');
-  });
-
-  test('a desktop with its home share mounted refuses live migration and keeps running', async () => {
-    const s = specs[0]!;
-    const pid = await p.pid(s.id);
-    await assert.rejects(p.migrate(s.id, 'h2'), /VirtFS|9p|migrat/i);
-    assert.equal(await p.pid(s.id), pid);
-    assert.equal(await p.power(s.id), 'running');
-    assert.equal((await p.describe(s.id))?.host, 'h1');
-    // refused before anything is made on the target host
-    const onTarget = path.join(env.root, 'h2', 'desktops');
-    assert.deepEqual(fs.existsSync(onTarget) ? fs.readdirSync(onTarget) : [], []);
-    assert.equal(await shells[0]!.run('cat /home/user/owner.txt'), s.name);
   });
 
   for (const hard of [false, true]) {

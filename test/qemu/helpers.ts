@@ -30,12 +30,20 @@ function currentKernel(): string {
   return v.at(-1) ?? '';
 }
 
+/** IMAGE_VERSION of scripts/image/build-demo-image.sh. */
+export function demoImageVersion(): number {
+  const m = /^IMAGE_VERSION=(\d+)$/m.exec(fs.readFileSync(path.join(REPO, 'scripts/image/build-demo-image.sh'), 'utf8'));
+  return m ? Number(m[1]) : 0;
+}
+
 function imageValid(): boolean {
   try {
     const m = JSON.parse(fs.readFileSync(path.join(IMAGE_DIR, 'manifest.json'), 'utf8')) as {
-      kernelVersion?: string; files?: Record<string, { path: string; sha256: string }>;
+      kernelVersion?: string; version?: number; files?: Record<string, { path: string; sha256: string }>;
     };
     if (m.kernelVersion !== currentKernel() || !m.files) return false;
+    // A build of an older guest (the script's IMAGE_VERSION changed) is rebuilt.
+    if (m.version !== demoImageVersion()) return false;
     return Object.values(m.files).every((f) => sha256(path.join(IMAGE_DIR, f.path)) === f.sha256);
   } catch {
     return false;
@@ -149,11 +157,15 @@ export class SerialShell {
     const sh = new SerialShell(sock);
     // The shell may still be starting: poke it until a marker comes back.
     const deadline = Date.now() + readyTimeoutMs;
+    // Each poke waits longer than the last: on a loaded machine a booted guest may take more
+    // than 2 s to echo, and a fixed short wait would throw every late answer away.
+    let attemptMs = 2000;
     for (;;) {
       try {
-        await sh.run('test -e /run/ready', 2000);
+        await sh.run('test -e /run/ready', attemptMs);
         return sh;
       } catch (e) {
+        attemptMs = Math.min(attemptMs * 2, 10_000);
         if (Date.now() > deadline) {
           sh.close();
           throw new Error(`serial shell not ready: ${String(e)}`);

@@ -20,7 +20,8 @@ export function testConfig(prefix: string, over: DeepPartial<Config> = {}, redis
   const base: DeepPartial<Config> = {
     server: { host: '127.0.0.1', port: 0 },
     redis: { url: redisUrl, keyPrefix: prefix, autoStart: false },
-    auth: { argon2MemoryKib: 1024, argon2TimeCost: 1 },
+    // No second factor by default (test/auth/mfa-*.test.ts and test/client/mfa.test.ts turn it on).
+    auth: { argon2MemoryKib: 1024, argon2TimeCost: 1, mfa: { requiredFor: { roles: [], groups: [] } } },
     jobs: { enabled: false, poolSizingIntervalMs: 100, lifecycleIntervalMs: 50, sessionTimeoutsIntervalMs: 100, inventoryIntervalMs: 200, backoffBaseMs: 20, backoffMaxMs: 200, leaseTtlMs: 2000 },
     logging: { level: (process.env.VDI_TEST_LOG ?? 'silent') as Config['logging']['level'] },
   };

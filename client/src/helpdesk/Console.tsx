@@ -12,6 +12,8 @@ import { Hosts } from './Hosts.tsx';
 import { Audit } from './Audit.tsx';
 import { Logins } from './Logins.tsx';
 import { Machines } from './Machines.tsx';
+import { Authentication } from './Authentication.tsx';
+import { Devices } from './Devices.tsx';
 
 const PAGES: { path: string; label: string; page: () => preact.JSX.Element }[] = [
   { path: '/helpdesk', label: 'Overview', page: Overview },
@@ -21,7 +23,9 @@ const PAGES: { path: string; label: string; page: () => preact.JSX.Element }[] =
   { path: '/helpdesk/hosts', label: 'Hosts', page: Hosts },
   { path: '/helpdesk/machines', label: 'Machines', page: Machines },
   { path: '/helpdesk/logins', label: 'Logins', page: Logins },
+  { path: '/helpdesk/devices', label: 'Devices', page: Devices },
   { path: '/helpdesk/audit', label: 'Audit log', page: Audit },
+  { path: '/helpdesk/authentication', label: 'Authentication', page: Authentication },
 ];
 
 export function Console(props: { path: string }) {

@@ -3,6 +3,7 @@
 import { api, enc, formatWait } from '../api.ts';
 import type { Lockouts } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
+import { UserFactors } from './UserFactors.tsx';
 
 const wait = (s: number) => (s > 0 ? formatWait(s) : '—');
 
@@ -52,6 +53,7 @@ export function Logins() {
         </tbody>
       </table>
       {data && data.addresses.length === 0 && <p class="muted">No address is blocked.</p>}
+      <UserFactors />
       {dialog}
     </section>
   );

@@ -22,6 +22,8 @@ const STEPS: { state: string; label: string }[] = [
 export function Launch(props: { pool: string; onLeave: (notice: string) => void }) {
   const [phase, setPhase] = useState<Phase>({ kind: 'requesting' });
   const [, tick] = useState(0);
+  // The Launch click (this page opens on it): the logon timeline's first frame counts from here.
+  const [launchedAt] = useState(() => Date.now());
 
   useEffect(() => {
     let alive = true;
@@ -102,6 +104,8 @@ export function Launch(props: { pool: string; onLeave: (notice: string) => void 
     <Viewer
       title={result.desktop.name}
       readOnly={false}
+      session={session}
+      launchedAt={launchedAt}
       ticket={async () => {
         try {
           return await api.post<Ticket>(`/me/sessions/${enc(session)}/connect`);

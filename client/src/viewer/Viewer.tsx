@@ -1,7 +1,16 @@
 // The viewer page around a DesktopViewer: toolbar (special keys, clipboard, fullscreen,
-// disconnect / log off), connection state overlay with reconnect countdown.
+// disconnect / log off), connection state overlay with reconnect countdown, helpdesk messages
+// shown over the desktop until dismissed, and the first frame's time reported to the broker
+// (the logon timeline).
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, enc } from '../api.ts';
 import { DesktopViewer, KEYSYM, type ViewerState, type ViewerOptions } from './viewer.ts';
+
+/** A helpdesk message for this session (GET /me/sessions/{id}/messages). */
+interface HelpdeskMessage { id: number; title: string; text: string; at: number }
+
+/** The broker takes first-frame reports up to this long after Launch. */
+const FIRST_FRAME_MAX_MS = 600_000;
 
 export interface ViewerProps {
   title: string;
@@ -13,7 +22,65 @@ export interface ViewerProps {
   onLogoff?: () => Promise<void>;
   /** Called when the connection ended for good (not retrying). */
   onClosed?: (s: ViewerState) => void;
+  /** The user's own session: its helpdesk messages are shown and first frames reported. */
+  session?: string;
+  /** When the user clicked Launch (ms epoch): the first connection's first frame counts from it. */
+  launchedAt?: number;
 }
+
+/** Messages already dismissed in this tab (a reload does not show them again). */
+function dismissedOf(session: string): Set<number> {
+  try {
+    return new Set((JSON.parse(sessionStorage.getItem(`vdi.dismissed.${session}`) ?? '[]') as number[]).filter((n) => Number.isInteger(n)));
+  } catch {
+    return new Set();
+  }
+}
+
+function rememberDismissed(session: string, id: number): void {
+  try {
+    const ids = [...dismissedOf(session), id].slice(-50);
+    sessionStorage.setItem(`vdi.dismissed.${session}`, JSON.stringify(ids));
+  } catch {
+    // storage unavailable: it may show again after a reload
+  }
+}
+
+/**
+ * The session's helpdesk messages, from the broker's server-sent events (any replica; resumes
+ * after the last id by itself). Why not the tunnel: messages must reach a user whose tunnel is
+ * down or reconnecting, and the tunnel relays only what guacd and the desktop say.
+ */
+function useHelpdeskMessages(session: string | undefined): [HelpdeskMessage[], (id: number) => void] {
+  const [queue, setQueue] = useState<HelpdeskMessage[]>([]);
+  useEffect(() => {
+    if (!session || typeof EventSource === 'undefined') return;
+    const seen = dismissedOf(session);
+    const es = new EventSource(`/api/v1/me/sessions/${enc(session)}/messages`);
+    es.addEventListener('message', (e) => {
+      try {
+        const m = JSON.parse((e as MessageEvent<string>).data) as HelpdeskMessage;
+        if (seen.has(m.id)) return;
+        seen.add(m.id);
+        setQueue((q) => [...q, m]);
+      } catch {
+        // not a message
+      }
+    });
+    es.addEventListener('ended', () => es.close());
+    // A 404 (session gone) closes it for good; other errors reconnect by themselves.
+    es.onerror = () => {
+      if (es.readyState === EventSource.CLOSED) es.close();
+    };
+    return () => es.close();
+  }, [session]);
+  const dismiss = (id: number) => {
+    if (session) rememberDismissed(session, id);
+    setQueue((q) => q.filter((m) => m.id !== id));
+  };
+  return [queue, dismiss];
+}
+
 
 const SPECIAL: { label: string; keys: number[] }[] = [
   { label: 'Ctrl-Alt-Del', keys: [KEYSYM.ctrl, KEYSYM.alt, KEYSYM.del] },
@@ -36,6 +103,14 @@ export function Viewer(props: ViewerProps) {
   const [confirmLogoff, setConfirmLogoff] = useState(false);
   const [now, setNow] = useState(Date.now());
   const [fromDesktop, setFromDesktop] = useState(false);
+  const [messages, dismiss] = useHelpdeskMessages(props.readOnly ? undefined : props.session);
+  const connections = useRef(0);
+  const dismissButton = useRef<HTMLButtonElement>(null);
+  // A message takes the focus (Enter or Space dismisses it); the desktop gets it back after.
+  useEffect(() => {
+    if (messages[0]) dismissButton.current?.focus();
+    else if (host.current && document.activeElement === document.body) host.current.focus();
+  }, [messages[0]?.id]);
 
   useEffect(() => {
     const v = new DesktopViewer(host.current!, {
@@ -50,6 +125,13 @@ export function Viewer(props: ViewerProps) {
         setFromDesktop(true);
         // Best effort: the async clipboard API needs focus and permission.
         navigator.clipboard?.writeText(text).catch(() => undefined);
+      },
+      onFirstFrame: (ms) => {
+        // The first connection counts from the Launch click; later ones (reconnects) from their own start.
+        const first = connections.current++ === 0;
+        const since = first && props.launchedAt ? Date.now() - props.launchedAt : ms;
+        if (!props.session || props.readOnly || since < 0 || since > FIRST_FRAME_MAX_MS) return;
+        api.post(`/me/sessions/${enc(props.session)}/first-frame`, { ms: Math.round(since) }).catch(() => undefined);
       },
     });
     viewer.current = v;
@@ -123,6 +205,16 @@ export function Viewer(props: ViewerProps) {
                 <button type="button" onClick={props.onDisconnect}>Back</button>
               </>
             )}
+          </div>
+        </div>
+      )}
+      {messages[0] && (
+        <div class="overlay message-overlay">
+          <div class="overlay-box" role="alertdialog" aria-modal="true" aria-labelledby="helpdesk-message-title" aria-describedby="helpdesk-message-text" data-testid="helpdesk-message" data-local-keys>
+            <p class="muted small">Message from the helpdesk · {new Date(messages[0].at).toLocaleTimeString()}</p>
+            <h2 id="helpdesk-message-title">{messages[0].title}</h2>
+            <p id="helpdesk-message-text" class="message-text">{messages[0].text}</p>
+            <button type="button" class="primary" ref={dismissButton} onClick={() => dismiss(messages[0]!.id)}>{messages.length > 1 ? `Dismiss (${messages.length - 1} more)` : 'Dismiss'}</button>
           </div>
         </div>
       )}

@@ -23,6 +23,8 @@ export interface ViewerOptions {
   onState: (s: ViewerState) => void;
   /** Text the desktop put on its clipboard. */
   onClipboard?: (text: string) => void;
+  /** A connection drew its first frame, `ms` after it was opened (once per connection). */
+  onFirstFrame?: (ms: number) => void;
   maxAttempts?: number;
 }
 
@@ -79,6 +81,18 @@ export class DesktopViewer {
     el.classList.add('guac-display');
     this.host.replaceChildren(el);
     display.onresize = () => this.fit(false);
+    // A `sync` ends a frame, but onsync runs when its drawing is queued: the display's flush
+    // callback runs once it is on the canvas. The first drawn frame with a size is the first frame.
+    const openedAt = performance.now();
+    let drawn = false;
+    client.onsync = () => {
+      if (drawn) return;
+      display.flush(() => {
+        if (drawn || gen !== this.generation || display.getWidth() <= 0) return;
+        drawn = true;
+        this.o.onFirstFrame?.(Math.round(performance.now() - openedAt));
+      });
+    };
     let ended = false;
     const end = (status: StatusInfo) => {
       if (ended || gen !== this.generation) return;
@@ -152,7 +166,8 @@ export class DesktopViewer {
 
   private localFocus(): boolean {
     const a = document.activeElement;
-    return !!a && (a.tagName === 'TEXTAREA' || a.tagName === 'INPUT' || a.tagName === 'SELECT');
+    // Dialogs over the desktop (a helpdesk message) mark themselves: their buttons take Enter and Space.
+    return !!a && (a.tagName === 'TEXTAREA' || a.tagName === 'INPUT' || a.tagName === 'SELECT' || !!a.closest('[data-local-keys]'));
   }
 
   private detachInput(): void {

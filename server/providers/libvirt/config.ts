@@ -36,6 +36,12 @@ export interface LibvirtHostConfig {
   migrationAddress?: string;
   /** Folder on the host where each desktop's serial console gets a unix socket (<id>.serial); none when empty. */
   serialSocketDir?: string;
+  /**
+   * Folder (0700, root) on the host for each desktop's guest agent socket (<id>.agent); default:
+   * libvirt's own per-domain channel folder. qemu+tcp/tls hosts: only when the broker sees this
+   * folder at the same path (use qemu+ssh for remote hosts).
+   */
+  agentSocketDir?: string;
 }
 
 export interface LibvirtProviderOptions {

@@ -35,6 +35,21 @@ export interface DomainInput {
   /** libvirt network name, or "user" for QEMU user networking. */
   network: string;
   serialSocket?: string;
+  /** The guest agent's devices (docs/agent.md): where libvirt binds our port's socket, and the fw_cfg secret file. */
+  agent?: AgentDevices;
+}
+
+/** Port names the guest looks for (the name file of each virtio port in sysfs). */
+export const AGENT_PORT = 'org.vdibroker.agent.0';
+export const QGA_PORT = 'org.qemu.guest_agent.0';
+/** fw_cfg entry the guest agent reads its per-desktop secret from. */
+export const AGENT_SECRET_FWCFG = 'opt/vdi/agent-secret';
+
+export interface AgentDevices {
+  /** Unix socket of org.vdibroker.agent.0 on the host; libvirt's own per-domain channel path when absent. */
+  socket?: string;
+  /** Host file (0600) with the desktop's agent secret, handed to the guest through fw_cfg. */
+  secretFile?: string;
 }
 
 export function xmlEscape(s: string): string {
@@ -88,6 +103,8 @@ export function domainXml(i: DomainInput): string {
     `<metadata>${metadataXml(i.meta)}</metadata>`,
     `<memory unit='MiB'>${r.memoryMiB}</memory>`,
     `<vcpu>${r.vcpu}</vcpu>`,
+    // The secret goes in as a file reference: a value here would show in every `virsh dumpxml`.
+    ...(i.agent?.secretFile ? [`<sysinfo type='fwcfg'><entry name=${a(AGENT_SECRET_FWCFG)} file=${a(i.agent.secretFile)}/></sysinfo>`] : []),
     `<os><type arch='x86_64' machine='q35'>hvm</type>${os.join('')}</os>`,
     '<features><acpi/><apic/></features>',
     ...(i.virtType === 'kvm' ? ["<cpu mode='host-passthrough'/>"] : []),
@@ -102,11 +119,38 @@ export function domainXml(i: DomainInput): string {
     i.serialSocket
       ? `<serial type='unix'><source mode='bind' path=${a(i.serialSocket)}/><target port='0'/></serial>`
       : "<serial type='pty'><target port='0'/></serial>",
+    ...(i.agent ? agentChannelsXml(i.agent) : []),
     "<memballoon model='none'/>",
     '</devices>',
     '</domain>',
   ];
   return lines.join('\n');
+}
+
+/**
+ * Two virtio-serial ports: ours, and qemu-guest-agent's. libvirt itself connects to the
+ * org.qemu.guest_agent.0 socket (QEMU's chardev takes one client), so the broker reaches qga
+ * through libvirt (`virsh qemu-agent-command`) and that socket stays at libvirt's default path.
+ */
+function agentChannelsXml(ag: AgentDevices): string[] {
+  const src = ag.socket ? `<source mode='bind' path=${a(ag.socket)}/>` : "<source mode='bind'/>";
+  return [
+    "<controller type='virtio-serial' index='0'/>",
+    `<channel type='unix'>${src}<target type='virtio' name=${a(AGENT_PORT)}/></channel>`,
+    `<channel type='unix'><source mode='bind'/><target type='virtio' name=${a(QGA_PORT)}/></channel>`,
+  ];
+}
+
+/** The host socket of a virtio channel in (live) domain XML, by the port's name. */
+export function channelSocket(xml: string, port: string): string | undefined {
+  for (const m of xml.matchAll(/<channel\b[^>]*>([\s\S]*?)<\/channel>/g)) {
+    const body = m[1]!;
+    const name = /<target\b[^>]*\bname=(["'])(.*?)\1/.exec(body)?.[2];
+    if (name === undefined || unescape(name) !== port) continue;
+    const p = /<source\b[^>]*\bpath=(["'])(.*?)\1/.exec(body)?.[2];
+    return p === undefined ? undefined : unescape(p);
+  }
+  return undefined;
 }
 
 /** The console password in domain XML (dumpxml --security-info), for a broker that restarted. */

@@ -4,13 +4,14 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { BrokerError } from '../../errors.ts';
 import type {
-  ConsoleEndpoint, CreateResult, DesktopSpec, HostInfo, InventoryItem, MigrateOptions, MigrationResult, OperationOptions, PowerState, Provider,
+  AgentChannels, ConsoleEndpoint, CreateResult, DesktopSpec, HostInfo, InventoryItem, MigrateOptions, MigrationResult, OperationOptions, PowerState, Provider,
   ProviderCapabilities, Snapshot,
 } from '../provider.ts';
 import { desktopUuid, newVncPassword } from '../qemu/machine.ts';
 import { ID_RE, NAME_RE, checkSnapshotName, validateSpec } from '../qemu/validate.ts';
+import { QgaOverVirsh, agentSecretVolume, channelTransport, connectOverSsh, connectUnix, qemuOwner, readAgentSecret, removeAgentSecret, writeAgentSecret } from './agent.ts';
 import type { LibvirtHostConfig, LibvirtProviderOptions } from './config.ts';
-import { domainXml, graphicsPassword, parseDisplay } from './domain-xml.ts';
+import { AGENT_PORT, type AgentDevices, channelSocket, domainXml, graphicsPassword, parseDisplay } from './domain-xml.ts';
 import { hostInfo, probeVirtType } from './hosts.ts';
 import { type OwnedDomain, domainInfo, metadataOf, ownedDomains, refuseForeignName } from './inventory.ts';
 import { liveMigrate } from './migrate.ts';
@@ -41,6 +42,7 @@ export class LibvirtProvider implements Provider {
   private readonly locks = new Map<string, Promise<void>>();
   private readonly images = new Map<string, Promise<ImageOnHost>>();
   private readonly virtTypes = new Map<string, Promise<'kvm' | 'qemu'>>();
+  private readonly qemuOwners = new Map<string, Promise<{ uid: number; gid: number } | undefined>>();
   private readonly reserved = new Map<string, { host: string; vcpu: number; memoryMiB: number }>();
   /** Last inventory seen per host: what is reported (as unreachable) while a host does not answer. */
   private readonly lastSeen = new Map<string, OwnedDomain[]>();
@@ -123,9 +125,10 @@ export class LibvirtProvider implements Provider {
         const made = !(await this.volumes.exists(h, vol));
         await this.volumes.createDisk(h, vol, spec.clone, image, Math.round((spec.resources.diskGiB || 0) * 1024 ** 3));
         try {
-          await this.define(h, spec, image, newVncPassword());
+          await this.define(h, spec, image, newVncPassword(), await this.agentSecretOn(h, spec));
         } catch (e) {
           if (made) await this.volumes.remove(h, vol).catch(() => undefined);
+          await removeAgentSecret(this.virsh, h, spec.id).catch(() => undefined);
           throw e;
         }
       } finally {
@@ -181,6 +184,7 @@ export class LibvirtProvider implements Provider {
       for (const h of this.hostList) {
         try {
           if (await this.volumes.remove(h, desktopVolume(id))) this.log.info({ desktop: id, host: h.name }, 'desktop volume deleted');
+          await removeAgentSecret(this.virsh, h, id);
         } catch (e) {
           if (loc?.host === h || !isFailure(e, 'unreachable', 'timeout', 'no_pool')) throw e;
         }
@@ -212,7 +216,7 @@ export class LibvirtProvider implements Provider {
       const vol = desktopVolume(spec.id);
       await this.volumes.remove(loc.host, vol);
       await this.volumes.createDisk(loc.host, vol, spec.clone, image, Math.round((spec.resources.diskGiB || 0) * 1024 ** 3));
-      await this.define(loc.host, spec, image, password);
+      await this.define(loc.host, spec, image, password, await this.agentSecretOn(loc.host, spec));
       this.log.info({ desktop: spec.id, host: loc.host.name }, 'desktop refreshed from its image');
       opts?.signal?.throwIfAborted();
       await this.startLocked(loc);
@@ -289,20 +293,59 @@ export class LibvirtProvider implements Provider {
       // the target pool's view of a shared pool brought up to date.
       const image = await this.imageOn(target, (await metadataOf(this.virsh, loc.host, loc.uuid))?.image ?? '');
       await this.virsh.run(target, ['pool-refresh', target.storagePool]);
+      // The guest agent's secret file must be on the target when its QEMU starts (fw_cfg is
+      // read at startup): the shared pool has it, otherwise it is copied over first.
+      const secret = await readAgentSecret(this.virsh, loc.host, id);
+      const secretFile = !secret ? undefined
+        : shared ? await this.volumes.path(target, agentSecretVolume(id)) : await writeAgentSecret(this.virsh, target, id, secret, await this.qemuOwner(target));
       const result = await liveMigrate({
         virsh: this.virsh, source: loc.host, target, dom: loc.uuid, sharedStorage: shared,
         on: {
           consoleAddress: target.consoleAddress, ...image.boot,
           ...(target.serialSocketDir ? { serialSocket: `${target.serialSocketDir.replace(/\/$/, '')}/${id}.serial` } : {}),
+          agentSocket: this.agentDevices(target, id).socket ?? null,
+          ...(secretFile ? { agentSecretFile: secretFile } : {}),
         },
         timeoutMs: this.opts.migrateTimeoutMs ?? 600_000, ...(opts?.signal ? { signal: opts.signal } : {}),
         ...(opts?.onProgress ? { onProgress: opts.onProgress } : {}),
+      }).catch(async (e: unknown) => {
+        // The copy of the secret is not left on a host the desktop did not move to.
+        if (secretFile && !shared) await removeAgentSecret(this.virsh, target, id).catch(() => undefined);
+        throw e;
       });
-      // A copied disk leaves its source volume behind.
-      if (!shared) await this.volumes.remove(loc.host, desktopVolume(id)).catch(() => undefined);
+      // A copied disk (and secret) leaves its source volume behind.
+      if (!shared) {
+        await this.volumes.remove(loc.host, desktopVolume(id)).catch(() => undefined);
+        await removeAgentSecret(this.virsh, loc.host, id).catch(() => undefined);
+      }
       this.log.info({ desktop: id, from: result.fromHost, to: result.toHost, ms: result.durationMs, shared }, 'desktop migrated');
       return result;
     });
+  }
+
+  /**
+   * The desktop's guest agent ports. Each call of a factory finds the desktop's host afresh, so
+   * a caller that reconnects after the stream closed (guest rebooted, desktop migrated) reaches
+   * it where it runs now.
+   */
+  async agentChannels(id: string): Promise<AgentChannels> {
+    if (!ID_RE.test(id)) throw new BrokerError('validation_failed', `Desktop id "${id}" is not valid.`);
+    return {
+      vdi: async () => {
+        const loc = await this.mustLocate(id);
+        const how = channelTransport(loc.host);
+        if (how === 'none') {
+          throw new LibvirtError('failed', `The guest agent of desktop ${id} cannot be reached on host ${loc.host.name}: use a qemu+ssh URI, or agentSocketDir on a folder this machine shares.`, loc.host.name);
+        }
+        const path = channelSocket(await this.virsh.run(loc.host, ['dumpxml', loc.uuid]), AGENT_PORT);
+        if (!path) throw new LibvirtError('failed', `Desktop ${id} has no guest agent channel (created before the agent; refresh it).`, loc.host.name);
+        return how === 'ssh' ? connectOverSsh(this.virsh, loc.host, path) : connectUnix(path);
+      },
+      qga: async () => {
+        const loc = await this.mustLocate(id);
+        return new QgaOverVirsh(this.virsh, loc.host, loc.uuid);
+      },
+    };
   }
 
   async console(id: string): Promise<ConsoleEndpoint> {
@@ -398,8 +441,9 @@ export class LibvirtProvider implements Provider {
     return p;
   }
 
-  private async define(h: LibvirtHostConfig, spec: DesktopSpec, image: ImageOnHost, password: string): Promise<void> {
+  private async define(h: LibvirtHostConfig, spec: DesktopSpec, image: ImageOnHost, password: string, secretFile?: string): Promise<void> {
     const xml = domainXml({
+      agent: { ...this.agentDevices(h, spec.id), ...(secretFile ? { secretFile } : {}) },
       spec, uuid: desktopUuid(spec.id), virtType: await this.virtType(h), storagePool: h.storagePool, volume: desktopVolume(spec.id),
       boot: image.boot, consoleAddress: h.consoleAddress, password, network: h.network ?? 'default',
       meta: { id: spec.id, pool: spec.pool, name: spec.name, image: spec.image, clone: spec.clone, provider: this.name },
@@ -415,6 +459,27 @@ export class LibvirtProvider implements Provider {
       await fsp.rm(dir, { recursive: true, force: true });
     }
     this.passwords.set(spec.id, password);
+  }
+
+  /** Our agent port's socket on a host: in its agentSocketDir, else libvirt's channel folder. */
+  private agentDevices(h: LibvirtHostConfig, id: string): AgentDevices {
+    return h.agentSocketDir ? { socket: `${h.agentSocketDir.replace(/\/$/, '')}/${id}.agent` } : {};
+  }
+
+  /** Writes the desktop's agent secret into the host's pool (when the broker gave one); its path there. */
+  private async agentSecretOn(h: LibvirtHostConfig, spec: DesktopSpec): Promise<string | undefined> {
+    if (!spec.agentSecret) return undefined;
+    return writeAgentSecret(this.virsh, h, spec.id, spec.agentSecret, await this.qemuOwner(h));
+  }
+
+  private qemuOwner(h: LibvirtHostConfig): Promise<{ uid: number; gid: number } | undefined> {
+    let p = this.qemuOwners.get(h.name);
+    if (!p) {
+      p = (async () => qemuOwner(await this.virsh.run(h, ['capabilities']), await this.virtType(h)))();
+      p.catch(() => this.qemuOwners.delete(h.name));
+      this.qemuOwners.set(h.name, p);
+    }
+    return p;
   }
 
   /** The console password: set by this instance, or read back from the domain after a restart. */

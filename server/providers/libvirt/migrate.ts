@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { MigrationProgress, MigrationResult } from '../provider.ts';
 import type { LibvirtHostConfig } from './config.ts';
-import { xmlEscape } from './domain-xml.ts';
+import { AGENT_PORT, AGENT_SECRET_FWCFG, xmlEscape } from './domain-xml.ts';
 import { LibvirtError, Virsh } from './virsh.ts';
 
 // Live migration, peer to peer: the source daemon connects to the target's daemon itself
@@ -18,6 +18,10 @@ export interface TargetSpecifics {
   kernel?: string;
   initrd?: string;
   serialSocket?: string;
+  /** Our agent port's socket on the target; null: libvirt's default folder there. */
+  agentSocket?: string | null;
+  /** The agent secret's file on the target (fw_cfg). */
+  agentSecretFile?: string;
 }
 
 export interface MigrateInput {
@@ -85,6 +89,17 @@ export function retarget(xml: string, on: TargetSpecifics): string {
   if (on.initrd) out = out.replace(/<initrd>[^<]*<\/initrd>/, `<initrd>${xmlEscape(on.initrd)}</initrd>`);
   if (on.serialSocket) {
     out = out.replace(/(<serial type=(['"])unix\2>\s*<source\b[^>]*path=)(['"])[^'"]*\3/, `$1'${xmlEscape(on.serialSocket)}'`);
+  }
+  if (on.agentSocket !== undefined) {
+    const src = on.agentSocket === null ? "<source mode='bind'/>" : `<source mode='bind' path='${xmlEscape(on.agentSocket)}'/>`;
+    out = out.replace(/<channel\b[^>]*>[\s\S]*?<\/channel>/g, (ch) => {
+      if (!new RegExp(`<target\\b[^>]*name=(['"])${AGENT_PORT.replace(/\./g, '\\.')}\\1`).test(ch)) return ch;
+      // libvirt leaves a default path out of migratable XML (no <source> at all).
+      return /<source\b[^>]*\/>/.test(ch) ? ch.replace(/<source\b[^>]*\/>/, src) : ch.replace(/^<channel\b[^>]*>/, (open) => open + src);
+    });
+  }
+  if (on.agentSecretFile) {
+    out = out.replace(new RegExp(`(<entry\\b[^>]*name=(['"])${AGENT_SECRET_FWCFG}\\2[^>]*file=)(['"])[^'"]*\\3`), `$1'${xmlEscape(on.agentSecretFile)}'`);
   }
   return out;
 }

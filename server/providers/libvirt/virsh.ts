@@ -118,6 +118,27 @@ export class Virsh {
     return file;
   }
 
+  /**
+   * The ssh command line (binary first) that runs `remote` on a qemu+ssh host with the same
+   * user, port, key and host-key checking as libvirt's connection to it: batch mode (never a
+   * prompt), no tty, no escape character.
+   */
+  sshCommand(h: SshHost, remote: string): string[] {
+    const m = /^[a-z0-9]+\+(?:ssh|libssh2?):\/\/(?:([^@/?]*)@)?(\[[^\]]+\]|[^:/?]*)(?::(\d+))?[^?]*(?:\?(.*))?$/i.exec(h.uri);
+    if (!m) throw new LibvirtError('failed', `Host URI ${h.uri} is not an ssh URI.`, '');
+    const params = new URLSearchParams(m[4] ?? '');
+    const key = h.sshKey ?? params.get('keyfile') ?? undefined;
+    const noVerify = h.sshVerifyHostKey === false || params.get('no_verify') === '1';
+    const args = ['-T', '-e', 'none', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=15'];
+    if (m[3]) args.push('-p', m[3]);
+    if (m[1]) args.push('-l', decodeURIComponent(m[1]));
+    if (key) args.push('-i', key);
+    let bin = params.get('command') ?? 'ssh';
+    if (noVerify) args.push('-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null');
+    else if (h.sshKnownHosts) bin = this.sshWrapper(h.sshKnownHosts);
+    return [bin, ...args, '--', m[2]!.replace(/^\[|\]$/g, ''), remote];
+  }
+
   reachability(host: string): HostReachability {
     return this.state.get(host) ?? { reachable: true, since: new Date(0).toISOString() };
   }

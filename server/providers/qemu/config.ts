@@ -47,8 +47,12 @@ export interface QemuProviderOptions {
   stopTimeoutMs?: number;
   /** How long start() waits for the VM to run and its console to answer. */
   startTimeoutMs?: number;
-  /** Folder passed into the guest as the 9p share tagged "home" (mounted at /home/user). */
-  homeShare?: (spec: DesktopSpec) => string | undefined;
+  /**
+   * Host TCP services the guests may reach (e.g. the broker-run smbd): QEMU user networking
+   * forwards guestAddress:guestPort to host:port, a new host connection per guest connection.
+   * Guests reach nothing else on the host or beyond (restrict=on).
+   */
+  guestForwards?: Array<{ guestAddress: string; guestPort: number; host: string; port: number }>;
   /** QEMU binaries (defaults: from PATH). */
   qemuBinary?: string;
   qemuImgBinary?: string;

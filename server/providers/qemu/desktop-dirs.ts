@@ -54,7 +54,7 @@ export async function ensureDesktopsDir(host: QemuHostConfig): Promise<string> {
 
 /** Unix socket paths are limited to 108 bytes (with the terminating NUL). */
 export function checkSocketPaths(p: DesktopPaths, host: QemuHostConfig): void {
-  for (const sock of [p.qmp, p.serial, p.nbd, p.incoming]) {
+  for (const sock of [p.qmp, p.serial, p.nbd, p.incoming, p.agent, p.qga]) {
     if (Buffer.byteLength(sock) > SOCKET_PATH_MAX) {
       throw new Error(`Data directory ${host.dataDir} of host ${host.name} is too deep: socket path ${sock} is longer than ${SOCKET_PATH_MAX} bytes.`);
     }
@@ -86,7 +86,8 @@ export async function buildDesktopDir(spec: DesktopSpec, image: ImageFiles, host
     const baseBytes = await disks.virtualSize(image.disk);
     const diskBytes = Math.max(baseBytes, Math.round((spec.resources.diskGiB || 0) * 1024 ** 3));
     await disks.clone(spec.clone, image.disk, path.join(tmp, 'disk.qcow2'), diskBytes);
-    const state: DesktopState = { version: 1, spec: { ...spec, host: host.name }, host: host.name, createdAt: new Date().toISOString(), image, diskBytes };
+    const state: DesktopState = { version: 1, spec: withoutSecret({ ...spec, host: host.name }), host: host.name, createdAt: new Date().toISOString(), image, diskBytes };
+    if (spec.agentSecret) await writeAgentSecret(path.join(tmp, 'agent.secret'), spec.agentSecret);
     await writeState(path.join(tmp, 'state.json'), state);
     await fsp.rename(tmp, final.dir);
   } catch (e) {
@@ -128,4 +129,18 @@ export async function scanInventory(hosts: QemuHostConfig[], powerOf: PowerOf): 
     }
   }
   return items;
+}
+
+/** The agent secret lives only in agent.secret (0600), never in state.json. */
+export function withoutSecret(spec: DesktopSpec): DesktopSpec {
+  const { agentSecret: _secret, ...rest } = spec;
+  return rest;
+}
+
+/** Writes the per-desktop agent secret QEMU hands to the guest through fw_cfg (0600). */
+export async function writeAgentSecret(file: string, secret: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, secret, { mode: 0o600 });
+  await fsp.chmod(tmp, 0o600);
+  await fsp.rename(tmp, file);
 }

@@ -8,7 +8,10 @@ import type { DesktopSpec, MigrationResult } from '../provider.ts';
 import type { Accelerator, ImageFiles } from './config.ts';
 
 // One desktop = one detached qemu-system-x86_64 process plus a directory on its host:
-//   <dataDir>/desktops/<id>/{state.json, disk.qcow2, qmp.sock, serial.sock, serial.log, qemu.pid}
+//   <dataDir>/desktops/<id>/{state.json, disk.qcow2, qmp.sock, serial.sock, serial.log, qemu.pid,
+//                            agent.sock, qga.sock, agent.secret}
+// agent.sock / qga.sock are the guest agent ports (docs/agent.md); agent.secret (0600) is the
+// per-desktop agent secret QEMU hands the guest through fw_cfg.
 
 export interface DesktopState {
   version: 1;
@@ -33,6 +36,12 @@ export interface DesktopPaths {
   serial: string;
   serialLog: string;
   pidfile: string;
+  /** Our guest agent's virtio-serial port (org.vdibroker.agent.0), a unix socket QEMU listens on. */
+  agent: string;
+  /** qemu-guest-agent's port (org.qemu.guest_agent.0). */
+  qga: string;
+  /** The per-desktop agent secret (0600), read by QEMU at start for fw_cfg. */
+  agentSecret: string;
   nbd: string;
   incoming: string;
   /** Present while a migration into this directory is in flight. */
@@ -53,6 +62,9 @@ export function desktopPaths(dataDir: string, id: string): DesktopPaths {
     serial: path.join(dir, 'serial.sock'),
     serialLog: path.join(dir, 'serial.log'),
     pidfile: path.join(dir, 'qemu.pid'),
+    agent: path.join(dir, 'agent.sock'),
+    qga: path.join(dir, 'qga.sock'),
+    agentSecret: path.join(dir, 'agent.secret'),
     nbd: path.join(dir, 'nbd.sock'),
     incoming: path.join(dir, 'migrate.sock'),
     incomingMarker: path.join(dir, 'incoming'),
@@ -177,8 +189,36 @@ export interface QemuArgsInput {
   accel: Accelerator;
   consoleAddress: string;
   vncDisplayBase: number;
-  homeShare?: string;
   incoming?: boolean;
+  /** Host services the guest may reach (the only ones: the NIC stays restricted). */
+  guestForwards?: GuestForward[];
+  /** Whether the desktop directory holds an agent.secret to hand in through fw_cfg. */
+  agentSecret?: boolean;
+}
+
+/** A host TCP service the guest reaches at guestAddress:guestPort (QEMU user networking guestfwd). */
+export interface GuestForward {
+  guestAddress: string;
+  guestPort: number;
+  host: string;
+  port: number;
+}
+
+/** The guest agent ports' names inside the guest (/sys/class/virtio-ports/*\/name). */
+export const AGENT_PORT_NAME = 'org.vdibroker.agent.0';
+export const QGA_PORT_NAME = 'org.qemu.guest_agent.0';
+
+/**
+ * slirp runs this for every connection the guest opens to a forward, with the connection as
+ * stdin/stdout: a new host connection per guest connection (an SMB client reconnecting after a
+ * live migration gets a fresh one).
+ */
+function forwardCommand(f: GuestForward): string {
+  return `socat -lf /dev/null STDIO TCP:${f.host.includes(':') ? `[${f.host}]` : f.host}:${f.port}`;
+}
+
+function guestfwd(forwards: GuestForward[] | undefined): string {
+  return (forwards ?? []).map((f) => `,guestfwd=tcp:${f.guestAddress}:${f.guestPort}-cmd:${esc(forwardCommand(f))}`).join('');
 }
 
 /** QEMU's option parser treats ',' as a separator; a literal comma is written twice. */
@@ -207,23 +247,30 @@ export function qemuArgs(i: QemuArgsInput): string[] {
       ? ['-kernel', i.state.image.kernel, ...(i.state.image.initrd ? ['-initrd', i.state.image.initrd] : []), '-append', cmdline]
       : []),
     '-fw_cfg', `name=opt/vdi/name,string=${esc(spec.name)}`,
+    // The agent secret comes from a 0600 file: /proc/<pid>/cmdline is world-readable.
+    ...(i.agentSecret ? ['-fw_cfg', `name=opt/vdi/agent-secret,file=${esc(p.agentSecret)}`] : []),
     // Guests that redirect folders themselves (logon scripts, pam_mount) find the user's UNC path here.
     ...(spec.home?.unc ? ['-fw_cfg', `name=opt/vdi/home-unc,string=${esc(spec.home.unc)}`] : []),
     '-blockdev', JSON.stringify({ driver: 'qcow2', 'node-name': 'disk0', file: { driver: 'file', filename: p.disk } }),
     '-device', i.state.image.kernel ? 'virtio-blk-pci,drive=disk0,id=vda' : 'ide-hd,drive=disk0,id=vda,bus=ide.0,bootindex=0',
-    '-nic', `user,model=${i.state.image.kernel ? 'virtio-net-pci' : 'e1000e'},mac=${spec.mac},restrict=on`,
+    // restrict=on: the guest reaches nothing on the host or beyond but the explicit forwards.
+    '-nic', `user,model=${i.state.image.kernel ? 'virtio-net-pci' : 'e1000e'},mac=${spec.mac},restrict=on${guestfwd(i.guestForwards)}`,
     '-vga', VGA[spec.resources.graphics] ?? 'std',
     '-vnc', `${addr}:${i.vncDisplayBase},to=${i.vncDisplayBase + 2000},password=on`,
     '-chardev', `socket,id=qmp,path=${esc(p.qmp)},server=on,wait=off`,
     '-mon', 'chardev=qmp,mode=control',
     '-chardev', `socket,id=ser0,path=${esc(p.serial)},server=on,wait=off,logfile=${esc(p.serialLog)},logappend=on`,
     '-serial', 'chardev:ser0',
+    // Guest agent ports (docs/agent.md): ours and qemu-guest-agent's, each a unix socket the
+    // broker connects to (one client at a time; reconnects are fine).
+    '-device', 'virtio-serial-pci,id=vser0',
+    '-chardev', `socket,id=agent0,path=${esc(p.agent)},server=on,wait=off`,
+    '-device', `virtserialport,bus=vser0.0,chardev=agent0,name=${AGENT_PORT_NAME}`,
+    '-chardev', `socket,id=qga0,path=${esc(p.qga)},server=on,wait=off`,
+    '-device', `virtserialport,bus=vser0.0,chardev=qga0,name=${QGA_PORT_NAME}`,
     '-pidfile', p.pidfile,
     '-daemonize',
   ];
-  if (i.homeShare) {
-    args.push('-virtfs', `local,path=${esc(i.homeShare)},mount_tag=home,security_model=mapped-xattr,id=home0`);
-  }
   if (i.incoming) args.push('-incoming', `unix:${p.incoming}`);
   return args;
 }

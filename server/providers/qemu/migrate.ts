@@ -1,9 +1,10 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { MigrationResult } from '../provider.ts';
 import type { Accelerator, QemuHostConfig } from './config.ts';
 import {
-  type DesktopPaths, type DesktopState, isDesktopProcess, killProcess, launchQemu, qemuArgs, sleep, vncHello, writeState,
+  type DesktopPaths, type DesktopState, type GuestForward, isDesktopProcess, killProcess, launchQemu, qemuArgs, sleep, vncHello, writeState,
 } from './machine.ts';
 import { QmpClient } from './qmp.ts';
 
@@ -26,7 +27,7 @@ export interface LiveMigrateInput {
   makeDisk: (file: string) => Promise<void>;
   password: string;
   maxBandwidth: number;
-  homeShare?: string;
+  guestForwards?: GuestForward[];
   killDesktop: (pid: number | undefined, paths: DesktopPaths) => Promise<void>;
 }
 
@@ -50,10 +51,14 @@ export async function liveMigrate(i: LiveMigrateInput): Promise<MigrationResult>
     await fsp.mkdir(tp.dir, { recursive: false });
     await fsp.writeFile(tp.incomingMarker, `${source.host.name}\n`);
     await i.makeDisk(tp.disk);
+    // The target QEMU hands the guest the same agent secret (fw_cfg is read at its start); its
+    // agent ports are new sockets in the target directory, which the broker reconnects to.
+    const secret = fs.existsSync(source.paths.agentSecret);
+    if (secret) await fsp.copyFile(source.paths.agentSecret, tp.agentSecret);
     const tState: DesktopState = { ...source.state, host: target.name, spec: { ...source.state.spec, host: target.name }, pid: undefined, vncPort: undefined };
     const args = qemuArgs({
       state: tState, paths: tp, accel: i.accel, consoleAddress: target.consoleAddress ?? '127.0.0.1',
-      vncDisplayBase: target.vncDisplayBase ?? 200, homeShare: i.homeShare, incoming: true,
+      vncDisplayBase: target.vncDisplayBase ?? 200, guestForwards: i.guestForwards, agentSecret: secret, incoming: true,
     });
     targetPid = await launchQemu(i.qemuBinary, args, tp.pidfile);
     dst = await QmpClient.connect(tp.qmp);

@@ -1,10 +1,12 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { BrokerError } from '../../errors.ts';
 import type {
-  ConsoleEndpoint, CreateResult, DesktopSpec, InventoryItem, MigrationResult, OperationOptions, PowerState, Provider,
+  AgentChannels, ConsoleEndpoint, CreateResult, DesktopSpec, InventoryItem, MigrationResult, OperationOptions, PowerState, Provider,
   ProviderCapabilities, Snapshot,
   HostInfo,
 } from '../provider.ts';
@@ -14,7 +16,7 @@ import {
   type DesktopPaths, type DesktopState, desktopPaths, desktopsDir, isDesktopProcess, killProcess, launchQemu, newVncPassword,
   probeKvm, probeKvmBoot, qemuArgs, readPid, readState, sleep, vncHello, waitForExit, writeState,
 } from './machine.ts';
-import { type QemuInventoryItem, allStates, buildDesktopDir, checkSocketPaths, clearLeftover, ensureDesktopsDir, scanInventory } from './desktop-dirs.ts';
+import { type QemuInventoryItem, allStates, withoutSecret, writeAgentSecret, buildDesktopDir, checkSocketPaths, clearLeftover, ensureDesktopsDir, scanInventory } from './desktop-dirs.ts';
 import { Disks } from './disks.ts';
 import { liveMigrate } from './migrate.ts';
 import { type QmpClient, withQmp } from './qmp.ts';
@@ -139,6 +141,16 @@ export class QemuProvider implements Provider {
     return { socket: loc.paths.serial, log: loc.paths.serialLog };
   }
 
+  /**
+   * The desktop's guest agent ports (docs/agent.md). Each connect locates the desktop afresh,
+   * so a caller reconnecting after a restart or a live migration reaches it where it runs now.
+   */
+  async agentChannels(id: string): Promise<AgentChannels> {
+    if (!ID_RE.test(id)) throw new Error(`Desktop id "${id}" is not valid.`);
+    const connect = (which: 'agent' | 'qga') => async (): Promise<Duplex> => connectUnix((await this.mustLocate(id)).paths[which]);
+    return { vdi: connect('agent'), qga: connect('qga') };
+  }
+
   /** Pid of the desktop's QEMU process, when running. */
   async pid(id: string): Promise<number | undefined> {
     const loc = await this.locate(id);
@@ -255,7 +267,8 @@ export class QemuProvider implements Provider {
         await fsp.rm(fresh, { force: true });
         throw e;
       }
-      const state: DesktopState = { ...loc.state, spec: { ...spec, host: loc.host.name }, image, diskBytes, pid: undefined, vncPort: undefined };
+      const state: DesktopState = { ...loc.state, spec: withoutSecret({ ...spec, host: loc.host.name }), image, diskBytes, pid: undefined, vncPort: undefined };
+      if (spec.agentSecret) await writeAgentSecret(loc.paths.agentSecret, spec.agentSecret);
       // The old disk is thrown away, so there is nothing to shut down gracefully.
       await this.killDesktop(loc.state.pid ?? (await readPid(loc.paths.pidfile)), loc.paths);
       await fsp.rename(fresh, loc.paths.disk);
@@ -263,31 +276,6 @@ export class QemuProvider implements Provider {
       this.log.info({ desktop: spec.id, host: loc.host.name }, 'desktop refreshed from its image');
       opts?.signal?.throwIfAborted();
       await this.startLocked({ ...loc, state });
-    });
-  }
-
-  /**
-   * QEMU cannot add or swap a 9p device in a running VM: a desktop handed to someone else is
-   * powered off (gracefully: the disk is kept) and started with the new holder's folder, or none.
-   */
-  async remapHome(spec: DesktopSpec, opts?: OperationOptions & { onlyIf?: () => Promise<boolean> }): Promise<boolean> {
-    validateSpec(spec);
-    return this.locked(spec.id, async () => {
-      const loc = await this.mustLocate(spec.id);
-      const mapped = (s: DesktopSpec) => JSON.stringify([this.opts.homeShare?.(s) ?? null, s.home?.unc ?? null]);
-      const next: DesktopSpec = { ...loc.state.spec };
-      delete next.home;
-      if (spec.home) next.home = spec.home;
-      if (mapped(next) === mapped(loc.state.spec) && (await this.running(loc))) return false;
-      if (opts?.onlyIf && !(await opts.onlyIf())) return false;
-      opts?.signal?.throwIfAborted();
-      await this.stopLocked(loc, this.stopTimeoutMs);
-      const state: DesktopState = { ...loc.state, spec: next, pid: undefined, vncPort: undefined };
-      await writeState(loc.paths.state, state);
-      this.log.info({ desktop: spec.id, host: loc.host.name, home: !!next.home }, 'desktop restarted to change its home folder');
-      opts?.signal?.throwIfAborted();
-      await this.startLocked({ ...loc, state });
-      return true;
     });
   }
 
@@ -357,12 +345,6 @@ export class QemuProvider implements Provider {
       placeDesktop(this.hostList, usage, loc.state.spec.resources, 'depth', target.name);
       opts?.signal?.throwIfAborted();
       const running = await this.running(loc);
-      // QEMU refuses to live-migrate a guest with a 9p export mounted, and only says so after the
-      // whole disk was mirrored: refuse at once. Once its user has logged off the desktop carries
-      // no folder and moves (hot-pluggable folders replace 9p with the guest agent).
-      if (running && this.opts.homeShare?.(loc.state.spec)) {
-        throw new BrokerError('conflict', `Desktop ${loc.state.spec.name} has its user's folder mapped, which QEMU cannot live-migrate; it can move once its user has logged off.`);
-      }
       const tp = desktopPaths(target.dataDir, id);
       checkSocketPaths(tp, target);
       await ensureDesktopsDir(target);
@@ -383,7 +365,7 @@ export class QemuProvider implements Provider {
           : this.disks.clone('linked', loc.state.image.disk, file, loc.state.diskBytes)),
         password,
         maxBandwidth: this.opts.migrationMaxBandwidth ?? 1024 * 1024 * 1024,
-        homeShare: this.opts.homeShare?.(loc.state.spec),
+        guestForwards: this.opts.guestForwards,
         killDesktop: (pid, paths) => this.killDesktop(pid, paths),
       });
       this.passwords.set(id, password);
@@ -510,11 +492,11 @@ export class QemuProvider implements Provider {
     }
     if (loc.host.maintenance) log.info('starting a desktop on a host in maintenance');
     const accel = await this.accelerator(loc.state.image.kernel);
-    for (const f of [loc.paths.qmp, loc.paths.serial, loc.paths.pidfile]) await fsp.rm(f, { force: true });
-    const home = this.opts.homeShare?.(loc.state.spec);
+    for (const f of [loc.paths.qmp, loc.paths.serial, loc.paths.pidfile, loc.paths.agent, loc.paths.qga]) await fsp.rm(f, { force: true });
     const args = qemuArgs({
       state: loc.state, paths: loc.paths, accel, consoleAddress: loc.host.consoleAddress ?? '127.0.0.1',
-      vncDisplayBase: loc.host.vncDisplayBase ?? 200, homeShare: home,
+      vncDisplayBase: loc.host.vncDisplayBase ?? 200, guestForwards: this.opts.guestForwards,
+      agentSecret: fs.existsSync(loc.paths.agentSecret),
     });
     const t0 = Date.now();
     const pid = await launchQemu(this.qemu, args, loc.paths.pidfile);
@@ -579,7 +561,7 @@ export class QemuProvider implements Provider {
       }
       this.log.info({ desktop: loc.state.spec.id }, 'desktop stopped');
     }
-    for (const f of [loc.paths.qmp, loc.paths.serial, loc.paths.pidfile]) await fsp.rm(f, { force: true });
+    for (const f of [loc.paths.qmp, loc.paths.serial, loc.paths.pidfile, loc.paths.agent, loc.paths.qga]) await fsp.rm(f, { force: true });
     if (loc.state.pid !== undefined || loc.state.vncPort !== undefined) {
       await writeState(loc.paths.state, { ...loc.state, pid: undefined, vncPort: undefined });
     }
@@ -617,4 +599,16 @@ export class QemuProvider implements Provider {
       throw e;
     }
   }
+}
+
+/** Connects to a QEMU chardev socket; rejects when nothing listens (QEMU not running). */
+function connectUnix(file: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(file);
+    sock.once('connect', () => {
+      sock.removeListener('error', reject);
+      resolve(sock);
+    });
+    sock.once('error', reject);
+  });
 }

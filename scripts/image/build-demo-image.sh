@@ -21,7 +21,7 @@
 # when it differs from the built one: bump it with every change of the guest.
 set -euo pipefail
 
-IMAGE_VERSION=8
+IMAGE_VERSION=9
 # How long after its console answers a guest without an agent is taken as up (ours has one).
 BOOT_GRACE_MS=0
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -44,6 +44,8 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 ROOT="$WORK/initramfs"
 mkdir -p "$ROOT"/{bin,sbin,etc,proc,sys,dev,run,tmp,data,home,lib/modules,etc/acpi/PWRF,etc/vdi,usr/bin,usr/sbin,root}
+# Users logged on by the agent are not root: /tmp is theirs too (sticky, world-writable).
+chmod 1777 "$ROOT/tmp"
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 for applet in $("$ROOT/bin/busybox" --list); do
   [ "$applet" = busybox ] && continue

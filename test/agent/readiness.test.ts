@@ -108,7 +108,11 @@ test('time to ready is recorded in the histogram, by how the guest said it', asy
 });
 
 test('a logon through the agents restarts the console as the user, named in banner and prompt, in their home; after the logoff root\'s console shell answers typed keys', async () => {
-  const d = desktops[0]!;
+  // Held by a live session of carol's, as after a Launch: the home-logoff reconciler logs off any
+  // user an agent reports on a desktop nobody holds (ready), which would race this test.
+  const held = await tb.app.store.sessions.assign('rd', 'carol', '127.0.0.1', Date.now());
+  assert.equal(held.outcome, 'assigned', JSON.stringify(held));
+  const d = desktops.find((x) => 'desktopId' in held && x.id === held.desktopId)!;
   const t0 = Date.now();
   const r = await tb.app.agents.logon({ id: d.id, provider: d.provider, image: d.image }, { user: 'carol', display: 'Carol Smith' }, { timeoutMs: 60_000 });
   const answeredMs = Date.now() - t0;

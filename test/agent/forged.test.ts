@@ -86,6 +86,7 @@ describe('over a real unix socket', () => {
     await sendAndCount('unknown_nonce', hello({ nonce: 'f'.repeat(32) }));
     // n1 was spent by the failed attempt: a correct proof on it is a replay.
     await sendAndCount('unknown_nonce', hello({ nonce: n1! }));
+    assert.equal(ch.hello, undefined, 'no forged hello was accepted: the channel is still unauthenticated');
   });
 
   test('garbage, a 1 MiB line, invalid UTF-8, other versions and types, and messages before hello are dropped and counted', async () => {

@@ -106,7 +106,7 @@ test('logoff ends the user\'s processes, unmounts their folder and forgets them'
   assert.match(await sh.run(logonCmd('lo', await samba.rotate('lo')), 60_000), /rc=0$/);
   // A process of the user holding the folder busy.
   await sh.run('su -s /bin/sh lo -c "cd /home/lo && exec sleep 600" </dev/null >/dev/null 2>&1 &');
-  assert.match(await sh.run('sleep 0.5; ps -o user,args | grep "sleep 600" | grep -v grep'), /lo|1000/);
+  assert.match(await sh.run('i=0; while [ $i -lt 100 ] && ! ps -o args | grep -q "[s]leep 600"; do i=$((i + 1)); sleep 0.1; done; ps -o user,args | grep "[s]leep 600"'), /lo|1000/);
   assert.equal(await sh.run('VDI_USER=lo /etc/vdi/logoff.sh'), 'user=lo');
   assert.equal(await sh.run('grep -c " cifs " /proc/mounts'), '0');
   assert.equal(await sh.run('ps -o args | grep "sleep 600" | grep -vc grep'), '0');

@@ -45,6 +45,8 @@ export async function ensureDesktopsDir(host: QemuHostConfig): Promise<string> {
   const dir = desktopsDir(host.dataDir);
   try {
     await fsp.mkdir(dir, { recursive: true });
+    // Desktops hold their QMP, serial and agent sockets and their agent secrets: the broker's only.
+    await fsp.chmod(dir, 0o700);
     await fsp.access(dir, fs.constants.W_OK);
   } catch (e) {
     throw new Error(`Data directory ${host.dataDir} of host ${host.name} is not writable (${(e as NodeJS.ErrnoException).code ?? String(e)}).`);

@@ -1,7 +1,6 @@
-# syntax=docker/dockerfile:1
-# vdi-broker production image: compiled broker, production dependencies, non-root.
-# The embedded QEMU driver needs qemu-system-x86/qemu-utils and /dev/kvm in the container;
-# brokers that only talk to remote hypervisors do not.
+# vdi-broker production image: the compiled broker (dist/), production dependencies only,
+# QEMU for the embedded hypervisor driver, running as uid 10001 with its state under /data.
+# Build: docker build -t vdi-broker .   (README, "Production deployment": secrets, /data, KVM)
 
 FROM node:22-bookworm-slim AS build
 WORKDIR /src
@@ -20,16 +19,30 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim
+# The embedded driver (the default provider "local") runs QEMU inside this container; pass
+# /dev/kvm for speed, else it falls back to software emulation. Set QEMU=0 for brokers that
+# only reach libvirt hosts and existing machines (manual pools).
+ARG QEMU=1
+RUN if [ "$QEMU" = 1 ]; then apt-get update -qq \
+      && apt-get install -y -qq --no-install-recommends qemu-system-x86 qemu-utils >/dev/null \
+      && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; fi
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
     MALLOC_MMAP_THRESHOLD_=1048576
-RUN groupadd --system vdi && useradd --system --gid vdi --home-dir /app --shell /usr/sbin/nologin vdi
+# A fixed uid so operators can chown mounted secrets and volumes to it (10001:10001).
+RUN groupadd --system --gid 10001 vdi \
+    && useradd --system --uid 10001 --gid vdi --home-dir /data --shell /usr/sbin/nologin vdi \
+    && mkdir -p /data && chown vdi:vdi /data && chmod 0750 /data
 WORKDIR /app
 COPY --from=deps /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
+# Every relative path of the configuration (data/qemu, data/images, data/shares, data/samba,
+# data/recordings) lands on the volume; /app itself stays read-only for the broker's user.
+RUN ln -s /data /app/data
+VOLUME ["/data"]
 USER vdi
 EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.VDI_SERVER_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+HEALTHCHECK --interval=15s --timeout=10s --start-period=20s --retries=3 \
+  CMD ["node", "dist/server/healthcheck.js"]
 ENTRYPOINT ["node", "dist/server/main.js"]

@@ -1,115 +1,440 @@
-// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000]
-// N concurrent clients request a desktop and log off again, against a real Redis, through
-// (1) the broker's assignment service and (2) the HTTP API with logged-in users (login and
-// password hashing are outside the timed loop). Each is measured twice: closed loop (every
-// client as fast as it can: the throughput ceiling) and open loop at --rate assignments/s
-// spread over the clients (latency at that load; measured from the scheduled start, so a
-// stalled broker cannot hide its queueing). Prints one JSON line.
-import { cpus, totalmem } from 'node:os';
+// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000 --scaling true]
+// N concurrent clients request a desktop and log off again (one "assignment" = that cycle: a
+// real assignment each time, not a hand-back of the user's live session).
+//
+// Headline: the HTTP API of a REAL broker process (test/support/broker-process.ts: the
+// production runtime with the test double as provider; desktops are records seeded in Redis),
+// logged-in users with their session cookie + CSRF token, driven by a load client in a SEPARATE
+// process (this file forked with --client: one keep-alive socket per client and a minimal
+// HTTP/1.1 codec, so its CPU cost is small and is not the broker's). Login and password hashing
+// are outside the timed loops. Measured closed loop (every client as fast as it can: the
+// ceiling) and open loop at --rate assignments/s spread over the clients (latency from the
+// scheduled start, so a stalled broker cannot hide its queueing), with the broker's CPU time
+// per assignment (from /proc, robust to a noisy machine).
+// Scaling (--scaling): one replica pinned to CPU 0 vs two replicas on one Redis pinned to CPU 0
+// and CPU 1 (closed loop); the load client and Redis share the same 2 cores, which the output says.
+// Secondary: the assignment service in-process (no HTTP). Prints one JSON line.
+import { cpus, totalmem, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { startTestBroker, ApiClient } from '../test/support/harness.ts';
-import { SYSTEM_ACTOR, type Actor } from '../server/broker/index.ts';
-import { freePort } from '../test/support/redis.ts';
-import { startBrokerProcess } from '../test/support/process.ts';
+import { fork, execFileSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import net from 'node:net';
 
-const { values } = parseArgs({ options: { clients: { type: 'string', default: '200' }, seconds: { type: 'string', default: '10' }, rate: { type: 'string', default: '2000' } } });
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '10' },
+    rate: { type: 'string', default: '2000' },
+    scaling: { type: 'string', default: 'true' },
+    service: { type: 'string', default: 'true' },
+    client: { type: 'boolean', default: false },
+  },
+});
 const RATE = Math.min(Math.max(Number(values.rate), 1), 50_000);
 const CLIENTS = Math.min(Math.max(Number(values.clients), 1), 2000);
 const SECONDS = Math.min(Math.max(Number(values.seconds), 1), 60);
+const WARMUP_SECONDS = 2;
+
+interface PhaseResult {
+  assignmentsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  assignments: number;
+  seconds: number;
+  errorStatuses?: Record<string, number>;
+}
 
 function pct(sorted: number[], p: number): number {
   return sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]! * 100) / 100 : 0;
 }
 
-/** cycle(client, scheduledAt) runs one request + logoff and returns the request's latency in ms. */
-async function run(label: string, cycle: (client: number, scheduledAt: number) => Promise<number>, rate?: number): Promise<Record<string, number>> {
+/**
+ * Runs `cycle` from CLIENTS concurrent clients for `seconds` (bounded by the deadline). Closed
+ * loop without `rate`; open loop with it: each client's cycles are scheduled `CLIENTS/rate` s
+ * apart and latency counts from the scheduled start. cycle() returns the request's latency.
+ */
+async function run(seconds: number, cycle: (client: number, scheduledAt: number) => Promise<number>, rate?: number): Promise<PhaseResult> {
   const lat: number[] = [];
   let errors = 0;
-  const deadline = performance.now() + SECONDS * 1000;
+  const errorStatuses: Record<string, number> = {};
   const t0 = performance.now();
+  const deadline = t0 + seconds * 1000;
   const interval = rate ? (CLIENTS * 1000) / rate : 0;
   await Promise.all(
     Array.from({ length: CLIENTS }, async (_, i) => {
       let next = t0 + (interval * i) / CLIENTS;
-      // bounded: stops at the deadline
       while (performance.now() < deadline) {
         if (interval) {
+          if (next >= deadline) break;
           const wait = next - performance.now();
           if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-          if (next >= deadline) break;
         }
         const scheduled = interval ? next : performance.now();
         next += interval;
         try {
           lat.push(await cycle(i, scheduled));
-        } catch {
+        } catch (err) {
           errors++;
+          const k = (err as Error).message.slice(0, 60);
+          errorStatuses[k] = (errorStatuses[k] ?? 0) + 1;
         }
       }
     }),
   );
   const secs = (performance.now() - t0) / 1000;
   lat.sort((a, b) => a - b);
-  process.stderr.write(`${label}: ${lat.length} assignments in ${secs.toFixed(1)} s\n`);
-  return { assignmentsPerSec: Math.round(lat.length / secs), p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), errors };
+  return {
+    assignmentsPerSec: Math.round(lat.length / secs), p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), maxMs: Math.round(lat.at(-1) ?? 0),
+    errors, assignments: lat.length, seconds: Math.round(secs * 10) / 10, ...(errors ? { errorStatuses } : {}),
+  };
 }
 
-const tb = await startTestBroker({ name: 'bench-assign' });
-try {
-  const users = Array.from({ length: CLIENTS }, (_, i) => `bench${i}`);
-  for (const u of users) await tb.addUser(u);
-  await tb.app.identity.createGroup(SYSTEM_ACTOR, { name: 'bench', members: users });
-  // persistent floating pool: a logged-off desktop is ready again at once, so the loop measures
-  // assignment and release, not provisioning.
-  await tb.app.broker.pools.create(tb.pool({ name: 'bench', persistence: 'persistent', size: { min: 0, max: CLIENTS + 10, spare: 0 }, naming: 'bench-{n:05}', entitlements: { users: [], groups: ['bench'] } }), SYSTEM_ACTOR);
-  for (let i = 0; i < CLIENTS + 10; i++) {
-    const r = await tb.app.store.desktops.provisionSpare('bench', Date.now());
-    if ('id' in r) await tb.app.store.desktops.transition(r.id, 'settled');
+// ---------------------------------------------------------------------------------------------
+// The load client (forked): one keep-alive TCP connection per client, requests written by hand,
+// answers parsed just enough (status, Content-Length or chunked body).
+
+interface Reply {
+  status: number;
+  body: string;
+}
+
+class Conn {
+  private readonly sock: net.Socket;
+  private buf: Buffer = Buffer.alloc(0);
+  private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
+  private readonly head: string;
+
+  constructor(host: string, port: number, cookie: string, csrf: string) {
+    this.head = `Host: ${host}:${port}\r\nCookie: ${cookie}\r\nX-CSRF-Token: ${csrf}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`;
+    this.sock = net.connect({ host, port, noDelay: true });
+    this.sock.on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      this.parse();
+    });
+    const fail = (e: Error) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.reject(e);
+    };
+    this.sock.on('error', fail);
+    this.sock.on('close', () => fail(new Error('connection closed')));
   }
 
-  const actors: Actor[] = users.map((id) => ({ principal: { kind: 'user', id, role: 'user', groups: ['bench'] }, address: '127.0.0.1' }));
-  const serviceCycle = async (i: number, t: number) => {
-    const r = await tb.app.broker.assignment.request(actors[i]!, 'bench');
-    const ms = performance.now() - t;
-    await tb.app.broker.sessions.logoff(actors[i]!, r.session.id);
-    return ms;
-  };
-  const service = { closedLoop: await run('service closed', serviceCycle), openLoop: await run('service open', serviceCycle, RATE) };
+  post(path: string): Promise<Reply> {
+    if (this.waiting) return Promise.reject(new Error('one request at a time'));
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      this.sock.write(`POST /api/v1${path} HTTP/1.1\r\n${this.head}`);
+    });
+  }
 
-  // The HTTP API is measured on a broker in its own process, so the load generator does not
-  // share its event loop (it shares the 2 cores, as a thin-client crowd would not).
-  const port = await freePort();
-  const broker = await startBrokerProcess('test/support/broker-process.ts', {
-    VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: tb.config.redis.url, VDI_REDIS_KEY_PREFIX: tb.prefix,
-    VDI_JOBS_ENABLED: 'false', VDI_LOGGING_LEVEL: 'warn', VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1',
-  });
-  const clients = users.map(() => new ApiClient(broker.url));
-  for (let i = 0; i < CLIENTS; i += 50) await Promise.all(clients.slice(i, i + 50).map((c, j) => c.login(users[i + j]!)));
-  const httpCycle = async (i: number, t: number) => {
-    const c = clients[i]!;
-    const r = await c.post('/me/pools/bench/request');
-    const ms = performance.now() - t;
-    if (r.status !== 200) throw new Error(String(r.status));
-    await c.post(`/me/sessions/${r.body.session.id}/logoff`);
-    return ms;
-  };
-  const http = { closedLoop: await run('http closed', httpCycle), openLoop: await run('http open', httpCycle, RATE) };
-  await broker.kill('SIGTERM');
+  private parse(): void {
+    const end = this.buf.indexOf('\r\n\r\n');
+    if (end < 0 || !this.waiting) return;
+    const head = this.buf.toString('latin1', 0, end);
+    const status = Number(head.slice(9, 12));
+    const start = end + 4;
+    let body: string;
+    let rest: Buffer;
+    const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (cl) {
+      const n = Number(cl[1]);
+      if (this.buf.length < start + n) return;
+      body = this.buf.toString('utf8', start, start + n);
+      rest = this.buf.subarray(start + n);
+    } else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
+      const parts: string[] = [];
+      let at = start;
+      for (;;) {
+        const eol = this.buf.indexOf('\r\n', at);
+        if (eol < 0) return;
+        const size = parseInt(this.buf.toString('latin1', at, eol), 16);
+        if (this.buf.length < eol + 2 + size + 2) return;
+        if (size === 0) {
+          at = eol + 4;
+          break;
+        }
+        parts.push(this.buf.toString('utf8', eol + 2, eol + 2 + size));
+        at = eol + 2 + size + 2;
+      }
+      body = parts.join('');
+      rest = this.buf.subarray(at);
+    } else {
+      body = '';
+      rest = this.buf.subarray(start);
+    }
+    this.buf = rest;
+    const w = this.waiting;
+    this.waiting = null;
+    w.resolve({ status, body });
+  }
 
-  const c = await tb.app.store.pools.counts('bench');
-  process.stdout.write(
-    JSON.stringify({
-      bench: 'assign',
-      clients: CLIENTS,
-      seconds: SECONDS,
-      openLoopRate: RATE,
-      service,
-      http,
-      countsAddUp: c.ready + c.in_use === c.total,
-      machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    }) + '\n',
-  );
-} finally {
-  await tb.close();
+  close(): void {
+    this.sock.destroy();
+  }
 }
-process.exit(0);
+
+type ToClient =
+  | { type: 'init'; urls: string[]; users: string[]; password: string }
+  | { type: 'run'; seconds: number; rate?: number; targets?: number };
+type FromClient = { type: 'ready' } | { type: 'result'; result: PhaseResult; cpuMs: number } | { type: 'failed'; error: string };
+
+async function clientMain(): Promise<void> {
+  let conns: Conn[] = [];
+  let urls: string[] = [];
+  const send = (m: FromClient) => process.send!(m);
+  process.on('message', (m: ToClient) => {
+    void (async () => {
+      try {
+        if (m.type === 'init') {
+          urls = m.urls;
+          conns = [];
+          // Logins through the ordinary client (cookie + CSRF token), 50 at a time, on every replica's URL in turn.
+          const logins: { cookie: string; csrf: string }[] = new Array(m.users.length);
+          for (let i = 0; i < m.users.length; i += 50) {
+            await Promise.all(m.users.slice(i, i + 50).map(async (u, j) => {
+              const res = await fetch(`${urls[0]}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: u, password: m.password }) });
+              const body = (await res.json()) as { csrfToken?: string };
+              const cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]!).find((c) => c.startsWith('vdi.sid='));
+              if (res.status !== 200 || !cookie || !body.csrfToken) throw new Error(`login ${u}: ${res.status}`);
+              logins[i + j] = { cookie, csrf: body.csrfToken };
+            }));
+          }
+          for (const [i, l] of logins.entries()) {
+            const u = new URL(urls[i % urls.length]!);
+            conns.push(new Conn(u.hostname, Number(u.port), l.cookie, l.csrf));
+          }
+          send({ type: 'ready' });
+        } else if (m.type === 'run') {
+          const cpu0 = process.cpuUsage();
+          const result = await run(m.seconds, async (i, t) => {
+            const c = conns[i]!;
+            const r = await c.post('/me/pools/bench/request');
+            const ms = performance.now() - t;
+            if (r.status !== 200) throw new Error(`request ${r.status} ${r.body.slice(0, 40)}`);
+            const id = /"session":\{"id":"([^"]+)"/.exec(r.body)?.[1];
+            if (!id) throw new Error('request: no session id');
+            const off = await c.post(`/me/sessions/${id}/logoff`);
+            if (off.status !== 200) throw new Error(`logoff ${off.status} ${off.body.slice(0, 60)}`);
+            return ms;
+          }, m.rate);
+          const cpu = process.cpuUsage(cpu0);
+          send({ type: 'result', result, cpuMs: Math.round((cpu.user + cpu.system) / 1000) });
+        }
+      } catch (err) {
+        send({ type: 'failed', error: String((err as Error).stack ?? err) });
+      }
+    })();
+  });
+  process.on('disconnect', () => {
+    for (const c of conns) c.close();
+    process.exit(0);
+  });
+  send({ type: 'ready' });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** CPU time (user + system, ms) a process used so far, from /proc (clock ticks of 10 ms). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+function pin(pid: number, cpu: number | string): void {
+  execFileSync('taskset', ['-a', '-c', '-p', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+class LoadClient {
+  private readonly child: ChildProcess;
+  private next: ((m: FromClient) => void) | null = null;
+  private readonly ready: Promise<FromClient>;
+
+  constructor() {
+    this.child = fork(fileURLToPath(import.meta.url), ['--client', '--clients', String(CLIENTS)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m: FromClient) => {
+      const n = this.next;
+      this.next = null;
+      n?.(m);
+    });
+    this.ready = this.reply();
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  private reply(): Promise<FromClient> {
+    return new Promise((resolve, reject) => {
+      this.next = (m) => (m.type === 'failed' ? reject(new Error(`load client: ${m.error}`)) : resolve(m));
+      this.child.once('exit', (code) => reject(new Error(`load client exited with ${code}`)));
+    });
+  }
+
+  async init(urls: string[], users: string[], password: string): Promise<void> {
+    await this.ready;
+    const r = this.reply();
+    this.child.send({ type: 'init', urls, users, password } satisfies ToClient);
+    await r;
+  }
+
+  async run(seconds: number, rate?: number): Promise<{ result: PhaseResult; cpuMs: number }> {
+    const r = this.reply();
+    this.child.send({ type: 'run', seconds, ...(rate ? { rate } : {}) } satisfies ToClient);
+    const m = await r;
+    if (m.type !== 'result') throw new Error('load client: unexpected answer');
+    return m;
+  }
+
+  close(): void {
+    if (this.child.connected) this.child.disconnect();
+    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+  }
+}
+
+async function main(): Promise<void> {
+  const { startTestBroker, PASSWORD } = await import('../test/support/harness.ts');
+  const { SYSTEM_ACTOR } = await import('../server/broker/index.ts');
+  const { freePort } = await import('../test/support/redis.ts');
+  const { ROOT } = await import('../test/support/process.ts');
+  const { spawn } = await import('node:child_process');
+  const { join } = await import('node:path');
+  /** A broker process (test/support/broker-process.ts); waits up to 3 min (a busy box compiles slowly). */
+  const startBrokerProcess = async (script: string, env: Record<string, string>) => {
+    const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
+    const url = await new Promise<string>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 180_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out = (out + d.toString()).slice(-4000);
+        const m = /LISTENING (\S+)/.exec(out);
+        if (m) {
+          clearTimeout(t);
+          resolve(m[1]!.replace(/\/$/, ''));
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`broker exited with ${code}: ${out}`));
+      });
+    });
+    return {
+      child, url,
+      kill: (signal: NodeJS.Signals) => new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill(signal);
+      }),
+    };
+  };
+  type Actor = import('../server/broker/index.ts').Actor;
+
+  const load0 = loadavg()[0]!;
+  const tb = await startTestBroker({ name: 'bench-assign' });
+  const brokers: Awaited<ReturnType<typeof startBrokerProcess>>[] = [];
+  const clients: LoadClient[] = [];
+  try {
+    const users = Array.from({ length: CLIENTS }, (_, i) => `bench${i}`);
+    for (const u of users) await tb.addUser(u);
+    await tb.app.identity.createGroup(SYSTEM_ACTOR, { name: 'bench', members: users });
+    // Persistent floating pool: a logged-off desktop is ready again at once, so the loop measures
+    // assignment and release, not provisioning. The desktops are records seeded in Redis.
+    await tb.app.broker.pools.create(tb.pool({ name: 'bench', persistence: 'persistent', size: { min: 0, max: CLIENTS + 10, spare: 0 }, naming: 'bench-{n:05}', entitlements: { users: [], groups: ['bench'] } }), SYSTEM_ACTOR);
+    for (let i = 0; i < CLIENTS + 10; i++) {
+      const r = await tb.app.store.desktops.provisionSpare('bench', Date.now());
+      if ('id' in r) await tb.app.store.desktops.transition(r.id, 'settled');
+    }
+
+    let service: Record<string, PhaseResult> | undefined;
+    if (values.service === 'true') {
+      const actors: Actor[] = users.map((id) => ({ principal: { kind: 'user', id, role: 'user', groups: ['bench'] }, address: '127.0.0.1' }));
+      const serviceCycle = async (i: number, t: number) => {
+        const r = await tb.app.broker.assignment.request(actors[i]!, 'bench');
+        const ms = performance.now() - t;
+        await tb.app.broker.sessions.logoff(actors[i]!, r.session.id);
+        return ms;
+      };
+      await run(1, serviceCycle);
+      service = { closedLoop: await run(SECONDS, serviceCycle), openLoop: await run(SECONDS, serviceCycle, RATE) };
+      process.stderr.write(`service: ${JSON.stringify(service)}\n`);
+    }
+
+    const startReplica = async () => {
+      const port = await freePort();
+      const b = await startBrokerProcess('test/support/broker-process.ts', {
+        VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: tb.config.redis.url, VDI_REDIS_KEY_PREFIX: tb.prefix,
+        VDI_JOBS_ENABLED: 'false', VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1',
+      });
+      brokers.push(b);
+      return b;
+    };
+    /** One measured phase: the brokers' CPU per assignment beside the client's figures. */
+    const phase = async (label: string, lc: LoadClient, pids: number[], rate?: number) => {
+      await lc.run(WARMUP_SECONDS, rate);
+      const cpu0 = pids.map(cpuMsOf);
+      const { result, cpuMs } = await lc.run(SECONDS, rate);
+      const brokerCpuMs = pids.reduce((a, p, i) => a + cpuMsOf(p) - cpu0[i]!, 0);
+      const out = { ...result, brokerCpuMsPerAssignment: Math.round((brokerCpuMs / Math.max(result.assignments, 1)) * 1000) / 1000, brokerCpuPercent: Math.round(brokerCpuMs / (result.seconds * 10)), clientCpuPercent: Math.round(cpuMs / (result.seconds * 10)) };
+      process.stderr.write(`${label}: ${JSON.stringify(out)}\n`);
+      return out;
+    };
+
+    // Headline: one broker process, the load client in its own process, nothing pinned.
+    const one = await startReplica();
+    const lc = new LoadClient();
+    clients.push(lc);
+    await lc.init([one.url], users, PASSWORD);
+    const onePid = one.child.pid!;
+    const http = { closedLoop: await phase('http closed', lc, [onePid]), openLoop: await phase('http open', lc, [onePid], RATE) };
+
+    let scaling: Record<string, unknown> | undefined;
+    if (values.scaling === 'true') {
+      // One replica on CPU 0 (client on CPU 1), then two replicas on CPU 0 and CPU 1 (client and Redis float).
+      pin(onePid, 0);
+      pin(lc.pid, 1);
+      const single = await phase('1 replica (cpu0) closed', lc, [onePid]);
+      const two = await startReplica();
+      pin(two.child.pid!, 1);
+      pin(lc.pid, '0,1');
+      const lc2 = new LoadClient();
+      clients.push(lc2);
+      await lc2.init([one.url, two.url], users, PASSWORD);
+      const pair = await phase('2 replicas (cpu0, cpu1) closed', lc2, [onePid, two.child.pid!]);
+      scaling = {
+        oneReplica: single, twoReplicas: pair, ratio: Math.round((pair.assignmentsPerSec / Math.max(single.assignmentsPerSec, 1)) * 100) / 100,
+        setup: 'replicas pinned with taskset (one: cpu0, client on cpu1; two: cpu0 and cpu1, client unpinned); Redis and the load client share the same 2 cores',
+      };
+    }
+
+    const c = await tb.app.store.pools.counts('bench');
+    process.stdout.write(
+      JSON.stringify({
+        bench: 'assign',
+        clients: CLIENTS,
+        seconds: SECONDS,
+        openLoopRate: RATE,
+        cycle: 'POST /me/pools/bench/request + POST /me/sessions/:id/logoff (cookie session + CSRF); latency = the request, from its scheduled start',
+        desktops: 'records seeded in Redis (persistent pool, fake provider)',
+        http,
+        ...(scaling ? { scaling } : {}),
+        ...(service ? { serviceInProcess: service } : {}),
+        countsAddUp: c.ready + c.in_use === c.total,
+        machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAvgBefore: load0, loadAvgAfter: loadavg()[0] },
+      }) + '\n',
+    );
+  } finally {
+    for (const lc of clients) lc.close();
+    for (const b of brokers) await b.kill('SIGTERM');
+    await tb.close();
+  }
+  process.exit(0);
+}
+
+if (values.client) await clientMain();
+else await main();

@@ -8,12 +8,14 @@ const broker = process.env.VDI_DEV_BROKER ?? 'http://127.0.0.1:8080';
 
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
-  publicDir: false,
+  // client/public/* (favicon.svg, favicon.ico) is copied to dist as is, served at /.
+  publicDir: 'public',
   esbuild: { jsx: 'automatic', jsxImportSource: 'preact' },
   build: {
     outDir: 'dist',
     emptyOutDir: true,
-    sourcemap: true,
+    // Source maps would publish the client's sources next to it; VDI_CLIENT_SOURCEMAPS=1 for debugging.
+    sourcemap: process.env.VDI_CLIENT_SOURCEMAPS === '1',
     // The CSP forbids inline scripts: keep every module a file.
     modulePreload: { polyfill: false },
     assetsInlineLimit: 0,

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(redis-server redis-tools qemu-system-x86 qemu-utils tigervnc-standalone-server tigervnc-tools x11-xserver-utils
       linux-image-amd64 busybox-static e2fsprogs cpio kmod chromium samba smbclient libnss-wrapper libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients xrdp
-      openssh-server openssh-client netcat-openbsd slapd ldap-utils openssl socat qemu-guest-agent)
+      openssh-server openssh-client netcat-openbsd slapd ldap-utils openssl socat qemu-guest-agent
+      haproxy redis-sentinel docker.io docker-compose debootstrap prometheus yamllint libx11-dev libxft-dev fonts-dejavu-core x11-utils iptables gcc)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -33,5 +34,5 @@ npx tsc -p tsconfig.json --noEmit
 npx tsc -p client/tsconfig.json --noEmit
 # The web client the broker serves at / (test/client drives it in Chromium).
 npx vite build --config client/vite.config.ts --logLevel warn
-mapfile -t files < <(find test -name '*.test.ts' | sort)
-exec node --import tsx --test --test-concurrency=1 --test-timeout=900000 "$@" "${files[@]}"
+# Two lanes at once: the files that boot VMs one after another, everything else beside them.
+exec node scripts/run-tests.mjs "$@"

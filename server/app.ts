@@ -6,15 +6,23 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
-import { Store, createRedis, connectRedis } from './store/index.ts';
+import { Store, createRedis, connectRedis, redisTarget, sampleRedisLatency } from './store/index.ts';
 import { ProviderRegistry, type Provider } from './providers/index.ts';
 import { createProviders } from './providers/configured.ts';
 import { MachineService } from './providers/manual/index.ts';
 import { Broker, DESKTOP_STATES } from './broker/index.ts';
 import { Passwords, LoginThrottle, IdentityService, HttpAuth, createAuthenticators } from './auth/index.ts';
 import { createApi, errorHandler, type RouteTable } from './api/index.ts';
+import { eventHubOf } from './api/event-hub.ts';
+import { doctorRoutes } from './api/doctor.router.ts';
+import { ClockPublisher, doctorContext } from './doctor/index.ts';
 import { createReconcilers, GuestEvents, type Reconcilers } from './jobs/index.ts';
-import { Metrics, type Logger } from './observability/index.ts';
+import { ShadowRepository } from './store/shadow.repository.ts';
+import { HistoryRepository } from './store/history.repository.ts';
+import { ShadowService } from './broker/shadow.service.ts';
+import { OverviewService } from './broker/overview.service.ts';
+import { PoolHistory, POOL_HISTORY_INTERVAL_MS } from './jobs/pool-history.ts';
+import { Metrics, requestIdOf, type Logger } from './observability/index.ts';
 import { BrokerError } from './errors.ts';
 import { TicketService } from './tunnel/tickets.ts';
 import { createShares, HomeShares, type Shares, useGuestAgents } from './shares/index.ts';
@@ -63,22 +71,102 @@ export interface BrokerApp {
    * balancer moves traffic elsewhere; requests already in flight are served to their end.
    */
   drain(): void;
+  /** Before drain(), behind a load balancer: /readyz answers 503 (not_ready) but requests are still served. */
+  leave(): void;
   close(): Promise<void>;
 }
 
 function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
   return (req, res, next) => {
-    const start = process.hrtime.bigint();
-    const id = randomUUID();
+    const start = performance.now();
+    const id = requestIdOf(req.headers);
+    res.locals.reqId = id;
     res.setHeader('X-Request-Id', id);
-    res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    res.once('finish', () => {
+      const ms = performance.now() - start;
       const route = (req.route?.path as string | undefined) ?? 'unmatched';
       metrics.httpDuration.observe({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) }, ms / 1000);
+      // The line (and its object) only when it is written: access lines are debug, 5xx warn.
       const level = res.statusCode >= 500 ? 'warn' : 'debug';
-      logger[level]({ reqId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
+      if (logger.isLevelEnabled(level)) logger[level]({ reqId: id, ...(res.locals.session ? { session: res.locals.session } : {}), method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
     next();
+  };
+}
+
+/**
+ * The same headers as `mw` (helmet: static values only, no per-request input such as a CSP
+ * nonce), computed once and copied onto each answer: helmet's dozen small middlewares per
+ * request were a visible part of a request's CPU time.
+ */
+export function precomputedHeaders(mw: RequestHandler): RequestHandler {
+  const set: [string, string | string[]][] = [];
+  const removed: string[] = [];
+  let done = false;
+  const res = {
+    setHeader: (name: string, value: string | number | string[]) => void set.push([name, Array.isArray(value) ? value : String(value)]),
+    removeHeader: (name: string) => void removed.push(name),
+    getHeader: () => undefined,
+  };
+  void mw({ method: 'GET', headers: {}, secure: false } as never, res as never, ((err?: unknown) => {
+    if (err) throw err;
+    done = true;
+  }) as never);
+  if (!done) throw new Error('header middleware did not finish synchronously; it cannot be precomputed');
+  return (_req, r, next) => {
+    for (const [name, value] of set) r.setHeader(name, value);
+    for (const name of removed) r.removeHeader(name);
+    next();
+  };
+}
+
+const JSON_TYPE = /^application\/json\s*(?:;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
+function bodyError(message: string, type: string): Error {
+  return Object.assign(new Error(message), { type, status: 400, statusCode: 400, expose: true });
+}
+
+/**
+ * The common API body (UTF-8 JSON with a Content-Length within the limit, not compressed) read
+ * and parsed here, with express.json's rules (strict: an object or array; an empty body is {};
+ * a leading BOM is dropped; the same error types for the error handler). Everything else
+ * (chunked, compressed, other charsets, too large, other types) is left to express.json in
+ * the API router, which skips a body already read. body-parser's stream machinery was a
+ * visible share of a request's CPU time.
+ */
+export function fastJsonBody(limitBytes: number): RequestHandler {
+  return (req, _res, next) => {
+    const h = req.headers;
+    const len = h['content-length'];
+    if (len === undefined || h['transfer-encoding'] !== undefined || h['content-encoding'] !== undefined || !/^\d{1,9}$/.test(len) || Number(len) > limitBytes || !JSON_TYPE.test(h['content-type'] ?? '')) return next();
+    const chunks: Buffer[] = [];
+    let done = false;
+    const finish = (err?: Error) => {
+      if (done) return;
+      done = true;
+      req.off('data', onData);
+      if (err) return next(err);
+      const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      let text = buf.toString('utf8');
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      if (text.length === 0) {
+        req.body = {};
+        return next();
+      }
+      const first = /^[\x20\x09\x0a\x0d]*(.)/s.exec(text)?.[1];
+      if (first !== '{' && first !== '[') return next(bodyError('Unexpected token: the body is not a JSON object or array.', 'entity.parse.failed'));
+      try {
+        req.body = JSON.parse(text);
+      } catch (e) {
+        return next(bodyError((e as Error).message, 'entity.parse.failed'));
+      }
+      next();
+    };
+    const onData = (c: Buffer) => void chunks.push(c);
+    req.on('data', onData);
+    req.once('end', () => finish());
+    req.once('error', () => finish(bodyError('request aborted', 'request.aborted')));
+    req.once('close', () => finish(bodyError('request aborted', 'request.aborted')));
   };
 }
 
@@ -100,7 +188,7 @@ export function connectSources(allowedOrigins: readonly string[]): string[] {
 export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const { config, logger } = o;
   const ownsRedis = !o.redis;
-  const redis = o.redis ?? createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: config.redis.commandTimeoutMs, logger });
+  const redis = o.redis ?? createRedis({ ...redisTarget(config.redis), commandTimeoutMs: config.redis.commandTimeoutMs, logger });
   const metrics = o.metrics ?? new Metrics();
   if (ownsRedis && !(await connectRedis(redis, 5000))) {
     logger.warn({ url: config.redis.url.replace(/\/\/[^@]*@/, '//***@') }, 'redis not reachable yet; answering 503 until it is');
@@ -110,6 +198,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     macs: { prefix: config.desktops.macPrefix.toLowerCase(), size: config.desktops.macPoolSize },
     deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
     auditMaxEntries: config.audit.maxEntries,
+    ...(config.redis.waitReplicas > 0 ? { durableAssignments: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs } } : {}),
   });
   const providers = new ProviderRegistry(Array.isArray(o.providers) ? o.providers : []);
   const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
@@ -152,9 +241,11 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     method: 'get', path: '/metrics', tag: 'meta', summary: 'Prometheus metrics', role: 'helpdesk',
     handler: async ({ res }) => {
       metrics.desktopsByState.reset();
+      metrics.poolSparesTarget.reset();
       for (const p of await store.pools.list()) {
         const c = await store.pools.counts(p.name);
         for (const s of DESKTOP_STATES) metrics.desktopsByState.set({ pool: p.name, state: s }, c[s]);
+        metrics.poolSparesTarget.set({ pool: p.name }, p.size.spare);
       }
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
       return undefined;
@@ -163,15 +254,36 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const shares = createShares(config, { logger, metrics, audit: broker.audit, providers, quota: store.quota, ...(o.now ? { now: o.now } : {}) });
   broker.assignment.useHome(shares.home);
   const devices = new DeviceService(store.devices, store.sessions, broker.audit, config.devices, o.now, store.users);
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, devices }, config.server.bodyLimitBytes, metricsRoute);
-  const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, ...(o.now ? { now: o.now } : {}) }) : null;
+  // Helpdesk shadowing (notice, consent, control) and the overview's history and alerts.
+  const shadow = new ShadowService(store, new ShadowRepository(store.redis, store.keys.sessionShadow), broker.audit, o.now);
+  const history = new HistoryRepository(store.redis, store.keys.poolHistory);
+  const overview = new OverviewService(store, history, broker.sessions, broker.audit, () => Promise.all(shares.shares.shares.map(async (s) => ({ name: s.name, ...(await shares.shares.health(s)) }))), o.now);
+  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, recordings: store.recordings, devices, shadow, overview }, config.server.bodyLimitBytes, (t) => {
+    metricsRoute(t);
+    // The doctor reads the running broker's own parts (agents are made below; routes run later).
+    doctorRoutes(t, () => doctorContext({ config, store, providers, guests: agents, mode: 'broker' }));
+  });
+  // The live streams' one loop per replica (api/event-hub.ts), woken by the replicas' tunnel events.
+  const events = eventHubOf(broker);
+  events.attach((wake) => store.tickets.subscribe((e) => {
+    wake('snapshot');
+    wake(`messages:${e.session}`);
+  }, () => undefined));
+  const reconcilers = config.jobs.enabled ? createReconcilers({ store, providers, audit: broker.audit, images: broker.images, logger, metrics, jobs: config.jobs, recordings: config.recordings, ...(o.now ? { now: o.now } : {}) }) : null;
   if (reconcilers) reconcilers.lifecycle.homeOf = shares.home.homeOf;
+  const poolHistory = new PoolHistory(store, history);
+  if (reconcilers) reconcilers.runner.add({ name: 'pool-history', intervalMs: POOL_HISTORY_INTERVAL_MS, run: (c) => poolHistory.run(c) });
   // Guest agents: a desktop is ready once its guest says so; the replica holding the `agents`
   // lease holds the channels, the others reach them through Redis.
   const agentParts = createAgents({ config, store, providers, resolveImage: (ref) => broker.images.resolve(ref), logger, metrics,
     // Until this replica's runner runs, nobody else's lease can be assumed: the channels are local.
     leased: () => !!reconcilers?.runner.started, ...(o.now ? { now: o.now } : {}) });
   const agents = agentParts.agents;
+  // Each replica publishes its clock against Redis TIME (the doctor's replica-skew check).
+  const clock = new ClockPublisher(store);
+  metrics.buildInfo.set({ version: VERSION }, 1);
+  const stopRedisSampler = sampleRedisLatency(redis, { sample: (sec) => metrics.redisLatency.observe(sec), up: (isUp) => metrics.redisUp.set(isUp ? 1 : 0) });
+  clock.start();
   if (reconcilers) {
     reconcilers.lifecycle.agents = agents;
     reconcilers.lifecycle.agentSecretOf = agentParts.secretOf;
@@ -188,6 +300,8 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   guestEvents.subscribe(agents);
   broker.sessions.useGuests(agents);
   let closing = false;
+  // Leaving (runtime.ts, server.drainSeconds): not ready, still serving until the balancer has moved away.
+  let leaving = false;
 
   const app = express();
   app.disable('x-powered-by');
@@ -195,13 +309,13 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   // Strict CSP (no inline scripts). No upgrade-insecure-requests: TLS is the proxy's business,
   // and the quick start serves plain HTTP. HSTS only on requests that arrived over TLS
   // (req.secure honours server.trustProxy and X-Forwarded-Proto): over plain HTTP it means nothing.
-  app.use(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false }));
+  app.use(precomputedHeaders(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false })));
   const hsts = helmet.strictTransportSecurity();
   app.use((req, res, next) => (req.secure ? hsts(req, res, next) : next()));
   app.use(requestLog(logger, metrics));
   // While draining, every answer asks the client to take its next request elsewhere.
   app.use((_req, res, next) => {
-    if (closing) res.setHeader('Connection', 'close');
+    if (closing || leaving) res.setHeader('Connection', 'close');
     next();
   });
   app.get('/healthz', (_req, res) => {
@@ -210,9 +324,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   app.get('/readyz', async (_req, res) => {
     const redisOk = store.available && (await store.ping());
     const jobsOk = !reconcilers || reconcilers.runner.healthy();
-    const ok = redisOk && jobsOk && !closing;
+    const ok = redisOk && jobsOk && !closing && !leaving;
     if (!ok) res.set('Retry-After', '2');
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', redis: redisOk, reconcilers: reconcilers ? jobsOk : 'disabled', closing });
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', redis: redisOk, reconcilers: reconcilers ? jobsOk : 'disabled', closing: closing || leaving });
   });
   app.use('/api/v1', async (req, _res, next) => {
     if (closing) return next(new BrokerError('not_ready', undefined, { retryAfterSeconds: 2 }));
@@ -225,7 +339,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     } catch (err) {
       next(doc ? undefined : err);
     }
-  }, api);
+  }, fastJsonBody(config.server.bodyLimitBytes), api);
   // The web client (`npm run build:client`). Hashed assets are cached; index.html is not, and
   // it answers every client route (/desktop/..., /helpdesk/...) so deep links and reloads work.
   const clientDir = join(ROOT, 'client/dist');
@@ -246,11 +360,17 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     drain() {
       closing = true;
     },
+    leave() {
+      leaving = true;
+    },
     async close() {
       closing = true;
       // Running uploads are aborted and cleaned up while Redis is still there (reservations).
       await shares.close();
+      await events.close();
       await reconcilers?.stop();
+      await clock.stop();
+      stopRedisSampler();
       await agents.close();
       await providers.close();
       if (ownsRedis) redis.disconnect();

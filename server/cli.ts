@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { userInfo } from 'node:os';
 import { configOrExit } from './runtime.ts';
 import { createLogger } from './observability/index.ts';
-import { Store, createRedis, connectRedis } from './store/index.ts';
+import { Store, createRedis, connectRedis, redisTarget } from './store/index.ts';
 import { ProviderRegistry } from './providers/index.ts';
 import { Metrics } from './observability/index.ts';
 import { Passwords, LoginThrottle, IdentityService } from './auth/index.ts';
@@ -16,6 +16,9 @@ import { ROLES, Broker, type Actor, type Role } from './broker/index.ts';
 import { readFileSync } from 'node:fs';
 import { createProviders } from './providers/configured.ts';
 import { MachineService, machineSpecSchema } from './providers/manual/index.ts';
+import { runDoctor, formatReport, doctorContext } from './doctor/index.ts';
+import { writeBackup, restoreBackup, BackupError } from './store/backup.ts';
+import { VERSION } from './app.ts';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -26,7 +29,7 @@ async function readStdin(): Promise<string> {
 async function main(): Promise<void> {
   const config = configOrExit(process.argv);
   const logger = createLogger('warn');
-  const redis = createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: config.redis.commandTimeoutMs, logger });
+  const redis = createRedis({ ...redisTarget(config.redis), commandTimeoutMs: config.redis.commandTimeoutMs, logger });
   if (!(await connectRedis(redis, 5000))) {
     process.stderr.write(`cannot reach redis at ${config.redis.url}\n`);
     process.exit(3);
@@ -113,10 +116,47 @@ async function main(): Promise<void> {
       if (r.failed.length) process.exitCode = 1;
     });
 
+  // The doctor (docs/doctor.md): exit 1 when a check fails. Guest clocks need the running broker's
+  // agents (GET /api/v1/doctor); QEMU consoles are read from the desktops' state, never touched.
+  program.command('doctor').description('check KVM, clocks, identity collisions, reachability, resources and access; exit 1 on a failure')
+    .option('--json', 'the report as JSON (docs/doctor.md)').option('--only <families...>', 'only these families: kvm clock identity reach resources access')
+    .option('--timeout <ms>', 'time limit of each probe', '2000')
+    .action(async (o) => {
+      const providers = new ProviderRegistry(createProviders(config, logger, async () => '', store));
+      try {
+        const report = await runDoctor(doctorContext({ config, store, providers, mode: 'cli', timeoutMs: Number(o.timeout) || 2000 }), { only: o.only });
+        process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report, process.stdout.isTTY));
+        if (report.summary.fail > 0) process.exitCode = 1;
+      } finally {
+        await providers.close();
+      }
+    });
+  // Backup and restore of the broker's Redis keys (docs/backup.md). Values are never printed.
+  const bigRedis = () => createRedis({ ...redisTarget(config.redis), commandTimeoutMs: 300_000, logger });
+  const withBig = async <T>(fn: (r: ReturnType<typeof createRedis>) => Promise<T>): Promise<T> => {
+    const r = bigRedis();
+    try {
+      if (!(await connectRedis(r, 5000))) throw new BackupError(`cannot reach redis at ${config.redis.url}`);
+      return await fn(r);
+    } finally {
+      r.disconnect();
+    }
+  };
+  program.command('backup').description('write a consistent snapshot of every key under redis.keyPrefix to a file (0600; it holds secrets)')
+    .requiredOption('--out <file>', 'the backup file')
+    .action(async (o) => out(await withBig((r) => writeBackup(r, config.redis.keyPrefix, VERSION, o.out))));
+  program.command('restore').description('load a backup into an EMPTY Redis (redis.url) under redis.keyPrefix')
+    .requiredOption('--in <file>', 'the backup file').option('--force', 'the Redis is not empty: delete the keys under the prefix and replace them')
+    .action(async (o) => out(await withBig((r) => restoreBackup(r, o.in, config.redis.keyPrefix, { force: !!o.force }))));
+
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof BrokerError) process.stderr.write(`error: ${err.code}: ${err.message}\n`);
+    else if (err instanceof BackupError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exitCode = 1;
+    }
     else if ((err as { code?: string }).code?.startsWith('commander.')) {
       if (!['commander.helpDisplayed', 'commander.help', 'commander.version'].includes((err as { code: string }).code)) process.exitCode = 2;
     } else throw err;

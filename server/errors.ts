@@ -29,6 +29,9 @@ export const ERROR_CODES = {
   not_found: { status: 404, message: 'Not found.' },
   already_exists: { status: 409, message: 'It already exists.' },
   conflict: { status: 409, message: 'The request conflicts with the current state.' },
+  shadow_consent_pending: { status: 409, message: 'Waiting for the user to allow shadowing.' },
+  shadow_denied: { status: 403, message: 'The user declined to be shadowed.' },
+  shadow_consent_timeout: { status: 409, message: 'The user did not answer in time; shadowing was not allowed.' },
   illegal_transition: { status: 409, message: 'The desktop cannot make that state change now.' },
   desktop_in_use: { status: 409, message: 'The desktop has a live session; log the user off first.' },
   pool_disabled: { status: 409, message: 'The pool is disabled.' },
@@ -84,6 +87,8 @@ const REDIS_CLIENT_MESSAGES = [
   'Command timed out',
   "Stream isn't writeable",
   'Connection is closed',
+  // A pipeline (auto-pipelining) cut by a connection loss, e.g. a Sentinel failover.
+  'Command aborted due to connection close',
   'Socket timeout',
   'Redis is unavailable',
   'Failed to refresh slots cache',

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configOrExit, runBroker, createLogger } from './runtime.ts';
-import { createRedis, connectRedis } from './store/index.ts';
+import { createRedis, connectRedis, redisTarget } from './store/index.ts';
 import { createBrokerApp } from './app.ts';
 import type { Actor } from './broker/index.ts';
 import { shareSmb } from './config/schema.ts';
@@ -29,7 +29,7 @@ if (firstShare && !firstShare.smb) {
 }
 
 async function ensureRedis(): Promise<ChildProcess | null> {
-  const probe = createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: 2000, logger: createLogger('silent') });
+  const probe = createRedis({ ...redisTarget(config.redis), commandTimeoutMs: 2000, logger: createLogger('silent') });
   const up = await connectRedis(probe, 1500);
   probe.disconnect();
   if (up) return null;
@@ -46,7 +46,7 @@ async function ensureRedis(): Promise<ChildProcess | null> {
   const dir = join(DATA, 'redis');
   mkdirSync(dir, { recursive: true });
   const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', u.port || '6379', '--dir', dir, '--appendonly', 'yes', '--save', ''], { stdio: 'ignore' });
-  const client = createRedis({ url: config.redis.url, password: config.redis.password, commandTimeoutMs: 2000, logger: createLogger('silent') });
+  const client = createRedis({ ...redisTarget(config.redis), commandTimeoutMs: 2000, logger: createLogger('silent') });
   const ok = await connectRedis(client, 10_000);
   client.disconnect();
   if (!ok) {

@@ -28,14 +28,21 @@ export function publicUrl(config: Config, server: Server): string {
   return `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
 }
 
+const QUIET_MS = 1000;
+
 /**
  * Requests in flight on the server. drained(): ends the event streams (they would run for
  * minutes; EventSource reconnects elsewhere) and resolves once no request is left.
  */
-function trackRequests(server: Server): { drained(): Promise<void> } {
+function trackRequests(server: Server): { drained(): Promise<void>; left(maxMs: number): Promise<void> } {
   const open = new Set<ServerResponse>();
   let idle: (() => void) | undefined;
-  server.on('request', (_req, res: ServerResponse) => {
+  /** When the last request other than a health check came, and when a /readyz was last answered 503. */
+  let lastRequest = 0;
+  let lastUnready = 0;
+  server.on('request', (req, res: ServerResponse) => {
+    if (req.url?.startsWith('/readyz')) res.once('finish', () => void (res.statusCode === 503 && (lastUnready = Date.now())));
+    else lastRequest = Date.now();
     open.add(res);
     res.once('close', () => {
       open.delete(res);
@@ -43,6 +50,19 @@ function trackRequests(server: Server): { drained(): Promise<void> } {
     });
   });
   return {
+    /**
+     * Behind a load balancer (/readyz answering 503 since leave()): resolves once the balancer has
+     * seen the 503 and no request came for a second after it (it moved the traffic away), or
+     * after `maxMs`.
+     */
+    async left(maxMs) {
+      const since = Date.now();
+      const until = since + maxMs;
+      while (Date.now() < until) {
+        if (lastUnready > since && Date.now() - Math.max(lastRequest, since) >= QUIET_MS) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     drained() {
       for (const res of open) if (String(res.getHeader('content-type') ?? '').startsWith('text/event-stream')) res.end();
       return open.size === 0 ? Promise.resolve() : new Promise<void>((r) => (idle = r));
@@ -80,6 +100,12 @@ export async function runBroker(config: Config, logger: Logger, providers: Provi
       // Not ready from the first signal on (/readyz 503), so a load balancer stops sending traffic.
       // The listener stays open through the grace: health checks get that answer instead of a
       // refused connection, and requests already in flight are served to their end.
+      // Behind a load balancer (server.drainSeconds): first only not ready, still serving, until
+      // the balancer has taken this replica out; so no request it still sends here is refused.
+      if (config.server.drainSeconds > 0) {
+        broker.leave();
+        await inFlight.left(config.server.drainSeconds * 1000);
+      }
       broker.drain();
       // Open tunnels are WebSockets the HTTP server would wait for: end them first, cleanly.
       await tunnel.close();

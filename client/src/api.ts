@@ -18,6 +18,8 @@ export class ApiError extends Error {
     message: string,
     /** Seconds from the Retry-After header, if any. */
     readonly retryAfter: number | null,
+    /** The request field the broker refused (validation errors), if any. */
+    readonly field?: string,
   ) {
     super(message);
   }
@@ -45,8 +47,8 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
   const retryAfter = ra && /^\d+$/.test(ra) ? Number(ra) : null;
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
-    const e = (data as { error?: { code?: string; message?: string } } | null)?.error;
-    throw new ApiError(res.status, e?.code ?? `http_${res.status}`, e?.message ?? `HTTP ${res.status}`, retryAfter);
+    const e = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
+    throw new ApiError(res.status, e?.code ?? `http_${res.status}`, e?.message ?? `HTTP ${res.status}`, retryAfter, e?.field);
   }
   return { status: res.status, body: data as T, retryAfter };
 }
@@ -105,3 +107,32 @@ export function formatDuration(ms: number): string {
   const m = Math.floor((s % 3600) / 60);
   return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
 }
+
+/**
+ * A refused form field in plain words: the broker's validation message without the field path
+ * and zod's wording ("host: Too small: expected string to have >=1 characters" -> "Required.").
+ * null when the error is not about a field.
+ */
+export function fieldError(e: unknown): { field: string; message: string } | null {
+  if (!(e instanceof ApiError) || !e.field) return null;
+  let m = e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
+  let r: RegExpExecArray | null;
+  if (/^Too small: expected string to have >=1 characters?$/.test(m) || m === 'Required.' || /received undefined$/.test(m)) m = 'This field is required.';
+  else if ((r = /^Too small: expected string to have >=(\d+) characters$/.exec(m))) m = `Use at least ${r[1]} characters.`;
+  else if ((r = /^Too big: expected string to have <=(\d+) characters$/.exec(m))) m = `Use at most ${r[1]} characters.`;
+  else if ((r = /^Too small: expected number to be >=(\S+)$/.exec(m))) m = `Enter ${r[1]} or more.`;
+  else if ((r = /^Too big: expected number to be <=(\S+)$/.exec(m))) m = `Enter ${r[1]} or less.`;
+  else if (/^Invalid string: must match pattern/.test(m)) m = 'This value has characters that are not allowed here.';
+  else if ((r = /^Invalid option: expected one of (.*)$/.exec(m))) m = `Choose one of ${r[1]!.replace(/"/g, '').split('|').join(', ')}.`;
+  else if (/^Invalid input: expected number/.test(m)) m = 'Enter a number.';
+  return { field: e.field, message: m.charAt(0).toUpperCase() + m.slice(1) };
+}
+
+/** One page of a helpdesk list (GET /desktops, /sessions, /users with `limit`). */
+export interface ListAnswer<T> { items: T[]; total: number; nextCursor?: string }
+
+/** Per-id outcome of POST /desktops/bulk and /sessions/bulk. */
+export interface BulkAnswer { results: { id: string; ok: boolean; error?: { code: string; message: string } }[] }
+
+export const bulkDesktops = (action: 'refresh' | 'reset' | 'delete', ids: string[]) => api.post<BulkAnswer>('/desktops/bulk', { action, ids });
+export const bulkLogoff = (ids: string[]) => api.post<BulkAnswer>('/sessions/bulk', { action: 'logoff', ids });

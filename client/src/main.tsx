@@ -13,15 +13,40 @@ import { MyFiles } from './portal/Files.tsx';
 import { Security } from './portal/Security.tsx';
 import { Launch } from './portal/Launch.tsx';
 import { Console } from './helpdesk/Console.tsx';
+import { t, useT } from './i18n/index.ts';
+import { LanguageSwitch } from './i18n/LanguageSwitch.tsx';
 import './styles.css';
 
 const isStaff = (u: User) => u.role === 'helpdesk' || u.role === 'admin';
+const APP_TITLE = () => t('app.title');
+/** A kiosk's notice after logout goes away by itself (the next person should not read it). */
+const KIOSK_NOTICE_MS = 20_000;
+
+/** Forgets what the last user left in this tab: title, per-session storage (dismissed messages...). */
+function clearUserState(): void {
+  document.title = APP_TITLE();
+  try {
+    for (const k of Object.keys(sessionStorage)) if (k.startsWith('vdi.')) sessionStorage.removeItem(k);
+  } catch {
+    // storage disabled: nothing kept there
+  }
+}
+
+/** Staff (helpdesk, admin) without desktops of their own land on the console. */
+async function landingFor(u: User): Promise<string> {
+  if (!isStaff(u)) return '/';
+  const { pools } = await api.get<{ pools: MyPool[] }>('/me/pools').catch(() => ({ pools: [{}] as MyPool[] }));
+  return pools.length === 0 ? '/helpdesk' : '/';
+}
 
 function App() {
   const { path } = useLocation();
   const [user, setUser] = useState<User | null | undefined>(undefined);
   const [notice, setNotice] = useState<string>('');
   const [kiosk] = useState(kioskMode);
+  const tt = useT();
+  const [menu, setMenu] = useState(false);
+  useEffect(() => setMenu(false), [path]);
   // Enrolled devices (kiosk.ts): a revoked one goes back to enrolment; a shared lab terminal logs off when idle.
   useEffect(() => (kiosk ? watchDevice(() => location.replace('/enroll')) : undefined), []);
   const roomDisplay = deviceStatus().device?.mode === 'room-display';
@@ -34,19 +59,20 @@ function App() {
       setUser(r.user);
       navigate(`/desktop/${encodeURIComponent(r.pool)}`, true);
     }, (e) => {
-      setNotice(`The display could not start: ${describeError(e)}`);
+      setNotice(t('app.displayFailed', { error: describeError(e) }));
       retry = setTimeout(start, 30_000);
     });
     start();
     return () => clearTimeout(retry);
   }, [user]);
-  useEffect(() => (user && deviceStatus().device?.mode === 'shared-lab' ? idleLogoff(deviceStatus().device!.idleSeconds, () => void logoffMySessions().then(() => logout('You were logged off after a while without input.'))) : undefined), [user]);
+  useEffect(() => (user && deviceStatus().device?.mode === 'shared-lab' ? idleLogoff(deviceStatus().device!.idleSeconds, () => void logoffMySessions().then(() => logout(t('app.idleLoggedOff')))) : undefined), [user]);
 
   useEffect(() => {
     api.get<Me>('/me').then(
       (me) => {
         setCsrf(me.csrfToken);
         setUser(me.user);
+        if (location.pathname === '/') void landingFor(me.user).then((to) => to !== '/' && location.pathname === '/' && navigate(to, true));
       },
       (e) => {
         setUser(null);
@@ -58,6 +84,7 @@ function App() {
   const logout = async (message = '') => {
     const out = await api.post<{ redirect?: string } | null>('/auth/logout').catch(() => null);
     setCsrf('');
+    clearUserState();
     if (deviceStatus().device?.mode === 'shared-lab') await wipeBrowserState();
     // After a single sign-on login, the identity provider ends its session too (RP-initiated logout).
     if (out?.redirect) return void location.assign(out.redirect);
@@ -75,13 +102,20 @@ function App() {
       const pool = kioskPool(pools);
       if (pool) return navigate(`/desktop/${encodeURIComponent(pool)}`, true);
     }
-    if (path.startsWith('/helpdesk') || path.startsWith('/desktop/')) return navigate(path + location.search, true);
-    navigate('/', true);
+    if (path.startsWith('/helpdesk') || path.startsWith('/desktop/') || path === '/files' || path === '/security') return navigate(path + location.search, true);
+    navigate(await landingFor(u), true);
   };
 
+  // A kiosk's notice (after a logout) is cleared after a while: the next person starts clean.
+  useEffect(() => {
+    if (!kiosk || !notice || user) return;
+    const t = setTimeout(() => setNotice(''), KIOSK_NOTICE_MS);
+    return () => clearTimeout(t);
+  }, [kiosk, notice, user]);
+
   if (path === '/enroll' || mustEnrol()) return <Enroll />;
-  if (user === undefined) return <main class="page center"><p class="spinner">Loading…</p></main>;
-  if (user === null && roomDisplay) return <main class="page center"><p class="spinner" data-testid="display-starting">{notice || 'Starting the display…'}</p></main>;
+  if (user === undefined) return <main class="page center" id="main"><p class="spinner" role="status">{tt('common.loading')}</p></main>;
+  if (user === null && roomDisplay) return <main class="page center" id="main"><p class="spinner" role="status" data-testid="display-starting">{notice || tt('app.displayStarting')}</p></main>;
   if (user === null) return <Login kiosk={kiosk} notice={notice} onLogin={(u) => void afterLogin(u)} />;
 
   const launch = match('/desktop/:pool', path);
@@ -90,6 +124,7 @@ function App() {
       <Launch
         key={launch.pool}
         pool={launch.pool!}
+        kiosk={kiosk}
         onLeave={(text) => {
           if (kiosk) return void logout(text);
           setNotice(text);
@@ -104,27 +139,30 @@ function App() {
     body = isStaff(user) ? (
       <Console path={path} />
     ) : (
-      <main class="page"><p class="banner bad" role="alert" data-testid="forbidden">The helpdesk console is for helpdesk staff. Your account ({user.id}) cannot open it.</p><Link href="/">Back to my desktops</Link></main>
+      <main class="page" id="main" tabIndex={-1}><p class="banner bad" role="alert" data-testid="forbidden">{tt('app.forbidden', { id: user.id })}</p><Link href="/">{tt('app.backToDesktops')}</Link></main>
     );
   } else if (path === '/files') {
     body = <MyFiles />;
   } else if (path === '/security') {
     body = <Security />;
   } else {
-    body = <MyDesktops notice={notice || undefined} />;
+    body = <MyDesktops notice={notice || undefined} staff={isStaff(user)} />;
   }
   return (
     <div class={kiosk ? 'shell kiosk' : 'shell'}>
-      <header class="top">
-        <Link href="/" class="brand">Virtual desktops</Link>
-        <nav>
-          <Link href="/">My desktops</Link>
-          <Link href="/files">My files</Link>
-          <Link href="/security">Sign-in security</Link>
-          {isStaff(user) && <Link href="/helpdesk">Helpdesk</Link>}
+      <a class="skip-link" href="#main" onClick={(e) => { e.preventDefault(); const m = document.getElementById('main') ?? document.querySelector('main'); if (m) { if (!m.hasAttribute('tabindex')) m.setAttribute('tabindex', '-1'); m.focus(); } }}>{tt('app.skip')}</a>
+      <header class={menu ? 'top open' : 'top'}>
+        <Link href="/" class="brand">{tt('app.title')}</Link>
+        <button type="button" class="menu-button" aria-expanded={menu} aria-controls="top-nav" aria-label={tt('nav.menu')} onClick={() => setMenu(!menu)}>☰</button>
+        <nav id="top-nav" aria-label={tt('app.navLabel')}>
+          <Link href="/">{tt('app.myDesktops')}</Link>
+          <Link href="/files">{tt('app.myFiles')}</Link>
+          <Link href="/security">{tt('app.security')}</Link>
+          {isStaff(user) && <Link href="/helpdesk">{tt('nav.helpdesk')}</Link>}
         </nav>
-        <span class="who">{user.displayName} <span class="muted">({user.role})</span></span>
-        <button type="button" onClick={() => void logout()}>Log out</button>
+        <span class="who">{user.displayName} <span class="muted">({tt(`role.${user.role}`, { defaultValue: user.role })})</span></span>
+        <LanguageSwitch />
+        <button type="button" onClick={() => void logout()}>{tt('app.logout')}</button>
       </header>
       {body}
     </div>

@@ -3,6 +3,7 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { describeError } from './api.ts';
 import { onLiveState, subscribe, type LiveState } from './live.ts';
+import { t as tr, useT } from './i18n/index.ts';
 
 /**
  * Calls `load` now and every `ms` (while the tab is visible); the latest value or error.
@@ -55,6 +56,7 @@ export function ConfirmDialog(props: { req: ConfirmRequest | null; onClose: () =
   const ref = useRef<HTMLDialogElement>(null);
   const [busy, setBusy] = useState(false);
   const [value, setValue] = useState('');
+  const t = useT();
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
@@ -65,7 +67,7 @@ export function ConfirmDialog(props: { req: ConfirmRequest | null; onClose: () =
   }, [props.req]);
   const r = props.req;
   return (
-    <dialog ref={ref} class="confirm" onClose={() => props.onClose()}>
+    <dialog ref={ref} class="confirm" aria-labelledby="confirm-title" onClose={() => props.onClose()}>
       {r && (
         <form
           method="dialog"
@@ -74,16 +76,16 @@ export function ConfirmDialog(props: { req: ConfirmRequest | null; onClose: () =
             setBusy(true);
             try {
               const text = await r.run(value);
-              props.onDone(true, text || `${r.action}: done.`);
+              props.onDone(true, text || tr('ui.done', { action: r.action }));
             } catch (err) {
-              props.onDone(false, `${r.action} failed: ${describeError(err)}`);
+              props.onDone(false, tr('ui.failed', { action: r.action, error: describeError(err) }));
             } finally {
               setBusy(false);
               props.onClose();
             }
           }}
         >
-          <h2>{r.title}</h2>
+          <h2 id="confirm-title">{r.title}</h2>
           <div class="confirm-body">{r.body}</div>
           {r.input && (
             <label>
@@ -98,8 +100,8 @@ export function ConfirmDialog(props: { req: ConfirmRequest | null; onClose: () =
             </label>
           )}
           <div class="buttons">
-            <button type="button" onClick={() => props.onClose()} disabled={busy}>Cancel</button>
-            <button type="submit" class={r.danger ? 'danger' : 'primary'} disabled={busy}>{busy ? 'Working…' : r.action}</button>
+            <button type="button" onClick={() => props.onClose()} disabled={busy}>{t('common.cancel')}</button>
+            <button type="submit" class={r.danger ? 'danger' : 'primary'} disabled={busy}>{busy ? t('common.working') : r.action}</button>
           </div>
         </form>
       )}
@@ -111,7 +113,7 @@ export interface Outcome { ok: boolean; text: string; at: number }
 
 export function OutcomeBanner(props: { outcome: Outcome | null }) {
   if (!props.outcome) return null;
-  return <p class={props.outcome.ok ? 'banner ok' : 'banner bad'} role="status">{props.outcome.text}</p>;
+  return <p class={props.outcome.ok ? 'banner ok' : 'banner bad'} role="status" aria-live="polite">{props.outcome.text}</p>;
 }
 
 /** confirm + outcome state for a page with actions. */
@@ -123,7 +125,8 @@ export function useActions() {
 }
 
 export function StateBadge(props: { state: string }) {
-  return <span class={`badge st-${props.state}`}>{props.state.replace('_', ' ')}</span>;
+  const t = useT();
+  return <span class={`badge st-${props.state}`}>{t(`state.${props.state}`, { defaultValue: props.state.replace('_', ' ') })}</span>;
 }
 
 export function ErrorLine(props: { error: string | null }) {
@@ -133,6 +136,7 @@ export function ErrorLine(props: { error: string | null }) {
 /** "live" / "polling" indicator for the helpdesk console. */
 export function LiveIndicator() {
   const [s, setS] = useState<LiveState>('connecting');
+  const t = useT();
   useEffect(() => onLiveState(setS), []);
-  return <span class={`live live-${s}`} data-testid="live-state" title={s === 'live' ? 'Updates arrive as they happen (server-sent events)' : 'Live updates unavailable; refreshing every few seconds'}>{s === 'live' ? '● live' : s === 'down' ? '○ polling' : '○ connecting'}</span>;
+  return <span class={`live live-${s}`} data-testid="live-state" title={s === 'live' ? t('live.liveTitle') : t('live.downTitle')}>{s === 'live' ? t('live.live') : s === 'down' ? t('live.down') : t('live.connecting')}</span>;
 }

@@ -225,6 +225,21 @@ export class AgentHub implements Agents {
     };
   }
 
+  /**
+   * The guest's clock (qemu-guest-agent guest-get-time, ns since the epoch) and when the broker
+   * asked (the mid-point of the round trip), for the doctor's clock check; undefined when the
+   * guest runs our agent only (its protocol carries no time) or no channel answers.
+   */
+  async guestTime(desktopId: string, timeoutMs: number): Promise<{ ms: number; at: number; via: 'qga' } | undefined> {
+    if (!this.local()) return (await this.remote('guestTime', [desktopId], timeoutMs)) as { ms: number; at: number; via: 'qga' } | undefined;
+    const c = this.channels.get(desktopId);
+    if (c?.kind !== 'qga' || !c.ch.ready) return undefined;
+    const t0 = Date.now();
+    const ns = await c.ch.command<number>('guest-get-time', undefined, timeoutMs);
+    const at = Math.round((t0 + Date.now()) / 2);
+    return typeof ns === 'number' ? { ms: Math.round(ns / 1e6), at, via: 'qga' } : undefined;
+  }
+
   async exec(d: AgentDesktop, cmd: { path: string; args: string[] }, o: { allow?: boolean; timeoutMs: number }): Promise<{ exitcode: number; stdout: string; stderr: string }> {
     if (!(o.allow ?? this.o.qgaExecDefault ?? false)) throw new Error('Commands in this desktop\'s guest are not allowed by its pool\'s policy.');
     if (!this.local()) return this.remote('exec', [d, cmd, { ...o, allow: true }], o.timeoutMs) as Promise<{ exitcode: number; stdout: string; stderr: string }>;
@@ -262,6 +277,7 @@ export class AgentHub implements Agents {
       case 'message': return this.message(a[0], a[1]);
       case 'status': return this.status(a[0]);
       case 'exec': return this.exec(a[0], a[1], { allow: true, timeoutMs });
+      case 'guestTime': return this.guestTime(a[0], timeoutMs);
       default: return Promise.reject(new Error(`unknown agent operation ${op}`));
     }
   }

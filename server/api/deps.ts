@@ -5,6 +5,9 @@ import type { FilesService, ShareService } from '../shares/index.ts';
 import type { MachineService } from '../providers/manual/index.ts';
 import type { MfaService } from '../auth/mfa/index.ts';
 import type { DeviceService } from '../devices/index.ts';
+import type { RecordingsRepository } from '../store/index.ts';
+import type { ShadowService } from '../broker/shadow.service.ts';
+import type { OverviewService } from '../broker/overview.service.ts';
 
 export interface ApiDeps {
   broker: Broker;
@@ -23,4 +26,10 @@ export interface ApiDeps {
   publicUrl: string;
   /** Enrolled thin-client devices (server/devices). */
   devices: DeviceService;
+  /** The index of session recordings (server/tunnel records; docs/recordings.md). */
+  recordings: RecordingsRepository;
+  /** Helpdesk shadowing: notice, consent, control (server/broker/shadow.service.ts). */
+  shadow: ShadowService;
+  /** Overview history, alerts and the session detail page (server/broker/overview.service.ts). */
+  overview: OverviewService;
 }

@@ -2,12 +2,32 @@ import { z } from 'zod';
 import type { RouteTable } from './route.ts';
 import type { ApiDeps } from './deps.ts';
 import { idParams, poolName, desktopState, username } from './schemas.ts';
+import { bulkIds, pageAnswer, pageQuery } from './paging.ts';
+
+const DESKTOP_SORTS = ['name', 'pool', 'state', 'user', 'host', 'image'] as const;
 
 export function desktopRoutes(t: RouteTable, { broker }: ApiDeps): void {
   t.add({
-    method: 'get', path: '/desktops', tag: 'desktops', summary: 'Desktops, filtered', role: 'helpdesk',
-    query: z.strictObject({ pool: poolName.optional(), state: desktopState.optional(), user: username.optional(), host: z.string().max(64).regex(/^[A-Za-z0-9._-]*$/).optional(), name: z.string().max(64).regex(/^[a-z0-9-]*$/).optional() }),
-    handler: async ({ query }) => ({ desktops: await broker.desktops.list(query) }),
+    method: 'get', path: '/desktops', tag: 'desktops', role: 'helpdesk',
+    summary: 'Desktops, filtered. With `limit` one page of the helpdesk table: `{items, total, nextCursor?}` (search `q`, `sort`, `order`, `offset`, or `cursor` = the previous answer\'s nextCursor); without it every match as `{desktops}`',
+    query: z.strictObject({
+      pool: poolName.optional(), state: desktopState.optional(), user: username.optional(),
+      host: z.string().max(64).regex(/^[A-Za-z0-9._-]*$/).optional(), name: z.string().max(64).regex(/^[a-z0-9-]*$/).optional(),
+      ...pageQuery(DESKTOP_SORTS),
+    }),
+    handler: async ({ query }) => {
+      const { q, sort, order, limit, offset, cursor, ...filter } = query;
+      if (limit === undefined) return { desktops: await broker.desktops.list(filter) };
+      const start = cursor ?? offset ?? 0;
+      const page = await broker.desktops.page({ ...filter, ...(q ? { q } : {}), ...(sort ? { sort } : {}), order, offset: start, limit });
+      return pageAnswer(page, start, limit);
+    },
+  });
+  t.add({
+    method: 'post', path: '/desktops/bulk', tag: 'desktops', role: 'helpdesk', auditAction: 'desktop.bulk',
+    summary: 'Refresh, reset or delete up to 500 desktops: each is done (and audited) as the single action would be; `results` has every id\'s outcome',
+    body: z.strictObject({ action: z.enum(['refresh', 'reset', 'delete']), ids: bulkIds }),
+    handler: async ({ body, actor }) => ({ results: await broker.desktops.bulk(actor, body.action, body.ids) }),
   });
   t.add({
     method: 'get', path: '/desktops/:id', tag: 'desktops', summary: 'One desktop', role: 'helpdesk', params: idParams, errors: ['not_found'],

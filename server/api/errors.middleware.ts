@@ -13,11 +13,13 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     else if (err?.type === 'encoding.unsupported' || err?.type === 'charset.unsupported' || err?.type === 'request.aborted' || err?.status === 400 || err?.status === 415) {
       e = new BrokerError('validation_failed', 'The request body cannot be read.', { field: 'body' });
     } else if (err?.code === 'EBADCSRFTOKEN' || err?.message === 'invalid csrf token') e = new BrokerError('csrf_invalid');
+    // The web client's files (serve-static, fallthrough off): a missing or refused file is not found, never a 500.
+    else if (err?.status === 404 || err?.status === 403) e = new BrokerError('route_not_found', `No file ${req.path}.`);
     else {
-      logger.error({ err, path: req.path, method: req.method }, 'unhandled error');
+      logger.error({ err, reqId: res.locals.reqId, path: req.path, method: req.method }, 'unhandled error');
       e = new BrokerError('internal_error');
     }
-    if (e.status >= 500 && e.code !== 'internal_error') logger.warn({ code: e.code, path: req.path }, e.message);
+    if (e.status >= 500 && e.code !== 'internal_error') logger.warn({ code: e.code, reqId: res.locals.reqId, path: req.path }, e.message);
     if (res.headersSent) return;
     if (e.retryAfterSeconds !== undefined) res.set('Retry-After', String(e.retryAfterSeconds));
     res.status(e.status).json(e.toJSON());

@@ -1,18 +1,23 @@
 // Live updates for the helpdesk console: a server-sent events stream (text/event-stream) of
-// `snapshot` events (pools with desktop counts, live sessions), sent when something changed,
-// checked every `intervalMs`; a comment line every 15 s keeps proxies from closing it.
-// A stream ends by itself after `maxSeconds` (EventSource reconnects after `retry` ms), or
-// after `limit` snapshots (scripts, tests), or when the broker stops. The snapshot is what GET /pools and GET /sessions
-// answer, so a client can fall back to polling those.
+// `snapshot` events (pools with desktop counts, live sessions), sent when something changed.
+// The snapshot is read by the replica's one shared loop (event-hub.ts): once per 2 s for all
+// the consoles open on this replica, not once per console; a comment line every 15 s keeps
+// proxies from closing it. A stream ends by itself after 5 min (EventSource reconnects after
+// `retry` ms), or after `limit` snapshots (scripts, tests), or when the broker stops. The
+// snapshot is what GET /pools and GET /sessions answer, so a client can fall back to polling those.
 import { z } from 'zod';
 import type { RouteTable } from './route.ts';
 import type { ApiDeps } from './deps.ts';
+import { eventHubOf, sseStream } from './event-hub.ts';
 
 const INTERVAL_MS = 2000;
-const HEARTBEAT_MS = 15_000;
-const MAX_SECONDS = 300;
 
 export function eventRoutes(t: RouteTable, { broker }: ApiDeps): void {
+  const hub = eventHubOf(broker);
+  const read = async () => {
+    const [pools, sessions] = await Promise.all([broker.pools.list(), broker.sessions.listLive({})]);
+    return { pools, sessions, json: JSON.stringify({ pools, sessions }) };
+  };
   t.add({
     method: 'get',
     path: '/events',
@@ -21,55 +26,22 @@ export function eventRoutes(t: RouteTable, { broker }: ApiDeps): void {
     role: 'helpdesk',
     query: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).optional() }),
     handler: async ({ req, res, query }) => {
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
-      res.write(`retry: 2000\n\n`);
-      let last = '';
-      let sent = 0;
-      let closed = false;
-      let lastWrite = Date.now();
-      const started = Date.now();
-      await new Promise<void>((resolve) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const stop = (dropConnection = false) => {
-          if (closed) return;
-          closed = true;
-          clearTimeout(timer);
-          // (express-session wraps res.end without the callback form: wait for 'finish'.)
-          if (dropConnection) res.once('finish', () => req.socket.destroy());
-          if (!res.writableEnded) res.end();
-          resolve();
-        };
-        res.on('close', () => stop());
-        res.on('error', () => stop());
-        // A stopping broker (server.close(): no longer listening) ends its streams, so they do
-        // not hold the graceful shutdown for its whole grace period.
-        const server = (req.socket as typeof req.socket & { server?: { listening: boolean } }).server;
-        const tick = async () => {
-          if (closed) return;
-          if (server && !server.listening) return stop(true);
-          try {
-            const [pools, sessions] = await Promise.all([broker.pools.list(), broker.sessions.listLive({})]);
-            if (closed) return;
-            const data = JSON.stringify({ pools, sessions });
-            if (data !== last) {
-              last = data;
-              res.write(`event: snapshot\ndata: ${JSON.stringify({ at: Date.now(), pools, sessions })}\n\n`);
-              lastWrite = Date.now();
-              sent++;
-            } else if (Date.now() - lastWrite >= HEARTBEAT_MS) {
-              res.write(': keep-alive\n\n');
-              lastWrite = Date.now();
-            }
-          } catch {
-            if (closed) return;
+      await sseStream(req, res, (s) => {
+        let last = '';
+        let sent = 0;
+        return hub.subscribe('snapshot', INTERVAL_MS, read, (r) => {
+          if (!s.alive()) return;
+          if (r.ok) {
+            if (r.value.json === last) return;
+            last = r.value.json;
+            s.send('snapshot', { at: Date.now(), pools: r.value.pools, sessions: r.value.sessions });
+            if (query.limit && ++sent >= query.limit) s.stop();
+          } else {
             // Redis away: say so, keep the stream; the next tick tries again.
-            res.write(`event: unavailable\ndata: ${JSON.stringify({ at: Date.now(), message: 'The broker cannot read its store right now.' })}\n\n`);
-            lastWrite = Date.now();
+            last = '';
+            s.send('unavailable', { at: Date.now(), message: 'The broker cannot read its store right now.' });
           }
-          if ((query.limit && sent >= query.limit) || Date.now() - started > MAX_SECONDS * 1000) return stop();
-          timer = setTimeout(() => void tick(), INTERVAL_MS);
-        };
-        void tick();
+        });
       });
       return undefined;
     },

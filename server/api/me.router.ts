@@ -4,6 +4,7 @@ import type { ApiDeps } from './deps.ts';
 import { myPoolParams, idParams, firstFrameBody, messagesQuery } from './schemas.ts';
 import type { Desktop, Session } from '../broker/index.ts';
 import { streamSessionMessages } from './session-messages.stream.ts';
+import { eventHubOf } from './event-hub.ts';
 
 /** How long the caller's login took (ms), kept in their HTTP session at login (server/auth). */
 function loginMsOf(req: Request): number | undefined {
@@ -54,8 +55,9 @@ export function meRoutes(t: RouteTable, { broker, devices }: ApiDeps): void {
     role: 'user',
     params: myPoolParams,
     errors: ['not_found', 'pool_location_restricted', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable'],
-    handler: async ({ req, params, actor, setStatus }) => {
+    handler: async ({ req, res, params, actor, setStatus }) => {
       const r = await broker.assignment.request(actor, params.pool);
+      res.locals.session = r.session.id;
       // The timeline is bookkeeping: a failure to write it never fails the user's request.
       await broker.sessions.recordRequest(r, { loginMs: loginMsOf(req) }).catch(() => undefined);
       if (actor.device) await devices.recordSession(r.session.id, actor.device);
@@ -96,7 +98,7 @@ export function meRoutes(t: RouteTable, { broker, devices }: ApiDeps): void {
     handler: async ({ req, res, params, query, actor }) => {
       // Checked before the stream starts, so a foreign or unknown session is a plain 404.
       await broker.sessions.own(actor, params.id);
-      await streamSessionMessages(req, res, { after: query.after, limit: query.limit, read: (after) => broker.sessions.messagesAfter(actor, params.id, after) });
+      await streamSessionMessages(req, res, { hub: eventHubOf(broker), session: params.id, after: query.after, limit: query.limit, read: (after) => broker.sessions.messagesAfter(actor, params.id, after) });
       return undefined;
     },
   });

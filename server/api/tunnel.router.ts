@@ -10,7 +10,7 @@ const HANDOVER =
   'Redeem it on the WebSocket `tunnel` with the same login (session cookie or API key) from an allowed Origin, ' +
   'sent as the first message `0.,6.ticket,43.<ticket>;`, never in the URL (docs/streaming.md)';
 
-export function tunnelRoutes(t: RouteTable, { tickets, auth }: ApiDeps): void {
+export function tunnelRoutes(t: RouteTable, { tickets, auth, shadow }: ApiDeps): void {
   t.add({
     method: 'post',
     path: '/me/sessions/:id/connect',
@@ -28,13 +28,15 @@ export function tunnelRoutes(t: RouteTable, { tickets, auth }: ApiDeps): void {
     method: 'post',
     path: '/sessions/:id/shadow',
     tag: 'sessions',
-    summary: `A single-use, read-only ticket, bound to my login, to watch a user's live session (audited). ${HANDOVER}`,
+    summary: `A single-use ticket, bound to my login, to watch a user's live session (audited): the user is told, or must allow it first (pool shadow: consent); read-only unless the user handed over control. ${HANDOVER}`,
     role: 'helpdesk',
     params: idParams,
-    errors: ['not_found', 'conflict'],
+    errors: ['not_found', 'conflict', 'shadow_consent_pending', 'shadow_denied', 'shadow_consent_timeout'],
     handler: async ({ req, params, actor, res }) => {
       res.set('Cache-Control', 'no-store');
-      return tickets.issueShadow(actor, auth.loginOf(req), params.id);
+      // The user is told (or asked first, pool shadow: consent); input only once they hand over control.
+      const { control } = await shadow.admit(actor, params.id);
+      return tickets.issueShadow(actor, auth.loginOf(req), params.id, { control });
     },
   });
 }

@@ -1,9 +1,32 @@
 import type { RouteTable } from './route.ts';
 import type { ApiDeps } from './deps.ts';
-import { userParams, groupParams, newUserBody, userPatchBody, newGroupBody, groupPatchBody } from './schemas.ts';
+import { z } from 'zod';
+import { pageQuery, pageAnswer } from './paging.ts';
+import { ROLES } from '../broker/index.ts';
+import { identifier, userParams, groupParams, newUserBody, userPatchBody, newGroupBody, groupPatchBody } from './schemas.ts';
+
+const USER_SORTS = ['id', 'displayName', 'role', 'disabled'] as const;
 
 export function userRoutes(t: RouteTable, { identity }: ApiDeps): void {
-  t.add({ method: 'get', path: '/users', tag: 'users', summary: 'All users', role: 'helpdesk', handler: async () => ({ users: await identity.listUsers() }) });
+  t.add({
+    method: 'get', path: '/users', tag: 'users', role: 'helpdesk',
+    summary: 'All users as `{users}`; with `limit` one page of the helpdesk table: `{items, total, nextCursor?}` (search `q` over id, display name, role, groups; filters `role`, `group`, `disabled`; `sort`, `order`, `offset` or `cursor`)',
+    query: z.strictObject({ role: z.enum(ROLES).optional(), group: identifier().optional(), disabled: z.enum(['true', 'false']).optional(), ...pageQuery(USER_SORTS) }),
+    handler: async ({ query }) => {
+      const { q, sort, order, limit, offset, cursor, role, group, disabled } = query;
+      const all = await identity.listUsers();
+      if (limit === undefined && !role && !group && !disabled) return { users: all };
+      const needle = (q ?? '').toLowerCase();
+      const rows = all.filter((u) => (!role || u.role === role) && (!group || u.groups.includes(group)) && (!disabled || String(!!u.disabled) === disabled)
+        && (!needle || [u.id, u.displayName, u.role, ...u.groups].join('\n').toLowerCase().includes(needle)));
+      const key = sort ?? 'id';
+      const dir = order === 'desc' ? -1 : 1;
+      rows.sort((a, b) => dir * (String(a[key] ?? '').localeCompare(String(b[key] ?? '')) || a.id.localeCompare(b.id)));
+      if (limit === undefined) return { users: rows };
+      const start = cursor ?? offset ?? 0;
+      return pageAnswer({ items: rows.slice(start, start + limit), total: rows.length }, start, limit);
+    },
+  });
   t.add({
     method: 'get', path: '/users/:id', tag: 'users', summary: 'One user', role: 'helpdesk', params: userParams, errors: ['not_found'],
     handler: async ({ params }) => ({ user: await identity.getUser(params.id) }),

@@ -41,6 +41,18 @@ interface SessionData {
   idToken?: string;
   /** How long the login took (ms): the logon timeline's authentication phase (me.router.ts). */
   loginMs?: number;
+  /** When the session's expiry was last pushed out (ms since the epoch): see HttpAuth.refreshIfDue. */
+  refreshedAt?: number;
+}
+
+/**
+ * How long after its last write a session's expiry is pushed out again. Rewriting it on every
+ * request (express-session `rolling`) cost a Redis write and a signed Set-Cookie per request;
+ * now an active session is rewritten (TTL and cookie renewed) at most once per this interval,
+ * so an idle login ends between maxAge - interval and maxAge after its last request.
+ */
+export function sessionRefreshIntervalMs(maxAgeSeconds: number): number {
+  return Math.min(60_000, Math.floor((maxAgeSeconds * 1000) / 10));
 }
 
 declare module 'express-serve-static-core' {
@@ -121,11 +133,15 @@ export class HttpAuth {
   readonly cookieName: string;
   private readonly sessions: RedisStore;
   private readonly loadSecret: () => Promise<string>;
+  private readonly refreshAfterMs: number;
 
   constructor(private readonly identity: IdentityService, o: HttpAuthOptions) {
     this.cookieName = o.cookieName;
-    this.sessions = new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds });
+    // No touch (EXPIRE) at the end of every request: the expiry is refreshed by rewriting the
+    // session when it is due (refreshIfDue), which also renews the cookie and its stored expiry.
+    this.sessions = new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds, disableTouch: true });
     this.loadSecret = o.loadSecret ?? (async () => o.secret());
+    this.refreshAfterMs = sessionRefreshIntervalMs(o.maxAgeSeconds);
     const secure = o.secureCookies === true || o.secureCookies === 'true' ? true : o.secureCookies === 'auto' ? 'auto' : false;
     let mw: RequestHandler | undefined;
     this.session = (req, res, next) => {
@@ -135,11 +151,14 @@ export class HttpAuth {
         secret: o.secret(),
         resave: false,
         saveUninitialized: false,
-        rolling: true,
+        rolling: false,
         proxy: undefined,
         cookie: { httpOnly: true, sameSite: 'lax', secure, maxAge: o.maxAgeSeconds * 1000, path: '/' },
       });
-      mw(req, res, next);
+      mw(req, res, (err?: unknown) => {
+        if (!err) this.refreshIfDue(req);
+        next(err);
+      });
     };
     // One passport strategy for every password authenticator (local, LDAP): the realm in the
     // body (or user@domain) picks the authenticator inside IdentityService.passwordLogin.
@@ -181,17 +200,37 @@ export class HttpAuth {
       if (req.principal || !req.headers.cookie) return next();
       this.session(req, res, (err?: unknown) => {
         if (err) return next(err);
-        this.passport.session()(req, res, (err2?: unknown) => {
-          if (err2) return next(err2);
-          if (req.user) {
-            req.principal = req.user;
-            req.authKind = 'cookie';
+        // The user is re-read on every request (a disabled or deleted user is refused at once),
+        // as passport's session strategy did, without its per-request machinery.
+        const s = req.session as unknown as SessionData | undefined;
+        const user = s?.passport?.user;
+        if (user === undefined || user === null) return next();
+        this.identity.principalOf(String(user)).then((p) => {
+          if (!p) {
+            // A user who is gone or disabled: the login is dropped from the session (as passport does).
+            delete (s!.passport as { user?: string }).user;
+            return next();
           }
+          req.user = p;
+          req.principal = p;
+          req.authKind = 'cookie';
           next();
-        });
+        }, next);
       });
     };
-    return [this.passport.initialize(), bearer, cookie];
+    return [bearer, cookie];
+  }
+
+  /**
+   * A stored session whose expiry was last pushed out more than refreshAfterMs ago is marked, so
+   * express-session rewrites it at the end of the request (new TTL, new cookie expiry, Set-Cookie).
+   * Sessions that were never stored (no login in them) are left alone.
+   */
+  private refreshIfDue(req: Request): void {
+    const s = req.session as unknown as SessionData | undefined;
+    if (!s || (s.passport === undefined && s.pendingLogin === undefined && s.refreshedAt === undefined)) return;
+    const now = Date.now();
+    if (!(typeof s.refreshedAt === 'number' && now - s.refreshedAt < this.refreshAfterMs && s.refreshedAt <= now)) s.refreshedAt = now;
   }
 
   /** The login of an API request that went through middleware(), or null. */
@@ -303,6 +342,7 @@ export class HttpAuth {
       ...(o.amr ? { amr: o.amr } : {}), ...(o.idToken ? { idToken: o.idToken } : {}),
     };
     (req.session as unknown as SessionData).pendingLogin = pending;
+    (req.session as unknown as SessionData).refreshedAt = Date.now();
     await this.saveSession(req);
     await this.identity.recordSecondFactorRequired({ principal: null, address: actorOf(req).address }, principal.id, o.method);
     return { status: 'mfa_required', methods: gate.methods, enrol: gate.enrol };
@@ -332,6 +372,7 @@ export class HttpAuth {
     if (idToken) s.idToken = idToken;
     s.loginAt = new Date().toISOString();
     s.loginMs = Date.now() - startedAt;
+    s.refreshedAt = Date.now();
     req.principal = principal;
     req.authKind = 'cookie';
     await this.saveSession(req);

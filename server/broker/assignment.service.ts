@@ -38,6 +38,7 @@ export class AssignmentService {
 
   async request(actor: Actor, poolName: string): Promise<DesktopRequestResult> {
     const requestedAt = this.now();
+    const started = performance.now();
     const principal = actor.principal;
     const pool = await this.store.pools.get(poolName);
     // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
@@ -62,6 +63,7 @@ export class AssignmentService {
       }
     }
     const r = await this.store.sessions.assign(poolName, principal.id, actor.address, this.now());
+    this.metrics.assignmentDuration.observe({ pool: poolName }, (performance.now() - started) / 1000);
     if (r.outcome === 'error') {
       this.metrics.assignments.inc({ pool: poolName, outcome: r.code });
       if (r.code === 'pool_exhausted') await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: r.code }, 'failed');
@@ -69,7 +71,8 @@ export class AssignmentService {
     }
     this.metrics.assignments.inc({ pool: poolName, outcome: r.outcome });
     const timings: DesktopRequestResult['timings'] = { requestedAt, assignedAt: this.now() };
-    const [session, desktop] = await Promise.all([this.store.sessions.get(r.sessionId), this.store.desktops.get(r.desktopId)]);
+    // The records come back with the decision (assign.lua): no second round trip.
+    const { session, desktop } = r;
     if (!session || !desktop) throw new BrokerError('conflict', 'The desktop changed while it was being assigned; try again.');
     if (this.home && r.outcome === 'assigned') {
       try {

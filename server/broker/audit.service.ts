@@ -39,7 +39,8 @@ export interface Refusal {
 }
 
 export class AuditService {
-  constructor(private readonly repo: AuditRepository, private readonly logger: Logger) {}
+  /** `watch` sees every entry as it is written (metrics count logins from here: one place for every authenticator). */
+  constructor(private readonly repo: AuditRepository, private readonly logger: Logger, private readonly watch?: (action: string, outcome: AuditEntry['outcome'], details: Record<string, unknown>) => void) {}
 
   /**
    * Writes one entry. An audit write failure is logged, not thrown: the action it records has
@@ -56,6 +57,7 @@ export class AuditService {
       const call = callOf.get(actor);
       if (call) call.refusalRecorded = true;
     }
+    this.watch?.(action, outcome, details);
     try {
       await this.repo.append({
         actor: actorName(actor),

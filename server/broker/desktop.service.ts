@@ -1,5 +1,6 @@
 import { BrokerError } from '../errors.ts';
 import type { Store, TransitionResult } from '../store/index.ts';
+import type { DesktopPageQuery } from '../store/desktops.repository.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
 import type { MigrationProgress } from '../providers/provider.ts';
 import type { Logger } from '../observability/index.ts';
@@ -14,6 +15,9 @@ export interface DesktopFilter {
   host?: string;
   name?: string;
 }
+
+/** One id's outcome in a bulk action. */
+export interface BulkOutcome { id: string; ok: boolean; error?: { code: string; message: string } }
 
 /**
  * Keeps a running migration's latest progress on the desktop's record (GET /desktops/:id)
@@ -67,6 +71,31 @@ export class DesktopService {
       }
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** One page of the helpdesk's desktop table (filtered, searched and sorted in Redis). */
+  page(q: DesktopPageQuery): Promise<{ items: Desktop[]; total: number }> {
+    return this.store.desktops.page(q);
+  }
+
+  /**
+   * The same action on several desktops, one after the other; each is audited as the single
+   * action would be. Every id gets its outcome; a refusal does not stop the others.
+   */
+  async bulk(actor: Actor, action: 'refresh' | 'reset' | 'delete', ids: string[]): Promise<BulkOutcome[]> {
+    const out: BulkOutcome[] = [];
+    for (const id of new Set(ids)) {
+      try {
+        if (action === 'delete') await this.remove(actor, id);
+        else await this[action](actor, id);
+        out.push({ id, ok: true });
+      } catch (err) {
+        const e = err instanceof BrokerError ? err : new BrokerError('internal_error');
+        if (!(err instanceof BrokerError)) this.logger.warn({ desktop: id, action, err: (err as Error).message }, 'bulk desktop action failed');
+        out.push({ id, ok: false, error: { code: e.code, message: e.message } });
+      }
+    }
+    return out;
   }
 
   /** Applies a transition and explains a refusal; illegal requests are logged, never applied. */

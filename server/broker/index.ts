@@ -33,7 +33,12 @@ export class Broker {
 
   constructor(deps: { store: Store; providers: ProviderRegistry; logger: Logger; metrics: Metrics; now?: () => number }) {
     const now = deps.now ?? Date.now;
-    this.audit = new AuditService(deps.store.audit, deps.logger);
+    this.audit = new AuditService(deps.store.audit, deps.logger, (action, outcome, details) => {
+      if (action !== 'auth.login') return;
+      const authenticator = typeof details.authenticator === 'string' ? details.authenticator : 'unknown';
+      const why = typeof details.code === 'string' ? details.code : typeof details.reason === 'string' ? details.reason : outcome;
+      deps.metrics.logins.inc({ authenticator, outcome: outcome === 'ok' ? 'ok' : why });
+    });
     this.images = new ImageService(deps.store, this.audit);
     this.pools = new PoolService(deps.store, deps.providers, this.audit, this.images, now);
     this.assignment = new AssignmentService(deps.store, this.audit, deps.metrics, now);

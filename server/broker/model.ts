@@ -95,6 +95,10 @@ export const fileTransfer = z.strictObject({
   upload: z.boolean().default(true),
 });
 
+/** Whether the tunnel records a pool's sessions: off, on, or notify (on, and the user's viewer says so). */
+export const recordingPolicy = z.enum(['off', 'on', 'notify']);
+export type RecordingPolicy = z.infer<typeof recordingPolicy>;
+
 export const poolSpecSchema = z.strictObject({
   name: poolName,
   displayName: displayText(80).min(1),
@@ -113,6 +117,10 @@ export const poolSpecSchema = z.strictObject({
   share: identifier(63).optional(),
   /** File transfer between the user's device and the redirected drive (RDP through guacd). */
   fileTransfer: fileTransfer.optional(),
+  /** Helpdesk shadowing: the user sees a notice (notify, the default) or must allow it first (consent). */
+  shadow: z.enum(['notify', 'consent']).optional(),
+  /** Session recording by the tunnel (docs/recordings.md): on, notify (on, and the user is told); absent = off. */
+  recording: recordingPolicy.optional(),
   enabled: z.boolean().default(true),
   maintenance: z.boolean().default(false),
 });
@@ -133,6 +141,8 @@ export const poolUpdateSchema = z.strictObject({
   sessionPolicy: sessionPolicy.optional(),
   share: identifier(63).optional(),
   fileTransfer: fileTransfer.optional(),
+  shadow: z.enum(['notify', 'consent']).optional(),
+  recording: recordingPolicy.optional(),
   enabled: z.boolean().optional(),
   maintenance: z.boolean().optional(),
 });

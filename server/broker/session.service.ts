@@ -12,6 +12,10 @@ export interface SessionFilter {
   state?: SessionState;
 }
 
+/** What the helpdesk's session table sorts by. */
+export const SESSION_SORTS = ['user', 'pool', 'state', 'desktop', 'clientAddress', 'createdAt', 'connectedAt', 'disconnectedAt'] as const;
+export type SessionSort = (typeof SESSION_SORTS)[number];
+
 /** The part of the guest agents (server/agent) sessions use: messages shown inside the guest. */
 export interface GuestMessenger {
   /** Best effort: true when the guest's agent showed it. */
@@ -67,6 +71,39 @@ export class SessionService {
     return all
       .filter((s) => (!f.user || s.user === f.user) && (!f.pool || s.pool === f.pool) && (!f.state || s.state === f.state))
       .sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /**
+   * One page of live sessions for the helpdesk's table: `q` matches user, pool, state, desktop,
+   * client address or device (case-insensitive); sorted by `sort` then start time.
+   */
+  async pageLive(f: SessionFilter & { q?: string; sort?: SessionSort; order?: 'asc' | 'desc'; offset: number; limit: number }): Promise<{ items: Session[]; total: number }> {
+    const q = (f.q ?? '').toLowerCase();
+    const rows = (await this.listLive(f)).filter((s) => !q || [s.user, s.pool, s.state, s.desktop, s.clientAddress, s.device?.name ?? ''].join('\n').toLowerCase().includes(q));
+    const key = f.sort ?? 'createdAt';
+    const dir = f.order === 'desc' ? -1 : 1;
+    rows.sort((a, b) => {
+      const x = a[key];
+      const y = b[key];
+      const c = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      return dir * (c || a.createdAt - b.createdAt);
+    });
+    return { total: rows.length, items: rows.slice(f.offset, f.offset + f.limit) };
+  }
+
+  /** Logs several sessions off (each audited as a single logoff); every id gets its outcome. */
+  async bulkLogoff(actor: Actor, ids: string[]): Promise<{ id: string; ok: boolean; error?: { code: string; message: string } }[]> {
+    const out: { id: string; ok: boolean; error?: { code: string; message: string } }[] = [];
+    for (const id of new Set(ids)) {
+      try {
+        await this.logoff(actor, id, 'helpdesk logoff');
+        out.push({ id, ok: true });
+      } catch (err) {
+        const e = err instanceof BrokerError ? err : new BrokerError('internal_error');
+        out.push({ id, ok: false, error: { code: e.code, message: e.message } });
+      }
+    }
+    return out;
   }
 
   /** Logs the session off; its desktop goes back per the pool's policy. */

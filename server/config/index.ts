@@ -105,7 +105,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       try {
         v = readFileSync(fileVar, 'utf8').replace(/\r?\n$/, '');
       } catch (e) {
-        throw new ConfigError(key, `cannot read ${name}_FILE=${fileVar}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        const code = (e as NodeJS.ErrnoException).code ?? String(e);
+        // The usual container mistake: a 0600 secret owned by the host user, read by ours.
+        const hint = code === 'EACCES' && process.getuid ? ` (not readable by uid ${process.getuid()}: chown it to that uid or make it group-readable)` : '';
+        throw new ConfigError(key, `cannot read ${name}_FILE=${fileVar}: ${code}${hint}`);
       }
       setPath(tree, path, envValue(v, cur));
     } else if (env[name] !== undefined) {

@@ -243,6 +243,7 @@ export const configSchema = z.strictObject({
     trustProxy: z.union([z.boolean(), z.number().int().min(0), z.string(), z.array(z.string())]),
     bodyLimitBytes: z.number().int().min(1024).max(16 * 1024 * 1024),
     shutdownGraceSeconds: z.number().int().min(0).max(600),
+    drainSeconds: z.number().min(0).max(120),
   }),
   redis: z.strictObject({
     url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL'),
@@ -250,6 +251,20 @@ export const configSchema = z.strictObject({
     keyPrefix: z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/, 'letters, digits and : _ . - only'),
     commandTimeoutMs: ms,
     autoStart: z.boolean(),
+    // Redis Sentinel (docs/redis-ha.md): when listed, the sentinels name the primary and `url`
+    // gives only the database number (and rediss:// for TLS).
+    sentinels: z.array(z.strictObject({ host: z.string().min(1).max(253), port })).max(16),
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits and . _ - only'),
+    sentinelPassword: z.string(),
+    // Assignments are acknowledged only once this many replicas hold them (Redis WAIT), so a
+    // failover cannot lose a desktop a user was told is theirs; 0 = do not wait.
+    waitReplicas: z.number().int().min(0).max(5),
+    waitTimeoutMs: ms,
+    tls: z.strictObject({
+      // PEM file of the CA that signed the Redis (and Sentinel) certificates; empty = system CAs.
+      caFile: z.string(),
+      rejectUnauthorized: z.boolean(),
+    }),
   }),
   session: z.strictObject({
     secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),
@@ -379,6 +394,9 @@ export const configSchema = z.strictObject({
     socketDir: z.string(),
     host: z.string().min(1),
     port,
+    lossyQualityMin: z.number().int().min(1).max(100),
+    lossyQualityMax: z.number().int().min(1).max(100),
+    losslessRefreshMs: z.number().int().min(50).max(60_000),
   }),
   tunnel: z.strictObject({
     ticketTtlSeconds: z.number().int().min(5).max(60),
@@ -400,6 +418,17 @@ export const configSchema = z.strictObject({
   audit: z.strictObject({
     maxEntries: z.number().int().min(1000),
   }),
+  // Session recordings (docs/recordings.md): pools with recording 'on'/'notify' are recorded by the tunnel.
+  recordings: z
+    .strictObject({
+      // Where the tunnel writes recordings (directory 0700, files 0600); relative to the working directory.
+      dir: z.string().min(1).default('data/recordings'),
+      // Recordings older than this are deleted (file and index) by the recording-retention reconciler.
+      retentionDays: z.number().int().min(1).max(3650).default(90),
+      // Pass interval of the recording-retention reconciler.
+      retentionIntervalMs: ms.default(3_600_000),
+    })
+    .prefault({}),
   logging: z.strictObject({
     level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
   }),

@@ -50,6 +50,8 @@ type InboundStream = { chunks: Buffer[]; size: number };
 export class GuacConnection implements SessionUser {
   readonly id: string;
   readOnly = false;
+  /** Mimetypes of the handshake's `image` instruction (PNG is always allowed, like guacd). */
+  imageTypes: ReadonlySet<string> = new Set();
   private readonly parser = new InstructionParser(HANDSHAKE_MAX_INSTRUCTION);
   private state: 'select' | 'handshake' | 'connected' | 'closed' = 'select';
   private grant: Grant | undefined;
@@ -135,7 +137,9 @@ export class GuacConnection implements SessionUser {
     if (++this.handshakeCount > MAX_HANDSHAKE_INSTRUCTIONS) {
       throw new GuacError('Too many handshake instructions', Status.CLIENT_BAD_REQUEST);
     }
-    // size/audio/video/image/timezone/name only inform us (VNC sizes come from the server).
+    // `image` says which image types the client decodes; size/audio/video/timezone/name only
+    // inform us (VNC sizes come from the server).
+    if (ins.opcode === 'image') this.imageTypes = new Set(ins.args.slice(0, 16));
     if (ins.opcode !== 'connect') return;
     // Endpoint, join target and read-only come from the grant, never from `connect`.
     const g = this.grant!;

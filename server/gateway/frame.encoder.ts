@@ -1,21 +1,31 @@
 // Turns a frame's changes (CopyRects and dirty rectangles of the framebuffer) into Guacamole
 // drawing instructions: `copy`, `rect`+`cfill` for solid areas, and `img`/`blob`/`end`
-// streams with PNG (small or text-like areas) or JPEG (large photo-like areas) made by sharp
-// off the main thread. Pixels are snapshotted synchronously so the framebuffer may change
-// while images encode.
+// streams made by sharp off the main thread. Content-aware (classify.ts): areas with sharp
+// edges (text, UI; whatever their colour count) go out lossless (PNG, or WebP lossless when
+// the client offers it and the area changes rarely); photo-like areas that keep changing
+// (video, scrolling photos) go out lossy (JPEG, or WebP when offered and the client's link
+// is slow) at the session's adaptive quality; they are refreshed losslessly once they settle.
+// Pixels are snapshotted synchronously so the framebuffer may change while images encode.
 import sharp from 'sharp';
+import { isPhotoLike, isSolid, sharpness, TILE, type ChangeHeat } from './classify.ts';
 import type { Framebuffer, Rect } from './framebuffer.ts';
 import { encode, encodeBlobs } from './protocol.ts';
 
 /** guacd's GUAC_COMP_OVER channel mask and GUAC_COMP_SRC. */
 export const COMP_OVER = 0xe;
 export const COMP_SRC = 0xc;
-/** Bands taller than this are split so their images encode in parallel. */
-const BAND_ROWS = 180;
-/** Areas at least this large with many colours go out as JPEG. */
+/** Bands (aligned to the desktop's tile grid) so a frame's images encode in parallel. */
+const BAND_ROWS = 3 * TILE;
+/** Areas smaller than this are never lossy (JPEG blocks cost more than they save). */
 const LOSSY_MIN_AREA = 64 * 64;
-const LOSSY_MIN_COLOURS = 48;
-const JPEG_QUALITY = 85;
+/** Neighbour pairs sampled per chunk by the classifier (~1 in 25 pixels of a 64×192 chunk). */
+const CHUNK_SAMPLES = 512;
+/** Lossy quality when the caller gives none. */
+export const DEFAULT_QUALITY = 80;
+
+// One libvips thread per image: a frame's bands already run in parallel on libuv's pool, and
+// more threads per image only add scheduling overhead on small machines.
+sharp.concurrency(1);
 
 export type CopyOp = { sx: number; sy: number; rect: Rect };
 
@@ -29,67 +39,137 @@ export class StreamIds {
   }
 }
 
-type Snapshot =
-  | { kind: 'fill'; rect: Rect; r: number; g: number; b: number }
-  | { kind: 'image'; rect: Rect; rgb: Buffer; lossy: boolean };
+/** How a frame may be encoded: what every user accepts, and the session's adaptive state. */
+export type EncodePolicy = {
+  /** Every user of the connection offered image/webp (PNG is always allowed). */
+  webp: boolean;
+  /** Every user offered image/jpeg. */
+  jpeg: boolean;
+  /** Lossy quality (JPEG/WebP), 1–100. */
+  quality: number;
+  /** Prefer WebP for lossy areas (the link, not our CPU, is the bottleneck). */
+  lossyWebp: boolean;
+  /** Per-tile change frequency; when absent nothing counts as changing often (all lossless). */
+  heat?: ChangeHeat;
+  now: number;
+};
 
-/** Copies a rectangle out as packed RGB and classifies it (solid / colour count). */
-export function snapshot(fb: Framebuffer, rect: Rect, swapRedBlue: boolean): Snapshot {
-  const src = fb.data;
-  const stride = fb.width * 4;
-  const first = rect.y * stride + rect.x * 4;
-  const c0 = src.readUInt32LE(first) & 0xffffff;
-  let solid = true;
-  for (let y = 0; y < rect.h && solid; y++) {
-    for (let s = (rect.y + y) * stride + rect.x * 4, end = s + rect.w * 4; s < end; s += 4) {
-      if ((src.readUInt32LE(s) & 0xffffff) !== c0) {
-        solid = false;
-        break;
-      }
-    }
-  }
-  const ri = swapRedBlue ? 2 : 0;
-  const bi = swapRedBlue ? 0 : 2;
-  if (solid) return { kind: 'fill', rect, r: src[first + ri]!, g: src[first + 1]!, b: src[first + bi]! };
-  const rgb = Buffer.allocUnsafe(rect.w * rect.h * 3);
-  let q = 0;
-  for (let y = 0; y < rect.h; y++) {
-    for (let s = (rect.y + y) * stride + rect.x * 4, end = s + rect.w * 4; s < end; s += 4) {
-      rgb[q++] = src[s + ri]!;
-      rgb[q++] = src[s + 1]!;
-      rgb[q++] = src[s + bi]!;
-    }
-  }
-  let lossy = false;
-  if (rect.w * rect.h >= LOSSY_MIN_AREA) {
-    // Sample up to ~1024 pixels on a grid; many distinct colours means photo-like.
-    const step = Math.max(1, Math.floor((rect.w * rect.h) / 1024));
-    const seen = new Set<number>();
-    for (let i = 0; i < rect.w * rect.h && seen.size < LOSSY_MIN_COLOURS; i += step) {
-      seen.add((rgb[i * 3]! << 16) | (rgb[i * 3 + 1]! << 8) | rgb[i * 3 + 2]!);
-    }
-    lossy = seen.size >= LOSSY_MIN_COLOURS;
-  }
-  return { kind: 'image', rect, rgb, lossy };
+export type Codec = 'png' | 'png-filtered' | 'webp-lossless' | 'jpeg' | 'webp';
+
+type Fill = { kind: 'fill'; rect: Rect; r: number; g: number; b: number };
+type Image = { kind: 'image'; rect: Rect; rgba: Buffer; codec: Codec };
+type Snapshot = Fill | Image;
+
+const MIME: Record<Codec, string> = {
+  png: 'image/png',
+  'png-filtered': 'image/png',
+  'webp-lossless': 'image/webp',
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+};
+
+/** A Uint32Array view of the framebuffer's pixels (one element per pixel). */
+export function pixels32(fb: Framebuffer): Uint32Array {
+  const d = fb.data;
+  return new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2);
 }
 
-/** Splits tall rectangles into bands. */
+/** Copies `r`'s RGBA rows out of the framebuffer (one memcpy when it spans whole rows). */
+function copyOut(fb: Framebuffer, r: Rect): Buffer {
+  const src = fb.data;
+  const stride = fb.width * 4;
+  const row = r.w * 4;
+  if (r.x === 0 && r.w === fb.width) return Buffer.from(src.subarray(r.y * stride, (r.y + r.h) * stride));
+  const out = Buffer.allocUnsafe(row * r.h);
+  for (let y = 0; y < r.h; y++) {
+    const s = (r.y + y) * stride + r.x * 4;
+    src.copy(out, y * row, s, s + row);
+  }
+  return out;
+}
+
+/** The codec for a non-solid area: see the file comment. */
+export function chooseCodec(photoLike: boolean, hot: boolean, area: number, p: EncodePolicy): Codec {
+  if (photoLike && hot && area >= LOSSY_MIN_AREA && (p.jpeg || p.webp)) {
+    return (p.lossyWebp && p.webp) || !p.jpeg ? 'webp' : 'jpeg';
+  }
+  // Lossless. Photo-like: PNG with row filters (WebP lossless would cost ~3× the CPU).
+  // Sharp content: WebP lossless is ~40 % smaller than PNG but costs ~5× its CPU, so not
+  // where it changes in most updates (scrolling), where our CPU is the limit.
+  if (photoLike) return 'png-filtered';
+  return !hot && p.webp ? 'webp-lossless' : 'png';
+}
+
+type Chunk = { x: number; w: number; fill?: number; codec?: Codec };
+
+/**
+ * Cuts a band into tile-wide chunks, classifies each (solid / photo-like / changing often)
+ * and merges neighbours of the same class, so a video next to text is sent as a lossy image
+ * and a lossless one.
+ */
+function classifyBand(fb: Framebuffer, px: Uint32Array, band: Rect, p: EncodePolicy, out: Snapshot[], swapRedBlue: boolean): void {
+  const chunks: Chunk[] = [];
+  for (let x = band.x; x < band.x + band.w; ) {
+    const end = Math.min(band.x + band.w, (Math.floor(x / TILE) + 1) * TILE);
+    const r = { x, y: band.y, w: end - x, h: band.h };
+    if (isSolid(px, fb.width, r)) chunks.push({ x, w: r.w, fill: px[r.y * fb.width + r.x]! & 0xffffff });
+    else {
+      const photo = isPhotoLike(sharpness(px, fb.width, r, CHUNK_SAMPLES));
+      const hot = p.heat?.hot(r, p.now, photo) ?? false;
+      // The area that decides "large enough to be lossy" is the whole band's.
+      chunks.push({ x, w: r.w, codec: chooseCodec(photo, hot, band.w * band.h, p) });
+    }
+    x = end;
+  }
+  // Merge runs of equal class (same fill colour, or same codec).
+  const runs: Chunk[] = [];
+  for (const c of chunks) {
+    const last = runs[runs.length - 1];
+    if (last && last.fill === c.fill && last.codec === c.codec) last.w += c.w;
+    else runs.push({ ...c });
+  }
+  for (const c of runs) {
+    const rect = { x: c.x, y: band.y, w: c.w, h: band.h };
+    if (c.fill !== undefined) {
+      const v = c.fill;
+      const [r, b] = swapRedBlue ? [(v >>> 16) & 255, v & 255] : [v & 255, (v >>> 16) & 255];
+      out.push({ kind: 'fill', rect, r, g: (v >>> 8) & 255, b });
+    } else {
+      out.push({ kind: 'image', rect, rgba: copyOut(fb, rect), codec: c.codec! });
+    }
+  }
+}
+
+/** Splits rectangles into bands whose edges lie on the BAND_ROWS grid. */
 export function bands(rects: Rect[]): Rect[] {
   const out: Rect[] = [];
   for (const r of rects) {
-    for (let y = r.y; y < r.y + r.h; y += BAND_ROWS) {
-      out.push({ x: r.x, y, w: r.w, h: Math.min(BAND_ROWS, r.y + r.h - y) });
+    for (let y = r.y; y < r.y + r.h; ) {
+      const end = Math.min(r.y + r.h, (Math.floor(y / BAND_ROWS) + 1) * BAND_ROWS);
+      out.push({ x: r.x, y, w: r.w, h: end - y });
+      y = end;
     }
   }
   return out;
 }
 
-async function encodeImage(s: Extract<Snapshot, { kind: 'image' }>): Promise<{ mime: string; data: Buffer }> {
-  const img = sharp(s.rgb, { raw: { width: s.rect.w, height: s.rect.h, channels: 3 } });
-  if (s.lossy) {
-    return { mime: 'image/jpeg', data: await img.jpeg({ quality: JPEG_QUALITY, chromaSubsampling: '4:2:0' }).toBuffer() };
+async function encodeImage(s: Image, quality: number, swapRedBlue: boolean): Promise<Buffer> {
+  let img = sharp(s.rgba, { raw: { width: s.rect.w, height: s.rect.h, channels: 4 } }).removeAlpha();
+  if (swapRedBlue) img = img.recomb([[0, 0, 1], [0, 1, 0], [1, 0, 0]]);
+  switch (s.codec) {
+    case 'jpeg':
+      // No Huffman optimisation pass: half the CPU for ~4 % more bytes.
+      return img.jpeg({ quality, chromaSubsampling: '4:2:0', optimiseCoding: false }).toBuffer();
+    case 'webp':
+      return img.webp({ quality, effort: 0, smartSubsample: false }).toBuffer();
+    case 'webp-lossless':
+      return img.webp({ lossless: true, effort: 0 }).toBuffer();
+    case 'png-filtered':
+      // Gradients compress ~6× better with PNG's per-row filters.
+      return img.png({ compressionLevel: 2, adaptiveFiltering: true }).toBuffer();
+    default:
+      return img.png({ compressionLevel: 2, adaptiveFiltering: false }).toBuffer();
   }
-  return { mime: 'image/png', data: await img.png({ compressionLevel: 2, adaptiveFiltering: false }).toBuffer() };
 }
 
 /** Instructions that draw an image stream onto a layer. */
@@ -98,28 +178,42 @@ export function imageInstructions(ids: StreamIds, mask: number, layer: number, m
   return encode('img', id, mask, layer, mime, x, y) + encodeBlobs(id, data) + encode('end', id);
 }
 
+const DEFAULT_POLICY: EncodePolicy = { webp: false, jpeg: true, quality: DEFAULT_QUALITY, lossyWebp: false, now: 0 };
+
 /**
  * Snapshots now, encodes asynchronously. Copies go first (they were checked to read only
  * pixels the client already has), then fills and images of the final framebuffer content.
+ * Records in `policy.heat` which areas the client now holds lossy.
  */
-export function prepareFrame(fb: Framebuffer, copies: CopyOp[], rects: Rect[], swapRedBlue: boolean, ids: StreamIds): Promise<string> {
+export function prepareFrame(
+  fb: Framebuffer,
+  copies: CopyOp[],
+  rects: Rect[],
+  swapRedBlue: boolean,
+  ids: StreamIds,
+  policy: EncodePolicy = DEFAULT_POLICY,
+): Promise<string> {
   let head = '';
   for (const c of copies) {
     head += encode('copy', 0, c.sx, c.sy, c.rect.w, c.rect.h, COMP_OVER, 0, c.rect.x, c.rect.y);
   }
-  const snaps = bands(rects).map((r) => snapshot(fb, r, swapRedBlue));
+  const px = pixels32(fb);
+  const snaps: Snapshot[] = [];
+  for (const band of bands(rects)) classifyBand(fb, px, band, policy, snaps, swapRedBlue);
   for (const s of snaps) {
     if (s.kind === 'fill') {
       head += encode('rect', 0, s.rect.x, s.rect.y, s.rect.w, s.rect.h) + encode('cfill', COMP_OVER, 0, s.r, s.g, s.b, 255);
     }
+    const lossy = s.kind === 'image' && (s.codec === 'jpeg' || s.codec === 'webp');
+    policy.heat?.sent(s.rect, lossy, policy.now);
   }
-  const images = snaps.filter((s): s is Extract<Snapshot, { kind: 'image' }> => s.kind === 'image');
+  const images = snaps.filter((s): s is Image => s.kind === 'image');
   if (images.length === 0) return Promise.resolve(head);
-  return Promise.all(images.map(encodeImage)).then((encoded) => {
+  return Promise.all(images.map((s) => encodeImage(s, policy.quality, swapRedBlue))).then((encoded) => {
     let out = head;
-    encoded.forEach((e, i) => {
-      const r = images[i]!.rect;
-      out += imageInstructions(ids, COMP_OVER, 0, e.mime, r.x, r.y, e.data);
+    encoded.forEach((data, i) => {
+      const s = images[i]!;
+      out += imageInstructions(ids, COMP_OVER, 0, MIME[s.codec], s.rect.x, s.rect.y, data);
     });
     return out;
   });

@@ -78,24 +78,36 @@ export class Framebuffer {
   width: number;
   height: number;
   private raw: Buffer | undefined;
+  private view: Uint32Array | undefined;
   private packed: Buffer | undefined;
   private generation = 0;
 
   constructor(width: number, height: number) {
     this.width = width;
     this.height = height;
+    // Buffer.alloc never uses the shared pool: the memory is 4-byte aligned for `pixels`.
     const data = Buffer.alloc(width * height * 4, 0);
-    for (let i = 3; i < data.length; i += 4) data[i] = 255;
+    new Uint32Array(data.buffer, data.byteOffset, width * height).fill(0xff000000);
     this.raw = data;
   }
 
   get data(): Buffer {
     if (!this.raw) {
-      this.raw = inflateSync(this.packed!);
+      let raw = inflateSync(this.packed!);
+      // Uint32Array views need 4-byte alignment.
+      if (raw.byteOffset % 4 !== 0) raw = Buffer.from(raw);
+      this.raw = raw;
       this.packed = undefined;
     }
     this.generation++;
     return this.raw;
+  }
+
+  /** The pixels as one little-endian uint32 each (R | G<<8 | B<<16 | A<<24), same memory as `data`. */
+  get pixels(): Uint32Array {
+    const d = this.data;
+    if (this.view?.buffer !== d.buffer || this.view.byteOffset !== d.byteOffset) this.view = new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2);
+    return this.view;
   }
 
   get hibernating(): boolean {
@@ -111,6 +123,7 @@ export class Framebuffer {
     if (this.generation === gen && this.raw === src) {
       this.packed = packed;
       this.raw = undefined;
+      this.view = undefined;
     }
   }
 
@@ -134,12 +147,13 @@ export class Framebuffer {
   /** Raw pixels in our pixel format (4 bytes: R, G, B, unused). */
   putRaw(r: Rect, src: Buffer): void {
     const data = this.data;
+    const px = this.pixels;
     const stride = this.width * 4;
     const row = r.w * 4;
     for (let y = 0; y < r.h; y++) {
       const d = (r.y + y) * stride + r.x * 4;
       src.copy(data, d, y * row, y * row + row);
-      for (let i = d + 3; i < d + row; i += 4) data[i] = 255;
+      for (let i = d >>> 2, end = i + r.w; i < end; i++) px[i] = px[i]! | 0xff000000;
     }
   }
 
@@ -160,15 +174,8 @@ export class Framebuffer {
   }
 
   fill(r: Rect, red: number, green: number, blue: number): void {
-    const data = this.data;
-    const stride = this.width * 4;
-    for (let y = r.y; y < r.y + r.h; y++) {
-      for (let i = y * stride + r.x * 4, end = i + r.w * 4; i < end; i += 4) {
-        data[i] = red;
-        data[i + 1] = green;
-        data[i + 2] = blue;
-        data[i + 3] = 255;
-      }
-    }
+    const px = this.pixels;
+    const v = (red | (green << 8) | (blue << 16) | 0xff000000) >>> 0;
+    for (let y = r.y; y < r.y + r.h; y++) px.fill(v, y * this.width + r.x, y * this.width + r.x + r.w);
   }
 }

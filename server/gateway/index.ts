@@ -12,7 +12,7 @@ import { DEFAULT_TIMINGS, GuacConnection, type ConnectionTimings, type SessionRe
 import { endpointAddress, type GuacdEndpoint } from './endpoint.ts';
 import { GrantVerifier } from './grant.ts';
 import { GuacError, Status } from './protocol.ts';
-import { VncSession } from './vnc.session.ts';
+import { VncSession, type EncodingOptions } from './vnc.session.ts';
 
 export { endpointAddress, parseEndpointAddress, type GuacdEndpoint } from './endpoint.ts';
 export { GRANT_TTL_MS, grantKey, issueGrant, type Grant, type GrantTarget } from './grant.ts';
@@ -31,6 +31,8 @@ export type GatewayOptions = {
   allowUpstream?: (host: string, port: number) => boolean;
   /** Clock for grant expiry (tests). */
   now?: () => number;
+  /** Lossy quality bounds and the lossless refresh delay (config gateway.*); defaults otherwise. */
+  encoding?: Partial<EncodingOptions>;
 };
 
 export type Gateway = {
@@ -89,7 +91,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       if (opts.allowUpstream && !opts.allowUpstream(settings.hostname, settings.port)) {
         throw new GuacError('This VNC server may not be reached through the gateway', Status.CLIENT_FORBIDDEN);
       }
-      const s = new VncSession(settings, log, ++sessionCount, (ended) => sessions.delete(ended.id));
+      const s = new VncSession(settings, log, ++sessionCount, (ended) => sessions.delete(ended.id), opts.encoding);
       sessions.set(s.id, s);
       return s;
     },

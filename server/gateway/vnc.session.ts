@@ -3,10 +3,16 @@
 // every user has answered the previous frame's `sync`; changes arriving meanwhile merge
 // into the dirty region, and at most one FramebufferUpdateRequest is outstanding, so a
 // slow client gets fewer, larger frames and nothing queues up in memory.
+// Encoding is content-aware (frame.encoder.ts): the session keeps each tile's change
+// frequency, the lossy quality adapted to frame round trips (quality.ts), the image types
+// every user accepts, and sends areas held lossy by the client again losslessly once they
+// stop changing.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import { ChangeHeat } from './classify.ts';
 import { DirtyRegion, type Rect } from './framebuffer.ts';
-import { cursorInstructions, prepareFrame, StreamIds, type CopyOp } from './frame.encoder.ts';
+import { cursorInstructions, prepareFrame, StreamIds, type CopyOp, type EncodePolicy } from './frame.encoder.ts';
+import { QualityControl, type QualityBounds } from './quality.ts';
 import { encode, encodeBlobs, GuacError, Status } from './protocol.ts';
 import { RfbClient, type RfbSink } from './rfb.client.ts';
 import { clipboardToText, textToClipboard, type VncSettings } from './settings.ts';
@@ -17,11 +23,18 @@ const RETRY_INTERVAL_MS = 1000;
 const HIBERNATE_AFTER_MS = 2000;
 /** Input is paused while this much waits to be written to the VNC server. */
 const INPUT_HIGH_WATER = 256 * 1024;
+/** Areas the client holds lossy are sent again losslessly after this long without change. */
+export const DEFAULT_LOSSLESS_REFRESH_MS = 600;
+
+/** Encoding settings of a gateway (config `gateway.*`). */
+export type EncodingOptions = { quality: QualityBounds; losslessRefreshMs: number };
 
 /** What the session needs from a connected Guacamole user (see connection.ts). */
 export interface SessionUser {
   readonly id: string;
   readonly readOnly: boolean;
+  /** Image mimetypes the client offered in the handshake's `image` instruction. */
+  readonly imageTypes?: ReadonlySet<string>;
   /** Writes instructions to the user's socket. */
   send(data: string): void;
   /** True while the user owes a `sync` or its socket has a large backlog. */
@@ -48,10 +61,20 @@ export class VncSession implements RfbSink {
   private flushing = false;
   private flushQueued = false;
   private updateOutstanding = false;
+  /** When the outstanding FramebufferUpdateRequest was sent. */
+  private requestedAt = 0;
   private lastTs = 0;
   private ended = false;
   private inputPaused = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  private heat: ChangeHeat | undefined;
+  private readonly quality: QualityControl;
+  private readonly refreshMs: number;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  /** Rectangles the current FramebufferUpdate changed (counted once per update). */
+  private updateDamage: Rect[] = [];
+  /** The first update answers our full (non-incremental) request: no change to count. */
+  private initialUpdate = true;
 
   constructor(
     readonly settings: VncSettings,
@@ -59,8 +82,11 @@ export class VncSession implements RfbSink {
     /** Names the connection in logs: the id itself is a join target, kept out of info logs. */
     logNumber: number,
     private readonly onEnd: (s: VncSession) => void,
+    encoding?: Partial<EncodingOptions>,
   ) {
     this.log = logger.child({ connection: logNumber });
+    this.quality = new QualityControl(encoding?.quality);
+    this.refreshMs = encoding?.losslessRefreshMs ?? DEFAULT_LOSSLESS_REFRESH_MS;
     this.log.debug({ id: this.id }, 'connection id');
   }
 
@@ -91,6 +117,7 @@ export class VncSession implements RfbSink {
     if (this.ended) return rfb.close();
     this.log.info({ width: rfb.fb.width, height: rfb.fb.height }, 'VNC connected');
     for (const u of this.users) this.greet(u);
+    this.heat = new ChangeHeat(rfb.fb.width, rfb.fb.height);
     this.dirty.add({ x: 0, y: 0, w: rfb.fb.width, h: rfb.fb.height });
     this.updateOutstanding = true;
     rfb.requestUpdate(false);
@@ -133,6 +160,7 @@ export class VncSession implements RfbSink {
     const users = [...this.users];
     this.users.clear();
     clearTimeout(this.idleTimer);
+    clearTimeout(this.refreshTimer);
     for (const u of users) u.abort(err?.message ?? 'Connection closed.', err?.status ?? Status.SUCCESS);
     this.rfb?.close();
     this.onEnd(this);
@@ -145,16 +173,26 @@ export class VncSession implements RfbSink {
     this.copies = [];
     this.dirty.take();
     this.dirty.add({ x: 0, y: 0, w: width, h: height });
+    this.heat?.resize(width, height);
+    this.updateDamage = [];
   }
 
   damaged(r: Rect): void {
     this.dirty.add(r);
+    this.updateDamage.push(r);
   }
 
   copied(sx: number, sy: number, r: Rect): void {
     // Safe as a client-side copy only if the source holds pixels the client already has.
-    if (this.dirty.intersects({ x: sx, y: sy, w: r.w, h: r.h }) || this.copies.length >= 64) this.dirty.add(r);
-    else this.copies.push({ sx, sy, rect: r });
+    const src = { x: sx, y: sy, w: r.w, h: r.h };
+    if (this.dirty.intersects(src) || this.copies.length >= 64) {
+      this.dirty.add(r);
+      this.updateDamage.push(r);
+      return;
+    }
+    this.copies.push({ sx, sy, rect: r });
+    // A copy of lossy pixels is lossy too: refresh the destination once it settles.
+    if (this.heat?.lossyIn(src)) this.heat.sent(r, true, Date.now());
   }
 
   cursor(x: number, y: number, w: number, h: number, rgba: Buffer): void {
@@ -170,6 +208,9 @@ export class VncSession implements RfbSink {
   }
 
   updateDone(): void {
+    if (!this.initialUpdate) this.heat?.changed(this.updateDamage, Date.now());
+    this.initialUpdate = false;
+    this.updateDamage = [];
     this.touch();
     this.updateOutstanding = false;
     this.scheduleFlush();
@@ -203,11 +244,13 @@ export class VncSession implements RfbSink {
     const pendingFrame = !this.dirty.empty || this.copies.length > 0 || this.flushing;
     if (pendingFrame && this.anyBlocked()) return;
     this.updateOutstanding = true;
+    this.requestedAt = Date.now();
     this.rfb.requestUpdate(true);
   }
 
   /** Called when a user answered a sync or its socket drained. */
   userReady(): void {
+    if (!this.anyBlocked()) this.quality.frameAcked(Date.now());
     this.scheduleFlush();
     this.maybeRequest();
   }
@@ -242,17 +285,51 @@ export class VncSession implements RfbSink {
       this.pending = '';
       const copies = this.copies;
       this.copies = [];
-      const body = await prepareFrame(this.rfb.fb, copies, this.dirty.take(), this.settings.swapRedBlue, this.ids);
+      const body = await prepareFrame(this.rfb.fb, copies, this.dirty.take(), this.settings.swapRedBlue, this.ids, this.policy());
       if (this.ended) return;
       const ts = Math.max(Date.now(), this.lastTs + 1);
       this.lastTs = ts;
       const frame = head + body + encode('sync', ts);
       for (const u of this.users) u.sendFrame(frame, ts);
+      this.quality.frameSent(frame.length, Date.now());
+      this.scheduleRefresh();
     } finally {
       this.flushing = false;
     }
     this.maybeRequest();
     if (!this.dirty.empty || this.copies.length > 0 || this.pending || this.pendingCursor) this.scheduleFlush();
+  }
+
+  /** What every user accepts (PNG always, like guacd) and the adaptive state. */
+  private policy(): EncodePolicy {
+    let webp = true;
+    let jpeg = true;
+    for (const u of this.users) {
+      const t = u.imageTypes ?? new Set<string>();
+      webp &&= t.has('image/webp');
+      jpeg &&= t.has('image/jpeg');
+    }
+    return { webp, jpeg, quality: this.quality.quality, lossyWebp: this.quality.slowLink, heat: this.heat, now: Date.now() };
+  }
+
+  /** While the client holds lossy areas, checks for settled ones to send again losslessly. */
+  private scheduleRefresh(): void {
+    if (this.refreshTimer || !this.heat?.anyLossy || this.ended) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = undefined;
+      if (this.ended || !this.heat) return;
+      const now = Date.now();
+      // The server is idle when our request has waited a while without an answer.
+      const serverIdle = this.updateOutstanding && now - this.requestedAt >= 2 * this.refreshMs;
+      const settled = this.heat.settled(now, this.refreshMs, serverIdle);
+      for (const r of settled) this.dirty.add(r);
+      if (settled.length > 0) {
+        this.scheduleFlush();
+        this.maybeRequest();
+      }
+      this.scheduleRefresh();
+    }, this.refreshMs / 2);
+    this.refreshTimer.unref();
   }
 
   // ---- input from users ----

@@ -1,6 +1,8 @@
 // ZRLE (RFB encoding 16) tile decoding. The input is the already inflated data of one
 // rectangle; pixels are CPIXELs of 3 bytes (R, G, B) because we ask for 32 bpp, depth 24,
 // little endian, shifts 0/8/16. Malformed data throws; it never reads past the input.
+// Pixels are written as one uint32 each (R | G<<8 | B<<16 | 0xff<<24) through the
+// framebuffer's Uint32Array view: a quarter of the stores of byte-wise writes.
 import type { Framebuffer, Rect } from './framebuffer.ts';
 
 export class ZrleError extends Error {}
@@ -10,9 +12,10 @@ export function decodeZrle(fb: Framebuffer, r: Rect, src: Buffer): void {
   const need = (n: number) => {
     if (p + n > src.length) throw new ZrleError('ZRLE data truncated');
   };
-  const stride = fb.width * 4;
-  const out = fb.data;
-  const palette = new Uint8Array(128 * 3);
+  const stride = fb.width;
+  const out = fb.pixels;
+  const palette = new Uint32Array(128);
+  const OPAQUE = 0xff000000;
 
   for (let ty = r.y; ty < r.y + r.h; ty += 64) {
     const th = Math.min(64, r.y + r.h - ty);
@@ -23,12 +26,9 @@ export function decodeZrle(fb: Framebuffer, r: Rect, src: Buffer): void {
       if (sub === 0) {
         need(tw * th * 3);
         for (let y = 0; y < th; y++) {
-          let d = (ty + y) * stride + tx * 4;
-          for (let x = 0; x < tw; x++, d += 4, p += 3) {
-            out[d] = src[p]!;
-            out[d + 1] = src[p + 1]!;
-            out[d + 2] = src[p + 2]!;
-            out[d + 3] = 255;
+          let d = (ty + y) * stride + tx;
+          for (let x = 0; x < tw; x++, d++, p += 3) {
+            out[d] = (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | OPAQUE) >>> 0;
           }
         }
       } else if (sub === 1) {
@@ -38,28 +38,25 @@ export function decodeZrle(fb: Framebuffer, r: Rect, src: Buffer): void {
       } else if (sub >= 2 && sub <= 16) {
         const n = sub;
         need(n * 3);
-        for (let i = 0; i < n * 3; i++) palette[i] = src[p++]!;
+        for (let i = 0; i < n; i++, p += 3) palette[i] = (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | OPAQUE) >>> 0;
         const bits = n === 2 ? 1 : n <= 4 ? 2 : 4;
         const rowBytes = Math.ceil((tw * bits) / 8);
         need(rowBytes * th);
         const mask = (1 << bits) - 1;
         for (let y = 0; y < th; y++) {
-          let d = (ty + y) * stride + tx * 4;
+          let d = (ty + y) * stride + tx;
           let byte = 0;
           let left = 0;
           let q = p + y * rowBytes;
-          for (let x = 0; x < tw; x++, d += 4) {
+          for (let x = 0; x < tw; x++, d++) {
             if (left === 0) {
               byte = src[q++]!;
               left = 8;
             }
             left -= bits;
-            const idx = ((byte >> left) & mask) * 3;
-            if (idx >= n * 3) throw new ZrleError('ZRLE palette index out of range');
+            const idx = (byte >> left) & mask;
+            if (idx >= n) throw new ZrleError('ZRLE palette index out of range');
             out[d] = palette[idx]!;
-            out[d + 1] = palette[idx + 1]!;
-            out[d + 2] = palette[idx + 2]!;
-            out[d + 3] = 255;
           }
         }
         p += rowBytes * th;
@@ -68,42 +65,40 @@ export function decodeZrle(fb: Framebuffer, r: Rect, src: Buffer): void {
         const n = sub - 128;
         if (paletted) {
           need(n * 3);
-          for (let i = 0; i < n * 3; i++) palette[i] = src[p++]!;
+          for (let i = 0; i < n; i++, p += 3) palette[i] = (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | OPAQUE) >>> 0;
         }
         const total = tw * th;
         let i = 0;
         let col = 0;
-        let d = ty * stride + tx * 4;
-        const rowSkip = stride - tw * 4;
+        let d = ty * stride + tx;
+        const rowSkip = stride - tw;
         while (i < total) {
-          let cr: number, cg: number, cb: number;
+          let v: number;
           let run = 1;
           if (paletted) {
             need(1);
             const b = src[p++]!;
-            const idx = (b & 127) * 3;
-            if (idx >= n * 3) throw new ZrleError('ZRLE palette index out of range');
-            cr = palette[idx]!;
-            cg = palette[idx + 1]!;
-            cb = palette[idx + 2]!;
+            const idx = b & 127;
+            if (idx >= n) throw new ZrleError('ZRLE palette index out of range');
+            v = palette[idx]!;
             if (b & 128) run = readRun();
           } else {
             need(3);
-            cr = src[p]!;
-            cg = src[p + 1]!;
-            cb = src[p + 2]!;
+            v = (src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | OPAQUE) >>> 0;
             p += 3;
             run = readRun();
           }
           if (i + run > total) throw new ZrleError('ZRLE run overflows tile');
           i += run;
-          for (let k = 0; k < run; k++) {
-            out[d] = cr;
-            out[d + 1] = cg;
-            out[d + 2] = cb;
-            out[d + 3] = 255;
-            d += 4;
-            if (++col === tw) {
+          // Fill whole row segments at once.
+          while (run > 0) {
+            const n2 = Math.min(run, tw - col);
+            if (n2 > 8) out.fill(v, d, d + n2);
+            else for (let k = 0; k < n2; k++) out[d + k] = v;
+            d += n2;
+            col += n2;
+            run -= n2;
+            if (col === tw) {
               col = 0;
               d += rowSkip;
             }

@@ -10,9 +10,11 @@ import { SessionTimeouts } from './session-timeouts.ts';
 import { InventoryReconciler } from './inventory.ts';
 import { ImageRollout } from './image-rollout.ts';
 import { HostDrain } from './host-drain.ts';
+import { RecordingRetention } from './recording-retention.ts';
 import { MachineHealthReconciler, type MachineProber } from './machine-health.ts';
 
 export { JobRunner, type JobContext, type JobDef } from './runner.ts';
+export { RecordingRetention } from './recording-retention.ts';
 export { timeoutReason, idleMs, GUEST_IDLE_FRESH_MS } from './session-timeouts.ts';
 export { backoffMs } from './desktop-lifecycle.ts';
 export { GuestEvents, GUEST_LOGOFF_REASON, GUEST_POWEROFF_REASON, type GuestEvent, type GuestEventSource } from './guest-events.ts';
@@ -25,7 +27,7 @@ export interface Reconcilers {
 }
 
 /** The broker's background reconcilers, each under its own Redis lease. */
-export function createReconcilers(deps: { store: Store; providers: ProviderRegistry; audit: AuditService; images: ImageService; logger: Logger; metrics: Metrics; jobs: Config['jobs']; now?: () => number }): Reconcilers {
+export function createReconcilers(deps: { store: Store; providers: ProviderRegistry; audit: AuditService; images: ImageService; logger: Logger; metrics: Metrics; jobs: Config['jobs']; recordings?: Config['recordings']; now?: () => number }): Reconcilers {
   const { store, providers, audit, jobs } = deps;
   const now = deps.now ?? Date.now;
   const runner = new JobRunner(store, deps.logger.child({ component: 'jobs' }), deps.metrics, jobs.leaseTtlMs, now);
@@ -58,6 +60,10 @@ export function createReconcilers(deps: { store: Store; providers: ProviderRegis
     migrationTimeoutMs: jobs.operationTimeoutMs,
   }, now);
   runner.add({ name: 'host-drain', intervalMs: jobs.drainIntervalMs, run: (c) => drains.run(c) });
+  if (deps.recordings) {
+    const retention = new RecordingRetention(store, audit, deps.recordings);
+    runner.add({ name: 'recording-retention', intervalMs: deps.recordings.retentionIntervalMs, run: (c) => retention.run(c) });
+  }
   return {
     runner,
     inventory,

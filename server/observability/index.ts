@@ -1,2 +1,3 @@
 export { createLogger, type Logger } from './logger.ts';
 export { Metrics } from './metrics.ts';
+export { requestIdOf } from './request-id.ts';

@@ -71,6 +71,54 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Each pool's configured spare count (sampled at scrape), for "out of spares" alerts. */
+  readonly poolSparesTarget = new Gauge({
+    name: 'vdi_pool_spares_target',
+    help: 'Ready desktops each pool keeps for new users (its size.spare), sampled at scrape',
+    labelNames: ['pool'] as const,
+    registers: [this.registry],
+  });
+  /** Logins by authenticator (local, ldap, oidc, apikey…) and outcome (ok, bad_credentials, throttled, mfa_required, error…). */
+  readonly logins = new Counter({
+    name: 'vdi_logins_total',
+    help: 'Login attempts by authenticator and outcome',
+    labelNames: ['authenticator', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  /** The assignment decision (the atomic script and what the service does around it), per pool. */
+  readonly assignmentDuration = new Histogram({
+    name: 'vdi_assignment_duration_seconds',
+    help: 'Time to decide a desktop request (reuse, spare, clone or refusal), by pool',
+    labelNames: ['pool'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+  /** Round trip of a Redis PING from this replica, sampled every few seconds. */
+  readonly redisLatency = new Histogram({
+    name: 'vdi_redis_latency_seconds',
+    help: 'Round trip of a Redis PING from this replica (sampled)',
+    buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({
+    name: 'vdi_redis_up',
+    help: '1 when the last sampled Redis PING answered, 0 when it failed or timed out',
+    registers: [this.registry],
+  });
+  /** Guacamole sync round trip of live tunnels (how responsive the stream feels to users). */
+  readonly tunnelRtt = new Histogram({
+    name: 'vdi_tunnel_rtt_seconds',
+    help: 'Round trip of the Guacamole sync instruction through live tunnels',
+    buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: 'vdi_build_info',
+    help: 'Always 1; the broker version as a label',
+    labelNames: ['version'] as const,
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

@@ -20,6 +20,8 @@ export interface AuditFilter {
   targetType?: string;
   target?: string;
   outcome?: string;
+  /** Case-insensitive substring of actor, action, target, address or details (the helpdesk's search box). */
+  q?: string;
   since?: number;
   until?: number;
   /** Continue after this entry id (older entries). */
@@ -69,6 +71,7 @@ export class AuditRepository {
         if (f.targetType && e.targetType !== f.targetType) continue;
         if (f.target && e.target !== f.target) continue;
         if (f.outcome && e.outcome !== f.outcome) continue;
+        if (f.q && ![e.actor, e.action, e.targetType, e.target, e.address, h.details ?? ''].join('\n').toLowerCase().includes(f.q.toLowerCase())) continue;
         out.push(e);
         if (out.length >= f.limit) return { entries: out, next: e.id };
       }

@@ -5,6 +5,24 @@ import { runScript } from './scripts.ts';
 import { toDesktop } from './records.ts';
 import type { Desktop, DesktopMigration } from '../broker/model.ts';
 import type { DesktopState, TransitionTarget } from '../broker/state-machine.ts';
+import { LIST_DESKTOPS } from './desktops-list.script.ts';
+
+/** A page of the helpdesk's desktop table (see desktops-list.script.ts). */
+export interface DesktopPageQuery {
+  pool?: string;
+  state?: string;
+  user?: string;
+  host?: string;
+  name?: string;
+  /** Lower-cased substring of name, pool, state, user, host or image. */
+  q?: string;
+  sort?: 'name' | 'pool' | 'state' | 'user' | 'host' | 'image';
+  order?: 'asc' | 'desc';
+  offset: number;
+  limit: number;
+}
+
+type ListScripted = Redis & { vdiListDesktops(...args: (string | number)[]): Promise<(string | number)[]> };
 
 export type TransitionResult =
   | { ok: true; from: DesktopState; to: DesktopState }
@@ -21,7 +39,20 @@ export class DesktopsRepository {
     private readonly k: Keyspace,
     private readonly macs: MacRange,
     private readonly deletedRetentionSeconds: number,
-  ) {}
+  ) {
+    if (!('vdiListDesktops' in redis)) redis.defineCommand('vdiListDesktops', { numberOfKeys: 0, lua: LIST_DESKTOPS });
+  }
+
+  /** One page of desktops, filtered, searched and sorted inside Redis: the page's desktops and how many match. */
+  async page(f: DesktopPageQuery): Promise<{ items: Desktop[]; total: number }> {
+    const r = await (this.redis as ListScripted).vdiListDesktops(
+      this.k.prefix, f.pool ?? '', f.state ?? '', f.user ?? '', f.host ?? '', f.name ?? '', (f.q ?? '').toLowerCase(),
+      f.sort ?? 'name', f.order ?? 'asc', Math.max(0, f.offset), Math.max(0, f.limit),
+    );
+    const ids = r.slice(1).map(String);
+    const byId = new Map((await this.getMany(ids)).map((d) => [d.id, d]));
+    return { total: Number(r[0]), items: ids.map((id) => byId.get(id)).filter((d): d is Desktop => !!d) };
+  }
 
   async get(id: string): Promise<Desktop | null> {
     if (!/^[A-Za-z0-9-]{1,64}$/.test(id)) return null;

@@ -16,8 +16,10 @@ import { DrainsRepository } from './drains.repository.ts';
 import { MachinesRepository } from './machines.repository.ts';
 import { MfaRepository } from './mfa.repository.ts';
 import { DevicesRepository } from './devices.repository.ts';
+import { SessionStatsRepository } from './session-stats.repository.ts';
+import { RecordingsRepository } from './recordings.repository.ts';
 
-export { createRedis, connectRedis, type RedisClient } from './redis.ts';
+export { createRedis, connectRedis, redisTarget, type RedisClient, type RedisTarget } from './redis.ts';
 export { derivedKey } from './secrets.ts';
 export { AgentBus } from './agent-bus.ts';
 export { keyspace, type Keyspace } from './keys.ts';
@@ -32,6 +34,8 @@ export { newDrainDesktop } from './drains.repository.ts';
 export { DevicesRepository, type StoredDevice, type StoredEnrolmentCode, type DeviceState, type EnrolResult } from './devices.repository.ts';
 export { MfaRepository, type StoredPasskey, type StoredChallenge, type FactorSummary } from './mfa.repository.ts';
 export { MachinesRepository, type Machine, type MachineHealth, type MachineAddResult } from './machines.repository.ts';
+export { SessionStatsRepository, type SessionStats } from './session-stats.repository.ts';
+export { RecordingsRepository, type Recording, type RecordingFilter } from './recordings.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
 export type { TicketsRepository, SessionTunnel, TunnelEvent } from './tickets.repository.ts';
@@ -42,6 +46,8 @@ export interface StoreOptions {
   macs: MacRange;
   deletedRetentionSeconds: number;
   auditMaxEntries: number;
+  /** Redis WAIT after an assignment: acknowledged only once `replicas` hold it (docs/redis-ha.md). */
+  durableAssignments?: { replicas: number; timeoutMs: number };
 }
 
 /** Everything the broker keeps in Redis, one repository per entity. */
@@ -61,6 +67,8 @@ export class Store {
   readonly machines: MachinesRepository;
   readonly mfa: MfaRepository;
   readonly devices: DevicesRepository;
+  readonly sessionStats: SessionStatsRepository;
+  readonly recordings: RecordingsRepository;
 
   constructor(readonly redis: Redis, opts: StoreOptions) {
     defineScripts(redis);
@@ -68,7 +76,7 @@ export class Store {
     this.users = new UsersRepository(redis, this.keys);
     this.pools = new PoolsRepository(redis, this.keys);
     this.desktops = new DesktopsRepository(redis, this.keys, opts.macs, opts.deletedRetentionSeconds);
-    this.sessions = new SessionsRepository(redis, this.keys, opts.macs);
+    this.sessions = new SessionsRepository(redis, this.keys, opts.macs, opts.durableAssignments);
     this.apiKeys = new ApiKeysRepository(redis, this.keys);
     this.audit = new AuditRepository(redis, this.keys, opts.auditMaxEntries);
     this.leases = new LeasesRepository(redis, this.keys);
@@ -79,6 +87,8 @@ export class Store {
     this.machines = new MachinesRepository(redis, this.keys);
     this.mfa = new MfaRepository(redis, this.keys);
     this.devices = new DevicesRepository(redis, this.keys);
+    this.sessionStats = new SessionStatsRepository(redis, this.keys);
+    this.recordings = new RecordingsRepository(redis, this.keys);
   }
 
   get available(): boolean {
@@ -98,3 +108,4 @@ export class Store {
     return sharedSecret(this.redis, this.keys.sessionSecret, configured);
   }
 }
+export { sampleRedisLatency, type RedisLatencySink } from './redis-latency.ts';

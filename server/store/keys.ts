@@ -65,9 +65,16 @@ export function keyspace(prefix: string) {
     sessionsLive: `${prefix}sessions:live`, // set of live session ids
     session: (id: string) => `${prefix}session:${id}`, // hash
     sessionMessages: (id: string) => `${prefix}session:${id}:messages`, // list of JSON helpdesk messages for the viewer, capped, TTL
+    sessionStats: (id: string) => `${prefix}session:${id}:stats`, // hash: the open tunnel's live figures, EX
+    sessionShadow: (id: string) => `${prefix}session:${id}:shadow`, // string: JSON helpdesk shadow (consent, control), EX (server/broker/shadow.service.ts)
+    // session recordings (server/tunnel records, docs/recordings.md)
+    recordings: `${prefix}recordings`, // zset recording id -> start (ms)
+    recording: (id: string) => `${prefix}recording:${id}`, // hash: the recording's index entry
     // background work and audit
     lease: (job: string) => `${prefix}lease:${job}`, // string: holder token, PX ttl
     jobHeartbeat: (job: string) => `${prefix}job:${job}:heartbeat`, // string: last run (ms), PX
+    replicaClocks: `${prefix}replicas:clock`, // hash replica id -> JSON {replica host pid offsetMs rttMs at}: each replica's clock against Redis TIME (server/doctor)
+    poolHistory: (pool: string) => `${prefix}history:${pool}`, // list: one CSV sample per minute, last 1440 (server/jobs/pool-history.ts)
     audit: `${prefix}audit`, // stream
   };
 }

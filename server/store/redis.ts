@@ -1,13 +1,52 @@
-import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
 import type { Logger } from '../observability/index.ts';
 
 export type RedisClient = Redis;
 
-export interface RedisOptions {
+/** Where Redis is: a URL, or sentinels naming the primary (the config's `redis` section). */
+export interface RedisTarget {
   url: string;
   password?: string;
+  sentinels?: { host: string; port: number }[];
+  name?: string;
+  sentinelPassword?: string;
+  tls?: { caFile: string; rejectUnauthorized: boolean };
+}
+
+export interface RedisOptions extends RedisTarget {
   commandTimeoutMs: number;
   logger: Logger;
+}
+
+/** The connection part of the configuration's `redis` section. */
+export function redisTarget(r: RedisTarget): RedisTarget {
+  return { url: r.url, ...(r.password ? { password: r.password } : {}), ...(r.sentinels?.length ? { sentinels: r.sentinels, name: r.name ?? 'mymaster', sentinelPassword: r.sentinelPassword ?? '' } : {}), ...(r.tls ? { tls: r.tls } : {}) };
+}
+
+/** Where to connect, as ioredis takes it: host/port/db from the URL, or the sentinel set. */
+function connection(opts: RedisTarget): IoRedisOptions {
+  const u = new URL(opts.url);
+  const secure = u.protocol === 'rediss:';
+  const tls = secure ? { ...(opts.tls?.caFile ? { ca: readFileSync(opts.tls.caFile) } : {}), rejectUnauthorized: opts.tls?.rejectUnauthorized ?? true } : undefined;
+  const db = Number(u.pathname.slice(1) || 0);
+  const username = u.username ? decodeURIComponent(u.username) : undefined;
+  const password = opts.password || (u.password ? decodeURIComponent(u.password) : undefined);
+  const auth = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+  if (opts.sentinels?.length) {
+    return {
+      sentinels: opts.sentinels,
+      name: opts.name ?? 'mymaster',
+      db,
+      ...auth,
+      ...(opts.sentinelPassword ? { sentinelPassword: opts.sentinelPassword } : {}),
+      ...(tls ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+      // Learn of a failover from the sentinels' +switch-master at once, not at the next error.
+      failoverDetector: true,
+      sentinelRetryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 10), 3000),
+    };
+  }
+  return { host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(u.port || 6379), db, ...auth, ...(tls ? { tls } : {}) };
 }
 
 /**
@@ -19,8 +58,8 @@ export interface RedisOptions {
  * command fails at once ("Stream isn't writeable") instead of each waiting out the timeout.
  */
 export function createRedis(opts: RedisOptions): Redis {
-  const client = new Redis(opts.url, {
-    ...(opts.password ? { password: opts.password } : {}),
+  const client = new Redis({
+    ...connection(opts),
     lazyConnect: true,
     // Commands issued in the same tick go out as one pipeline: many concurrent requests, few round trips.
     enableAutoPipelining: true,

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 import { runScript } from './scripts.ts';
-import { toSession } from './records.ts';
-import type { Session } from '../broker/model.ts';
+import { toDesktop, toSession } from './records.ts';
+import type { Desktop, Session } from '../broker/model.ts';
 import type { MacRange } from './desktops.repository.ts';
 import { FIRST_FRAME, GUEST_IDLE, PUSH_MESSAGE, RECORD_LOGON } from './session-logon.scripts.ts';
 
@@ -24,11 +24,12 @@ type LogonScripted = Redis & {
 };
 
 export type AssignResult =
-  | { outcome: 'existing' | 'assigned' | 'provisioning'; desktopId: string; sessionId: string }
+  /** With the session and desktop records as the script left them (null only if they vanished since). */
+  | { outcome: 'existing' | 'assigned' | 'provisioning'; desktopId: string; sessionId: string; session: Session | null; desktop: Desktop | null }
   | { outcome: 'error'; code: string };
 
 export class SessionsRepository {
-  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange) {
+  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange, private readonly durable?: { replicas: number; timeoutMs: number }) {
     const scripts = { vdiLogonRecord: RECORD_LOGON, vdiLogonFirstFrame: FIRST_FRAME, vdiGuestIdle: GUEST_IDLE };
     for (const [name, lua] of Object.entries(scripts)) if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
     if (!('vdiSessionMessage' in redis)) redis.defineCommand('vdiSessionMessage', { numberOfKeys: 2, lua: PUSH_MESSAGE });
@@ -100,9 +101,19 @@ export class SessionsRepository {
   async assign(pool: string, user: string, clientAddress: string, now: number): Promise<AssignResult> {
     const r = (await runScript(this.redis, 'vdiAssign', [
       this.k.prefix, pool, user, randomUUID(), randomUUID(), now, clientAddress, this.macs.prefix, this.macs.size,
-    ])) as string[];
-    if (r[0] === 'err') return { outcome: 'error', code: r[1]! };
-    return { outcome: r[0] as 'existing' | 'assigned' | 'provisioning', desktopId: r[1]!, sessionId: r[2]! };
+    ])) as [string, string, string?, string[]?, string[]?];
+    if (r[0] === 'err') return { outcome: 'error', code: r[1] };
+    // With replicas configured, the user hears "this desktop is yours" only once a replica holds
+    // it: a failover right after cannot hand it to someone else. Short of that, the caller gets
+    // a transient error (503 redis_unavailable); the retry finds the same desktop (existing).
+    if (this.durable && this.durable.replicas > 0) {
+      const held = await this.redis.wait(this.durable.replicas, this.durable.timeoutMs);
+      if (held < this.durable.replicas) throw new Error(`NOREPLICAS the assignment reached ${held} of ${this.durable.replicas} replicas in ${this.durable.timeoutMs} ms`);
+    }
+    return {
+      outcome: r[0] as 'existing' | 'assigned' | 'provisioning', desktopId: r[1], sessionId: r[2]!,
+      session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])),
+    };
   }
 
   /** Ends a session and returns its desktop per pool policy. null when it was not live. */
@@ -147,6 +158,13 @@ export class SessionsRepository {
   async liveIdsOfPool(pool: string): Promise<string[]> {
     return this.redis.smembers(this.k.poolSessions(pool));
   }
+}
+
+/** A flat HGETALL reply from a script ([field, value, ...]) as a record. */
+function flatHash(flat: string[] | undefined): Record<string, string> {
+  const h: Record<string, string> = {};
+  if (flat) for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
+  return h;
 }
 
 function logonReply(r: string[]): { recorded: string[]; derived: Record<string, number>; usableMs?: number } {

@@ -47,7 +47,11 @@ export interface SessionTunnel {
 
 export type TunnelEvent =
   | { type: 'takeover'; session: string; owner: string; seq: number }
-  | { type: 'ended'; session: string; guacConnection: string };
+  | { type: 'ended'; session: string; guacConnection: string }
+  /** The user took control back from the helpdesk's shadow: its control tunnels close (server/broker/shadow.service.ts). */
+  | { type: 'shadow-revoked'; session: string }
+  /** The helpdesk disconnected the user's viewer (the session stays, like closing the tab). */
+  | { type: 'disconnect'; session: string };
 
 type Scripted = Redis & {
   vdiTunnelClaim(key: string, owner: string, conn: string, guacd: string): Promise<number>;

@@ -12,12 +12,13 @@ import type { Config } from '../config/index.ts';
 import type { Store, TunnelEvent } from '../store/index.ts';
 import type { Broker } from '../broker/index.ts';
 import type { ProviderRegistry } from '../providers/index.ts';
-import type { Logger, Metrics } from '../observability/index.ts';
+import { requestIdOf, type Logger, type Metrics } from '../observability/index.ts';
 import { endpointAddress, grantKey, issueGrant, parseEndpointAddress, startGateway, type Gateway, type GuacdEndpoint } from '../gateway/index.ts';
 import { Status } from '../gateway/protocol.ts';
 import { refuse, TunnelConnection, WebSocketServer, type WsSocket } from './lite.ts';
 import { TicketError, TicketService, TUNNEL_PATH, type Ticket } from './tickets.ts';
 import { clientAddress, originAllowed, TicketHandover } from './handover.ts';
+import { ensureRecordingsDir, recordingFile, StreamRecorder, TunnelMeter } from './recorder.ts';
 import type { Login } from '../auth/index.ts';
 
 export { TicketService, TicketError, TUNNEL_PATH, type IssuedTicket, type Ticket } from './tickets.ts';
@@ -51,11 +52,16 @@ const SWEEP_EVERY_MS = 5_000;
 /** A browser silent this long is gone (guacamole-common-js pings every 500 ms). */
 const MAX_INACTIVITY_MS = 15_000;
 const MAX_MESSAGE_BYTES = 512 * 1024;
+/** Live statistics (SessionStatsRepository) and recording sizes are written this often. */
+const STATS_EVERY_MS = 2_000;
 const MESSAGES = {
   takenOver: 'This desktop was opened in another window or tab.',
   loggedOff: 'The session has ended.',
   ownerLeft: "The user's connection has ended.",
   shutdown: 'The broker is restarting; reconnect in a moment.',
+  notRecorded: 'The session can no longer be recorded; reconnect in a moment.',
+  controlRevoked: 'The user took back control; watching continues read-only.',
+  disconnected: 'The helpdesk disconnected this window; your desktop keeps running.',
 };
 
 interface Tunnel {
@@ -68,6 +74,12 @@ interface Tunnel {
   readyAt: number;
   guacConnection: string;
   lastActivity: number;
+  /** The upgrade request's id (X-Request-Id), on the tunnel's log lines. */
+  reqId: string;
+  /** Live figures (connect tickets), written to the session's stats every STATS_EVERY_MS. */
+  meter?: TunnelMeter;
+  /** The session recording of this connection (pool policy on / notify). */
+  recording?: { id: string; rec: StreamRecorder; startedAt: number };
 }
 
 function tunnelMetrics(registry: Registry) {
@@ -79,9 +91,14 @@ function tunnelMetrics(registry: Registry) {
   };
 }
 
-/** Query values a browser may add to the ticket (screen size, time zone); all others are ignored. */
-function clientQuery(u: URL): Record<string, string> {
-  const out: Record<string, string> = {};
+/** Image formats a browser may offer (guacd and the built-in gateway use the best it can decode). */
+const IMAGE_TYPES = new Set(['image/png', 'image/jpeg', 'image/webp']);
+/** Raw PCM as guacamole-common-js's AudioPlayer offers it: `audio/L16;rate=44100,channels=2`. */
+const AUDIO_TYPE = /^audio\/L(8|16);rate=\d{4,6},channels=[12]$/;
+
+/** Query values a browser may add to the ticket (screen size, time zone, the image and audio formats it decodes); all others are ignored. */
+function clientQuery(u: URL): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
   const int = (name: string, min: number, max: number) => {
     const v = u.searchParams.get(name);
     if (v && /^\d{1,5}$/.test(v) && Number(v) >= min && Number(v) <= max) out[name] = v;
@@ -91,6 +108,11 @@ function clientQuery(u: URL): Record<string, string> {
   int('dpi', 48, 600);
   const tz = u.searchParams.get('timezone');
   if (tz && /^[A-Za-z0-9_+/-]{1,64}$/.test(tz)) out.timezone = tz;
+  const images = [...new Set(u.searchParams.getAll('image').filter((t) => IMAGE_TYPES.has(t)))];
+  // PNG is what every Guacamole client decodes; an offer never takes it away.
+  if (images.length) out.image = [...new Set(['image/png', ...images])];
+  const audio = [...new Set(u.searchParams.getAll('audio').filter((t) => AUDIO_TYPE.test(t)))].slice(0, 8);
+  if (audio.length) out.audio = audio;
   return out;
 }
 
@@ -106,14 +128,15 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     // The built-in gateway admits only what this tunnel grants, signed with a key every replica derives.
     grants = grantKey(await o.store.tickets.secret(o.config.tunnel.secret));
     const g = o.config.gateway;
-    gateway = await startGateway({ listen: g.listen === 'tcp' ? { host: g.host, port: g.port } : { socketDir: g.socketDir }, grantKey: grants, logger: o.logger });
+    const encoding = { quality: { min: Math.min(g.lossyQualityMin, g.lossyQualityMax), max: g.lossyQualityMax }, losslessRefreshMs: g.losslessRefreshMs };
+    gateway = await startGateway({ listen: g.listen === 'tcp' ? { host: g.host, port: g.port } : { socketDir: g.socketDir }, grantKey: grants, logger: o.logger, encoding });
     guacd = gateway.endpoint;
   }
   const guacdName = endpointAddress(guacd);
   /** The built-in gateway's admission for a ticket's connection (none with an external guacd). */
   const grantFor = (t: Ticket): string | undefined => {
     if (!grants) return undefined;
-    if (t.kind === 'shadow') return issueGrant(grants, { gateway: t.guacd ?? guacdName, join: t.join ?? '', readOnly: true });
+    if (t.kind === 'shadow') return issueGrant(grants, { gateway: t.guacd ?? guacdName, join: t.join ?? '', readOnly: !t.control });
     const port = Number(t.settings.port || 5900);
     return issueGrant(grants, { gateway: guacdName, host: t.settings.hostname ?? '', port, readOnly: t.settings['read-only'] === 'true' });
   };
@@ -149,6 +172,10 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     if (e.type === 'takeover') settleTakeover(e.session, e.owner, e.seq);
     else if (e.type === 'ended') {
       for (const t of ofSession(e.session)) if (t.ticket.kind === 'shadow' && t.ticket.join === e.guacConnection) t.conn.fail(MESSAGES.ownerLeft, Status.SESSION_CLOSED);
+    } else if (e.type === 'shadow-revoked') {
+      for (const t of ofSession(e.session)) if (t.ticket.kind === 'shadow' && t.ticket.control) t.conn.fail(MESSAGES.controlRevoked, Status.SESSION_CLOSED);
+    } else if (e.type === 'disconnect') {
+      for (const t of ofSession(e.session)) if (t.ticket.kind === 'connect') t.conn.fail(MESSAGES.disconnected, Status.SESSION_CONFLICT);
     }
   };
   const unsubscribe = o.store.tickets.subscribe(onEvent, (err) => log.warn({ err: err.message }, 'tunnel events unavailable'));
@@ -169,7 +196,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     settleTakeover(session, t.owner, seq);
     await o.store.tickets.publish({ type: 'takeover', session, owner: t.owner, seq });
     await o.broker.sessions.connected(session);
-    log.info({ session, user: t.ticket.user, desktop: t.ticket.desktop }, 'tunnel connected');
+    log.info({ reqId: t.reqId, session, user: t.ticket.user, desktop: t.ticket.desktop }, 'tunnel connected');
   }
 
   async function onClosed(t: Tunnel): Promise<void> {
@@ -178,9 +205,16 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     m.open.dec({ kind });
     m.bytes.inc({ direction: 'in' }, t.conn.bytesIn);
     m.bytes.inc({ direction: 'out' }, t.conn.bytesOut);
+    if (t.recording) {
+      const r = t.recording;
+      await r.rec.close();
+      await o.store.recordings.update(r.id, { bytes: r.rec.bytes, endedAt: Date.now() });
+      log.info({ session, recording: r.id, bytes: r.rec.bytes, truncated: r.rec.truncated }, 'recording ended');
+    }
     if (!t.readyAt) return;
+    if (t.meter) await writeStats(t);
     const ms = Date.now() - t.readyAt;
-    log.info({ session, kind, status: `0x${t.conn.endStatus.toString(16).padStart(4, '0')}`, ms, bytesIn: t.conn.bytesIn, bytesOut: t.conn.bytesOut }, 'tunnel closed');
+    log.info({ reqId: t.reqId, session, kind, status: `0x${t.conn.endStatus.toString(16).padStart(4, '0')}`, ms, bytesIn: t.conn.bytesIn, bytesOut: t.conn.bytesOut }, 'tunnel closed');
     if (kind === 'shadow') return;
     const r = await o.store.tickets.release(session, t.owner, { bytesIn: t.conn.bytesIn, bytesOut: t.conn.bytesOut, ms });
     if (!r.wasOwner) return; // taken over: the new tab owns the session now
@@ -194,6 +228,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
 
   function onInput(t: Tunnel): void {
     if (t.ticket.kind !== 'connect' || !t.readyAt) return;
+    t.meter?.input();
     const now = Date.now();
     if (now - t.lastActivity < ACTIVITY_EVERY_MS) return;
     t.lastActivity = now;
@@ -245,13 +280,31 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     }
     if (ws.readyState !== ws.OPEN) return; // the browser gave up meanwhile
     if (closing) return refuse(ws, MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
+    let recording: Tunnel['recording'];
+    if (ticket.kind === 'connect' && (ticket.recording === 'on' || ticket.recording === 'notify')) {
+      try {
+        recording = startRecording(ticket);
+      } catch (err) {
+        // The pool says this session is recorded: it does not stream unrecorded.
+        log.error({ err: (err as Error).message, session: ticket.session }, 'cannot record the session');
+        return refused(ws, req, new TicketError('The session cannot be recorded right now; try again later.', Status.SERVER_ERROR, 'recording_unavailable', ticket), login);
+      }
+    }
     const conn = new TunnelConnection(++counter, ws, { ...(ticket.join ? { join: ticket.join } : { type: ticket.protocol }), settings: ticket.settings }, clientQuery(url), {
       maxInactivityMs: MAX_INACTIVITY_MS,
       log: { debug: (msg) => log.debug({ session: ticket.session }, msg), warn: (msg) => log.debug({ session: ticket.session }, msg) },
     });
-    const t: Tunnel = { conn, ticket, owner: randomUUID(), seq: 0, readyAt: 0, guacConnection: '', lastActivity: 0 };
-    conn.readOnly = ticket.kind === 'shadow';
+    const t: Tunnel = { conn, ticket, owner: randomUUID(), seq: 0, readyAt: 0, guacConnection: '', lastActivity: 0, reqId: requestIdOf(req.headers) };
+    conn.readOnly = ticket.kind === 'shadow' && !ticket.control;
     conn.onInput = () => onInput(t);
+    if (ticket.kind === 'connect') {
+      const meter = new TunnelMeter(clientAddress(req, o.trustProxy), String(req.headers['user-agent'] ?? '').slice(0, 300), Date.now, (ms) => o.metrics.tunnelRtt.observe(ms / 1000));
+      t.meter = meter;
+      t.recording = recording;
+      const rec = recording?.rec;
+      conn.onToClient = rec ? (msg) => (meter.toClient(msg), rec.write(msg)) : (msg) => meter.toClient(msg);
+      conn.onClientSync = (ts) => meter.clientSync(ts);
+    }
     live.add(t);
     m.opened.inc({ kind: ticket.kind, outcome: 'accepted' });
     m.open.inc({ kind: ticket.kind });
@@ -263,6 +316,47 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
     conn.connect(ticket.kind === 'shadow' ? (parseEndpointAddress(ticket.guacd) ?? guacd) : guacd, grantFor(ticket));
     for (const d of early) conn.sendMessageToGuacd(d);
   }
+
+  let recordingsDir: string | undefined;
+  /** Opens a new recording file for a connect ticket and indexes it (throws when the file cannot be made). */
+  function startRecording(ticket: Ticket): NonNullable<Tunnel['recording']> {
+    recordingsDir ??= ensureRecordingsDir(o.config.recordings.dir);
+    const id = randomUUID();
+    const file = recordingFile(recordingsDir, id);
+    const rec = new StreamRecorder(file, (err) => log.error({ err: err.message, recording: id }, 'recording write failed'));
+    const startedAt = Date.now();
+    track(o.store.recordings.add({ id, session: ticket.session, user: ticket.user, desktop: ticket.desktop, pool: ticket.pool ?? '', policy: ticket.recording ?? 'on', startedAt, endedAt: null, bytes: 0, file }));
+    log.info({ session: ticket.session, recording: id }, 'recording started');
+    return { id, rec, startedAt };
+  }
+
+  async function writeStats(t: Tunnel): Promise<void> {
+    const meter = t.meter;
+    if (!meter || !t.readyAt) return;
+    const c = t.conn;
+    await o.store.sessionStats.put(t.ticket.session, {
+      bytesToClient: c.bytesOut, bytesFromClient: c.bytesIn, bandwidthBps: meter.bandwidth(c.bytesOut + c.bytesIn),
+      rttMs: meter.rttMs, lastInputAt: meter.lastInputAt, clientAddress: meter.clientAddress, userAgent: meter.userAgent,
+      connectedAt: t.readyAt, updatedAt: Date.now(),
+    });
+  }
+
+  // Live statistics of the open connections, and how far their recordings got.
+  let statting = false;
+  const stats = setInterval(() => {
+    if (statting || !live.size) return;
+    statting = true;
+    const jobs: Promise<unknown>[] = [];
+    for (const t of live) {
+      if (t.meter && t.readyAt) jobs.push(writeStats(t));
+      if (!t.recording) continue;
+      jobs.push(o.store.recordings.update(t.recording.id, { bytes: t.recording.rec.bytes }));
+      // A recorded pool does not stream unrecorded: a full or failing disk ends the connection.
+      if (t.recording.rec.failed || t.recording.rec.truncated) t.conn.fail(MESSAGES.notRecorded, Status.SERVER_ERROR);
+    }
+    track(Promise.all(jobs).finally(() => (statting = false)));
+  }, STATS_EVERY_MS);
+  stats.unref();
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     let url: URL;
@@ -320,6 +414,7 @@ export async function attachTunnel(o: TunnelDeps): Promise<AttachedTunnel> {
       closing = true;
       o.server.off('upgrade', onUpgrade);
       clearInterval(sweep);
+      clearInterval(stats);
       for (const ws of pending) refuse(ws, MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
       for (const t of [...live]) t.conn.fail(MESSAGES.shutdown, Status.UPSTREAM_UNAVAILABLE);
       // Let the sessions be marked disconnected (bounded: Redis may be gone).

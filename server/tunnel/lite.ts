@@ -124,12 +124,16 @@ export class TunnelConnection extends ClientConnection {
   bytesOut = 0;
   readOnly = false;
   onInput: (opcode: string) => void = () => undefined;
+  /** Sees every message relayed to the browser (recording, sync round trips); set before connect(). */
+  onToClient: ((message: string) => void) | undefined;
+  /** The browser acknowledged a frame (`sync` timestamp). */
+  onClientSync: ((timestamp: string | undefined) => void) | undefined;
   private parser: InstructionParser | undefined;
   private status: { code: number; message: string } | undefined;
 
-  constructor(id: number, ws: WsSocket, connection: Record<string, unknown>, query: Record<string, string>, o: TunnelOptions) {
+  constructor(id: number, ws: WsSocket, connection: Record<string, unknown>, query: Record<string, string | string[]>, o: TunnelOptions) {
     const size = { width: 1024, height: 768, dpi: 96, audio: [], video: null, image: ['image/png', 'image/jpeg'], timezone: null };
-    const allowed = ['width', 'height', 'dpi', 'timezone'];
+    const allowed = ['width', 'height', 'dpi', 'timezone', 'image', 'audio'];
     super(
       {
         maxInactivityTime: o.maxInactivityMs,
@@ -197,6 +201,7 @@ export class TunnelConnection extends ClientConnection {
         if (ins.args[0] === 'ping') this.send(encode('', ...ins.args));
         continue;
       }
+      if (ins.opcode === 'sync') this.onClientSync?.(ins.args[0]);
       if (this.readOnly && WRITES.has(ins.opcode)) continue;
       if (INPUT.has(ins.opcode)) this.onInput(ins.opcode);
       out += encode(ins.opcode, ...ins.args);
@@ -218,6 +223,7 @@ export class TunnelConnection extends ClientConnection {
       this.tunnelUuid = undefined;
     }
     this.bytesOut += Buffer.byteLength(message);
+    this.onToClient?.(message);
     super.send(message);
   }
 

@@ -15,7 +15,7 @@ import type { Config } from '../config/index.ts';
 import { actorName, hasRole, type Actor, type Broker } from '../broker/index.ts';
 import type { Login } from '../auth/index.ts';
 import { consoleSettings, SHADOW_SETTINGS, type GuacSettings, type DriveRedirect } from './settings.ts';
-import type { Pool } from '../broker/index.ts';
+import type { Pool, RecordingPolicy } from '../broker/index.ts';
 
 export const TUNNEL_PATH = '/api/v1/tunnel';
 
@@ -35,6 +35,11 @@ export interface Ticket {
   /** shadow: the guacd connection id to join, and the guacd that holds it (host:port). */
   join?: string;
   guacd?: string;
+  /** shadow: the user handed control to the helpdesk (input allowed; server/broker/shadow.service.ts). */
+  control?: boolean;
+  /** connect: the desktop's pool and its recording policy when the ticket was issued (the tunnel records 'on'/'notify'). */
+  pool?: string;
+  recording?: RecordingPolicy;
 }
 
 /** What the API hands the browser. */
@@ -43,12 +48,14 @@ export interface IssuedTicket {
   tunnel: string;
   expiresAt: string;
   readOnly: boolean;
+  /** The session is recorded: true (policy on), 'notify' (on, and the viewer tells the user), false (off). */
+  recording: boolean | 'notify';
 }
 
 /** Why a tunnel was refused (audit `tunnel.refused`, logs, metrics). */
 export type RefusalReason =
   | 'no_ticket' | 'ticket_in_url' | 'invalid_ticket' | 'expired_ticket' | 'no_login' | 'other_login'
-  | 'foreign_origin' | 'session_ended' | 'overrun' | 'unavailable';
+  | 'foreign_origin' | 'session_ended' | 'overrun' | 'unavailable' | 'recording_unavailable';
 
 /** A refused ticket, with the Guacamole status the WebSocket is closed with. */
 export class TicketError extends Error {
@@ -103,7 +110,8 @@ export class TicketService {
     const body = Buffer.concat([c.update(JSON.stringify(ticket), 'utf8'), c.final()]);
     const sealed = Buffer.concat([iv, c.getAuthTag(), body]).toString('base64url');
     if (!(await this.d.store.tickets.put(lookup, sealed, ttl))) throw new Error('ticket id collision');
-    return { ticket: id, tunnel: TUNNEL_PATH, expiresAt: new Date(ticket.exp).toISOString(), readOnly: t.kind === 'shadow' };
+    const recording = t.kind === 'connect' && t.recording && t.recording !== 'off' ? (t.recording === 'notify' ? 'notify' : true) : false;
+    return { ticket: id, tunnel: TUNNEL_PATH, expiresAt: new Date(ticket.exp).toISOString(), readOnly: t.kind === 'shadow' && !t.control, recording };
   }
 
   /** A ticket for the session's own user (404 for anyone else's session, like a missing one), bound to `login`. */
@@ -126,22 +134,23 @@ export class TicketService {
     if (ep.protocol !== 'vnc' && !this.d.config.guacd.host) {
       throw new BrokerError('not_supported', 'This desktop needs an external guacd (guacd.host) for its RDP console.');
     }
-    const pool = ep.protocol === 'rdp' && this.d.drive ? await this.d.store.pools.get(desktop.pool) : null;
-    const drive = pool && this.d.drive ? this.d.drive(pool, p.id) : undefined;
-    return this.seal({ kind: 'connect', user: p.id, login: login.binding, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep, drive) });
+    const pool = await this.d.store.pools.get(desktop.pool);
+    const drive = pool && ep.protocol === 'rdp' && this.d.drive ? this.d.drive(pool, p.id) : undefined;
+    const recording = pool?.recording ?? 'off';
+    return this.seal({ kind: 'connect', user: p.id, login: login.binding, session: s.id, desktop: desktop.id, protocol: ep.protocol, settings: consoleSettings(ep, drive), pool: desktop.pool, recording });
   }
 
   /** A read-only ticket joining the session's live connection (helpdesk; audited), bound to `login`. */
-  async issueShadow(actor: Actor, login: Login | null, sessionId: string): Promise<IssuedTicket> {
+  async issueShadow(actor: Actor, login: Login | null, sessionId: string, o: { control?: boolean } = {}): Promise<IssuedTicket> {
     if (!login) throw new BrokerError('unauthenticated');
     const s = await this.d.store.sessions.get(sessionId);
     if (!s || s.state === 'ended') throw new BrokerError('not_found', 'No such session.');
     const tun = await this.d.store.tickets.tunnel(s.id);
     if (s.state !== 'connected' || !tun?.guacConnection) throw new BrokerError('conflict', 'The session has no live connection to shadow.');
     const issued = await this.seal({
-      kind: 'shadow', user: actorName(actor), login: login.binding, session: s.id, desktop: s.desktop, protocol: 'vnc', settings: SHADOW_SETTINGS, join: tun.guacConnection, guacd: tun.guacd,
+      kind: 'shadow', user: actorName(actor), login: login.binding, session: s.id, desktop: s.desktop, protocol: 'vnc', settings: o.control ? {} : SHADOW_SETTINGS, join: tun.guacConnection, guacd: tun.guacd, ...(o.control ? { control: true } : {}),
     });
-    await this.d.broker.audit.record(actor, 'session.shadow', { type: 'session', id: s.id }, { user: s.user, desktop: s.desktop, readOnly: true });
+    await this.d.broker.audit.record(actor, 'session.shadow', { type: 'session', id: s.id }, { user: s.user, desktop: s.desktop, readOnly: !o.control });
     return issued;
   }
 

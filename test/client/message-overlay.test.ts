@@ -7,56 +7,30 @@
 // .artifacts/client/. Chromium and Xvnc are stopped by pid, also on failure.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { startTestBroker, PASSWORD, type TestBroker } from '../support/harness.ts';
-import { ROOT } from '../support/process.ts';
-import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
+import type { Page } from 'playwright-core';
+import type { TestBroker } from '../support/harness.ts';
+import type { Xvnc } from '../gateway/support/xvnc.ts';
+import { ARTIFACTS, deskMissing, startDesk, type Desk } from './support/desk.ts';
 import { login, until } from '../tunnel/support/fixtures.ts';
-import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
-import { launchChromium, webClientMissing, type LaunchedChromium } from '../support/chromium.ts';
 
-const ARTIFACTS = join(ROOT, '.artifacts/client');
-const missing = webClientMissing() ?? (hasXvnc() ? null : 'Xvnc/xsetroot/vncpasswd not installed');
+const missing = deskMissing();
 
+let desk: Desk | undefined;
 let xvnc: Xvnc | undefined;
 let tb: TestBroker | undefined;
-let chrome: LaunchedChromium<Browser> | undefined;
-const contexts: BrowserContext[] = [];
 
 before(async () => {
   if (missing) return;
-  mkdirSync(ARTIFACTS, { recursive: true });
-  xvnc = await startXvnc({ width: 640, height: 400 });
-  tb = await startTestBroker({ name: 'message-overlay', config: { jobs: { enabled: true } } });
-  tb.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port };
-  await tb.addUser('alice');
-  await tb.addUser('helen', 'helpdesk');
-  await tb.app.broker.pools.create(tb.pool({ name: 'p1', displayName: 'Office desktops', size: { min: 0, max: 3, spare: 1 }, entitlements: { users: ['alice'], groups: [] } }), SYSTEM_ACTOR);
-  tb.app.startJobs();
-  chrome = await launchChromium<Browser>();
+  desk = await startDesk({ name: 'message-overlay', users: [['alice'], ['helen', 'helpdesk']], pool: { name: 'p1', displayName: 'Office desktops', size: { min: 0, max: 3, spare: 1 }, entitlements: { users: ['alice'], groups: [] } } });
+  ({ xvnc, tb } = desk);
 });
 
-after(async () => {
-  for (const c of contexts) await c.close().catch(() => undefined);
-  await chrome?.stop();
-  await tb?.close();
-  await xvnc?.stop();
-});
+after(async () => desk?.close());
 
-async function newPage(): Promise<Page> {
-  const c = await chrome!.browser.newContext({ viewport: { width: 1100, height: 720 } });
-  contexts.push(c);
-  return c.newPage();
-}
-
-async function uiLogin(p: Page, user: string): Promise<void> {
-  await p.goto(tb!.url + '/');
-  await p.locator('input[name=username]').fill(user);
-  await p.locator('input[name=password]').fill(PASSWORD);
-  await p.getByRole('button', { name: 'Log in' }).click();
-}
+const newPage = () => desk!.newPage();
+/** Submits the login form (no wait: the caller waits for what its page shows next). */
+const uiLogin = (p: Page, user: string) => desk!.uiLogin(p, user, { waitLoggedIn: false });
 
 const shot = (p: Page, name: string) => p.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 const pixel = (p: Page) =>

@@ -82,6 +82,12 @@ const BASES: Record<string, () => { path: string; body: Record<string, unknown> 
   // Sessions: the viewer's first-frame report and a helpdesk message (no such session: the body is checked first).
   'POST /me/sessions/:id/first-frame': () => ({ path: `/me/sessions/${NO_SUCH_ID}/first-frame`, body: { ms: 420 } }),
   'POST /sessions/:id/message': () => ({ path: `/sessions/${NO_SUCH_ID}/message`, body: { title: 'Maintenance', text: 'Saving your work now\nis a good idea.' } }),
+  // Bulk actions (ids of nothing: a valid body acts on no real desktop or session).
+  'POST /desktops/bulk': () => ({ path: '/desktops/bulk', body: { action: 'refresh', ids: [NO_SUCH_ID] } }),
+  'POST /sessions/bulk': () => ({ path: '/sessions/bulk', body: { action: 'logoff', ids: [NO_SUCH_ID] } }),
+  // The user's answers to a shadowing helpdesk (no such session: the body is checked first).
+  'POST /me/sessions/:id/shadow/consent': () => ({ path: `/me/sessions/${NO_SUCH_ID}/shadow/consent`, body: { allow: true } }),
+  'POST /me/sessions/:id/shadow/control': () => ({ path: `/me/sessions/${NO_SUCH_ID}/shadow/control`, body: { allow: false } }),
   'PATCH /machines/:name': () => ({
     path: '/machines/pc-01',
     body: { protocol: 'vnc', address: '10.0.0.7', port: 5901, username: 'u', password: 'p', domain: 'D', security: 'tls', ignoreCert: false, mac: '', agent: true },

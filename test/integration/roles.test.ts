@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // The role matrix: every route in the RouteTable, called by every kind of caller (anonymous,
@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { startTestBroker, ApiClient, PASSWORD, type TestBroker, type HttpResult } from '../support/harness.ts';
 import { SYSTEM_ACTOR, ROLE_RANK, type Role, type Principal } from '../../server/broker/index.ts';
 import { desktopSpec } from '../../server/jobs/desktop-lifecycle.ts';
+import { ShadowRepository } from '../../server/store/shadow.repository.ts';
 
 let tb: TestBroker;
 let n = 0;
@@ -58,6 +59,34 @@ async function assignedDesktop(): Promise<string> {
   const u = await freshUser();
   assert.equal(await tb.app.store.desktops.assignOwner(id, u.id, Date.now()), 'ok');
   return id;
+}
+
+/** A live session whose user is streaming (as the tunnel records it). */
+async function connectedSession(owner?: Principal, pool = 'p1'): Promise<string> {
+  const sid = await liveSession(owner ?? (await freshUser()), pool);
+  assert.ok(await tb.app.store.tickets.claim(sid, 'probe', '$probe', '127.0.0.1:4822'));
+  await tb.app.broker.sessions.connected(sid);
+  return sid;
+}
+
+/** A connected session the caller started shadowing (a caller below helpdesk cannot: the route refuses it anyway). */
+async function shadowedBy(c: Caller): Promise<string> {
+  const sid = await connectedSession();
+  await send(c, 'POST', { path: `/sessions/${sid}/shadow/start` });
+  return sid;
+}
+
+/** The caller's own connected session with a shadow asking them for consent or control. */
+async function askedShadow(c: Caller, what: 'consent' | 'control'): Promise<string> {
+  const sid = await connectedSession(c.principal ?? (await freshUser()), 'mine');
+  const now = Date.now();
+  // A person has one session per pool: an earlier call's shadow may be there; this one replaces it.
+  const repo = new ShadowRepository(tb.app.store.redis, tb.app.store.keys.sessionShadow);
+  await repo.cas((await repo.get(sid))?.v ?? 0, {
+    session: sid, by: 'probe-helpdesk', byName: 'probe-helpdesk', policy: what === 'consent' ? 'consent' : 'notify', consent: what === 'consent' ? 'pending' : 'allowed',
+    control: what === 'control' ? 'requested' : 'none', startedAt: now, consentAt: now, controlAt: now,
+  }, 60);
+  return sid;
 }
 
 /** Folders on the default share outlive a run: names made here are unique per run. */
@@ -131,6 +160,17 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
     await tb.app.broker.sessions.connected(sid);
     return { path: `/sessions/${sid}/shadow` };
   },
+  'POST /sessions/:id/disconnect': async () => ({ path: `/sessions/${await connectedSession()}/disconnect` }),
+  'POST /sessions/:id/shadow/start': async () => ({ path: `/sessions/${await connectedSession()}/shadow/start` }),
+  'GET /sessions/:id/shadow': async (c) => ({ path: `/sessions/${await shadowedBy(c)}/shadow` }),
+  'POST /sessions/:id/shadow/control': async (c) => ({ path: `/sessions/${await shadowedBy(c)}/shadow/control` }),
+  'DELETE /sessions/:id/shadow': async (c) => ({ path: `/sessions/${await shadowedBy(c)}/shadow` }),
+  'GET /me/sessions/:id/shadow': async (c) => ({ path: `/me/sessions/${await liveSession(c.principal ?? (await freshUser()), 'mine')}/shadow`, ok: isPerson(c) }),
+  'GET /me/sessions/:id/shadow/events': async (c) => ({ path: `/me/sessions/${await liveSession(c.principal ?? (await freshUser()), 'mine')}/shadow/events?limit=1`, ok: isPerson(c) }),
+  'POST /me/sessions/:id/shadow/consent': async (c) => ({ path: `/me/sessions/${await askedShadow(c, 'consent')}/shadow/consent`, body: { allow: true }, ok: isPerson(c) }),
+  'POST /me/sessions/:id/shadow/control': async (c) => ({ path: `/me/sessions/${await askedShadow(c, 'control')}/shadow/control`, body: { allow: true }, ok: isPerson(c) }),
+  'GET /stats/history': async () => ({ path: '/stats/history?hours=1' }),
+  'GET /alerts': async () => ({ path: '/alerts' }),
   'GET /pools': async () => ({ path: '/pools' }),
   'GET /pools/:name': async () => ({ path: '/pools/p1' }),
   'POST /pools': async () => ({ path: '/pools', body: { ...tb.pool({ name: fresh('np') }) } }),
@@ -152,9 +192,11 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
     return { path: `/desktops/${id}/assign`, body: { user: u.id } };
   },
   'DELETE /desktops/:id': async () => ({ path: `/desktops/${await readyDesktop('p1')}` }),
+  'POST /desktops/bulk': async () => ({ path: '/desktops/bulk', body: { action: 'refresh', ids: [await readyDesktop('p1')] } }),
   'GET /sessions': async () => ({ path: '/sessions?pool=p1' }),
   'GET /sessions/:id': async () => ({ path: `/sessions/${await liveSession(await freshUser())}` }),
   'POST /sessions/:id/logoff': async () => ({ path: `/sessions/${await liveSession(await freshUser())}/logoff` }),
+  'POST /sessions/bulk': async () => ({ path: '/sessions/bulk', body: { action: 'logoff', ids: [await liveSession(await freshUser())] } }),
   'GET /users': async () => ({ path: '/users' }),
   'GET /users/:id': async () => ({ path: '/users/target' }),
   'POST /users': async () => ({ path: '/users', body: { id: fresh('new'), password: 'a long enough password', role: 'user', groups: ['staff'] } }),
@@ -190,6 +232,11 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
     return { path: `/api-keys/${k.key.id}` };
   },
   'GET /audit': async () => ({ path: '/audit?limit=5' }),
+  // Session recordings (test/tunnel/recording.test.ts records a real one): an indexed file each.
+  'GET /recordings': async () => ({ path: '/recordings?limit=5' }),
+  'GET /recordings/:id': async () => ({ path: `/recordings/${await recordingFixture()}` }),
+  'GET /recordings/:id/file': async () => ({ path: `/recordings/${await recordingFixture()}/file` }),
+  'DELETE /recordings/:id': async () => ({ path: `/recordings/${await recordingFixture()}` }),
   'GET /images': async () => ({ path: '/images' }),
   'GET /images/:name': async () => ({ path: '/images/demo' }),
   'POST /images': async () => ({ path: '/images', body: { name: fresh('img'), displayName: 'An image' } }),
@@ -225,6 +272,7 @@ const CALLS: Record<string, (c: Caller) => Promise<Call>> = {
   },
   'POST /desktops/:id/migrate': async () => ({ path: `/desktops/${await readyDesktop('p1')}/migrate`, body: { host: 'host-b' } }),
   'GET /metrics': async () => ({ path: '/metrics' }),
+  'GET /doctor': async () => ({ path: '/doctor?only=identity' }),
   // Files: a person's own folder; an API key is nobody and has none (404 is right).
   'GET /me/files': async (c) => ({ path: '/me/files', ok: isPerson(c) }),
   'GET /me/files/content': async (c) => ({ path: `/me/files/content?path=${await homeFile(c)}`, ok: isPerson(c) }),
@@ -314,6 +362,17 @@ before(async () => {
   }
 });
 after(async () => tb?.close());
+
+let recordingDir: string | undefined;
+async function recordingFixture(): Promise<string> {
+  recordingDir ??= mkdtempSync(join(tmpdir(), 'vdi-roles-rec-'));
+  const id = crypto.randomUUID();
+  const file = join(recordingDir, `${id}.guac`);
+  writeFileSync(file, '4.sync,1.0;', { mode: 0o600 });
+  await tb.app.store.recordings.add({ id, session: crypto.randomUUID(), user: 'target', desktop: crypto.randomUUID(), pool: 'p1', policy: 'on', startedAt: Date.now(), endedAt: Date.now(), bytes: 11, file });
+  return id;
+}
+after(() => recordingDir && rmSync(recordingDir, { recursive: true, force: true }));
 
 const keyOf = (r: { method: string; path: string }) => `${r.method.toUpperCase()} ${r.path}`;
 

@@ -162,6 +162,8 @@ test("a helpdesk shadow ticket is bound to the helpdesk's login: another helpdes
   const shadow = open({ ticket: await shadowTicket(helen), as: helen });
   await streams(shadow);
   shadow.close();
+  // One helpdesk watches at a time (the user's notice names them): helen stops watching.
+  assert.equal((await helen.del(`/sessions/${session}/shadow`)).status, 204);
 
   // API keys (scripts, thin-client shells): the same key redeems, without an Origin; another key or a cookie does not.
   const mk = async (name: string) => {

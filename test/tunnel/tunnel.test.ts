@@ -48,7 +48,8 @@ test('a connect ticket is opaque: no console host, port or password reaches the 
   const r = await alice.post(`/me/sessions/${session}/connect`);
   assert.equal(r.status, 200);
   assert.equal(r.headers.get('cache-control'), 'no-store');
-  assert.deepEqual(Object.keys(r.body).sort(), ['expiresAt', 'readOnly', 'ticket', 'tunnel']);
+  assert.deepEqual(Object.keys(r.body).sort(), ['expiresAt', 'readOnly', 'recording', 'ticket', 'tunnel']);
+  assert.equal(r.body.recording, false);
   assert.match(r.body.ticket, /^[A-Za-z0-9_-]{43}$/);
   assert.equal(r.body.tunnel, '/api/v1/tunnel');
   const text = JSON.stringify(r.body) + [...r.headers.entries()].join();

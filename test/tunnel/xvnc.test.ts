@@ -60,3 +60,28 @@ test('a wrong console password is reported as 0x0301 by the gateway, through the
     tb!.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc!.port, password: CONSOLE_PASSWORD };
   }
 });
+
+test('the browser\'s image formats reach the gateway through the tunnel: WebP when it offers it, never when it does not', async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
+  const alice = await login(tb!, 'alice');
+  const { session } = await liveSession(tb!, alice);
+  // A still, sharp pattern: lossless, and WebP lossless only for a client that decodes WebP.
+  await xvnc!.x('xsetroot', '-mod', '5', '5', '-fg', '#203040', '-bg', '#f0e0d0');
+  const imagesOf = async (query: string) => {
+    const c = new TunnelClient(tb!.url, { ticket: await connectTicket(alice, session), as: alice, query });
+    clients.push(c);
+    await c.ready(15_000);
+    await c.next((i) => i.opcode === 'img', 15_000);
+    // The first frame ends with its sync; every image of it has been sent by then.
+    await c.next((i) => i.opcode === 'sync', 15_000);
+    c.close();
+    return new Set(c.received.filter((i) => i.opcode === 'img').map((i) => i.args[3]));
+  };
+  const offered = await imagesOf('width=320&height=200&image=image%2Fjpeg&image=image%2Fwebp');
+  assert.ok(offered.has('image/webp'), `with WebP offered: ${[...offered].join(', ')}`);
+  const plain = await imagesOf('width=320&height=200');
+  assert.ok(plain.size > 0 && !plain.has('image/webp'), `without an offer: ${[...plain].join(', ')}`);
+  // A forged format is ignored, not passed on.
+  const forged = await imagesOf('width=320&height=200&image=image%2Fsvg%2Bxml');
+  assert.ok(forged.size > 0 && [...forged].every((m) => m === 'image/png' || m === 'image/jpeg'), [...forged].join(', '));
+});

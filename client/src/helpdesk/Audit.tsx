@@ -1,35 +1,60 @@
-// The audit trail, newest first, with filters and paging.
-import { useState } from 'preact/hooks';
+// The audit trail, newest first: free-text search and filters kept in the URL (shareable:
+// ?q=&actor=&action=&targetType=&target=&outcome=&before=), paged by the server (`before` = the
+// last entry of the previous page; the trail is a stream, so it is always newest first).
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.ts';
 import type { AuditEntry } from '../types.ts';
 import { ErrorLine, usePoll } from '../ui.tsx';
+import { useUrlQuery } from './Table.tsx';
+import { t } from '../i18n/index.ts';
+import { formatDateTime } from '../i18n/format.ts';
+
+const KEYS = ['q', 'actor', 'action', 'targetType', 'target', 'outcome'] as const;
 
 export function Audit() {
-  const [f, setF] = useState({ actor: '', action: '', targetType: '', target: '', outcome: '' });
-  const [before, setBefore] = useState<string[]>([]);
-  const q = new URLSearchParams(Object.entries(f).filter(([, v]) => v));
+  const url = useUrlQuery();
+  // Older pages: the stack of `before` ids, the last in the URL.
+  const [stack, setStack] = useState<string[]>([]);
+  const before = url.get('before');
+  const q = new URLSearchParams();
+  for (const k of KEYS) if (url.get(k)) q.set(k, url.get(k));
   q.set('limit', '50');
-  if (before.length) q.set('before', before.at(-1)!);
+  if (before) q.set('before', before);
   const qs = q.toString();
   const { data, error } = usePoll(() => api.get<{ entries: AuditEntry[]; next?: string | null }>(`/audit?${qs}`), 10_000, [qs], true);
-  const set = (k: keyof typeof f) => (e: Event) => { setBefore([]); setF({ ...f, [k]: (e.target as HTMLInputElement).value }); };
+  // Text inputs keep what is typed; the URL follows after a short pause.
+  const [text, setText] = useState<Record<string, string>>(() => Object.fromEntries(KEYS.map((k) => [k, url.get(k)])));
+  const timer = useRef<ReturnType<typeof setTimeout>>();
+  useEffect(() => () => clearTimeout(timer.current), []);
+  const set = (k: (typeof KEYS)[number]) => (e: Event) => {
+    const v = (e.target as HTMLInputElement).value;
+    setText((t) => ({ ...t, [k]: v }));
+    clearTimeout(timer.current);
+    const go = () => { setStack([]); url.set({ [k]: v.trim(), before: '' }); };
+    if (k === 'outcome') go();
+    else timer.current = setTimeout(go, 300);
+  };
+  const input = (k: (typeof KEYS)[number], label: string, extra: Record<string, string> = {}) => (
+    <label>{label} <input name={k} value={text[k] ?? ''} onInput={set(k)} {...extra} /></label>
+  );
   return (
     <section>
-      <h1>Audit log</h1>
-      <form class="filters" onSubmit={(e) => e.preventDefault()}>
-        <label>Actor <input name="actor" value={f.actor} onInput={set('actor')} /></label>
-        <label>Action <input name="action" value={f.action} onInput={set('action')} placeholder="session.logoff" /></label>
-        <label>Target type <input name="targetType" value={f.targetType} onInput={set('targetType')} /></label>
-        <label>Target <input name="target" value={f.target} onInput={set('target')} /></label>
-        <label>Outcome <select name="outcome" value={f.outcome} onChange={set('outcome')}><option value="">any</option><option>ok</option><option>denied</option><option>failed</option></select></label>
+      <h1>{t('audit.auditLog')}</h1>
+      <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
+        {input('q', 'Search', { type: 'search' })}
+        {input('actor', 'Actor')}
+        {input('action', 'Action', { placeholder: 'session.logoff' })}
+        {input('targetType', 'Target type')}
+        {input('target', 'Target')}
+        <label>{t('audit.outcome')}{' '}<select name="outcome" value={text.outcome ?? ''} onChange={set('outcome')}><option value="">{t('audit.any')}</option><option>{t('audit.ok')}</option><option>{t('audit.denied')}</option><option>{t('audit.failed')}</option></select></label>
       </form>
       <ErrorLine error={error} />
       <table class="grid">
-        <thead><tr><th>When</th><th>Actor</th><th>Action</th><th>Target</th><th>Outcome</th><th>From</th><th>Details</th></tr></thead>
+        <thead><tr><th>{t('audit.when')}</th><th>{t('audit.actor')}</th><th>{t('audit.action')}</th><th>{t('audit.target')}</th><th>{t('audit.outcome')}</th><th>{t('audit.from')}</th><th>{t('audit.details')}</th></tr></thead>
         <tbody>
           {data?.entries.map((e) => (
-            <tr key={e.id}>
-              <td>{new Date(e.at).toLocaleString()}</td>
+            <tr key={e.id} data-audit={e.action}>
+              <td>{formatDateTime(e.at)}</td>
               <td>{e.actor} <span class="muted">({e.role})</span></td>
               <td>{e.action}</td>
               <td>{e.targetType}:{e.target}</td>
@@ -40,10 +65,11 @@ export function Audit() {
           ))}
         </tbody>
       </table>
-      <div class="buttons">
-        <button type="button" disabled={!before.length} onClick={() => setBefore(before.slice(0, -1))}>Newer</button>
-        <button type="button" disabled={!data?.next} onClick={() => data?.next && setBefore([...before, data.next])}>Older</button>
-      </div>
+      {data && data.entries.length === 0 && <p class="muted">{t('audit.noEntriesMatch')}</p>}
+      <nav class="pager" aria-label={t('audit.pages')}>
+        <button type="button" disabled={!before} onClick={() => { const s = stack.slice(0, -1); setStack(s); url.set({ before: s.at(-1) ?? '', page: '' }); }}>{t('audit.newer')}</button>
+        <button type="button" disabled={!data?.next} onClick={() => { if (!data?.next) return; setStack([...stack, data.next]); url.set({ before: data.next, page: '' }); }}>{t('audit.older')}</button>
+      </nav>
     </section>
   );
 }

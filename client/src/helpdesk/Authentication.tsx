@@ -2,6 +2,7 @@
 // docs/authentication.md), with a "Test connection" that checks a directory answers (audited).
 import { api, enc } from '../api.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
 
 interface AuthenticatorInfo {
   name: string;
@@ -23,8 +24,8 @@ export function Authentication() {
   const { ask, dialog, banner } = useActions();
   return (
     <section>
-      <h1>Authentication</h1>
-      <p class="muted">How people log in. Authenticators are configured in the broker's configuration (auth.authenticators); this page shows them and can test a directory connection. Admins only.</p>
+      <h1>{t('authentication.authentication')}</h1>
+      <p class="muted">{t('authentication.howPeopleLogInAuthenticators')}</p>
       <ErrorLine error={error} />
       {banner}
       {data?.authenticators.map((a) => (
@@ -32,21 +33,21 @@ export function Authentication() {
           <h2>{a.label} <span class="muted small">({a.name}, {a.kind}{a.default ? ', default' : ''})</span></h2>
           <table class="grid">
             <tbody>
-              <tr><th>Domains</th><td>{a.domains.join(', ') || '—'}</td></tr>
-              <tr><th>Group cache</th><td>{a.kind === 'local' ? 'groups kept by the broker' : a.groupCacheSeconds ? `${a.groupCacheSeconds} s` : 'at login only'}</td></tr>
+              <tr><th>{t('authentication.domains')}</th><td>{a.domains.join(', ') || '—'}</td></tr>
+              <tr><th>{t('authentication.groupCache')}</th><td>{a.kind === 'local' ? 'groups kept by the broker' : a.groupCacheSeconds ? `${a.groupCacheSeconds} s` : 'at login only'}</td></tr>
               {Object.entries(a.settings).map(([k, v]) => <tr key={k}><th>{k}</th><td class="small">{show(v)}</td></tr>)}
             </tbody>
           </table>
           {a.testable && (
             <button type="button" onClick={() => ask({
-              title: `Test ${a.label}`, action: 'Test connection',
-              body: <p>Connects to the directory as the broker does at a login (TLS, service account, base DN). Recorded in the audit log.</p>,
+              title: `Test ${a.label}`, action: t('authentication.testConnection'),
+              body: <p>{t('authentication.connectsToTheDirectoryAs')}</p>,
               run: async () => {
                 const r = await api.post<TestResult>(`/auth/authenticators/${enc(a.name)}/test`);
                 if (!r.ok) throw new Error(`${r.message}${r.server ? ` (${r.server})` : ''}`);
-                return `${a.label}: ${r.message} ${r.server ?? ''} in ${r.milliseconds} ms.`;
+                return t('authenticationM.labelMessageVInMilliseconds', { label: a.label, message: r.message, v: r.server ?? '', milliseconds: r.milliseconds });
               },
-            })}>Test connection</button>
+            })}>{t('authentication.testConnection')}</button>
           )}
         </article>
       ))}

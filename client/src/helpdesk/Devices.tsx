@@ -4,6 +4,8 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, describeError, enc } from '../api.ts';
 import type { Me } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
+import { formatDateTime } from '../i18n/format.ts';
 
 interface DeviceRow {
   id: string; name: string; location: string; mode: string; state: 'active' | 'revoked'; displayPool: string | null; idleSeconds: number;
@@ -12,7 +14,7 @@ interface DeviceRow {
 interface CodeRow { id: string; location: string; mode: string; name: string | null; uses: number; usesLeft: number; expiresAt: number; createdBy: string }
 
 const MODES = ['personal-kiosk', 'shared-lab', 'room-display'];
-const when = (ms: number) => (ms ? new Date(ms).toLocaleString() : '—');
+const when = (ms: number) => (ms ? formatDateTime(ms) : '—');
 
 function NewCode(props: { onMade: () => void }) {
   const [made, setMade] = useState<{ code: string; url: string; location: string } | null>(null);
@@ -40,20 +42,19 @@ function NewCode(props: { onMade: () => void }) {
         }
       }}
     >
-      <h2>New enrolment code</h2>
-      <label>Location <input name="location" required pattern="[a-z0-9][a-z0-9._\-]*" placeholder="lab-1" /></label>
-      <label>Mode <select value={mode} onChange={(e) => setMode((e.target as HTMLSelectElement).value)}>{MODES.map((m) => <option key={m}>{m}</option>)}</select></label>
-      <label>Name <input name="name" placeholder="optional" /></label>
-      {mode === 'room-display' && <label>Pool shown <input name="displayPool" required /></label>}
-      {mode === 'shared-lab' && <label>Idle logoff (s) <input name="idleSeconds" type="number" min={0} max={86400} placeholder="300" /></label>}
-      <label>Uses <input name="uses" type="number" min={1} max={1000} defaultValue="1" /></label>
-      <label>Valid for (hours) <input name="hours" type="number" min={1} max={720} defaultValue="24" /></label>
-      <button class="primary">Make code</button>
+      <h2>{t('devices.newEnrolmentCode')}</h2>
+      <label>{t('devices.location')}{' '}<input name="location" required pattern="[a-z0-9][a-z0-9._\-]*" placeholder={t('devices.lab1')} /></label>
+      <label>{t('devices.mode')}{' '}<select value={mode} onChange={(e) => setMode((e.target as HTMLSelectElement).value)}>{MODES.map((m) => <option key={m}>{m}</option>)}</select></label>
+      <label>{t('devices.name')}{' '}<input name="name" placeholder={t('devices.optional')} /></label>
+      {mode === 'room-display' && <label>{t('devices.poolShown')}{' '}<input name="displayPool" required /></label>}
+      {mode === 'shared-lab' && <label>{t('devices.idleLogoffS')}{' '}<input name="idleSeconds" type="number" min={0} max={86400} placeholder="300" /></label>}
+      <label>{t('devices.uses')}{' '}<input name="uses" type="number" min={1} max={1000} defaultValue="1" /></label>
+      <label>{t('devices.validForHours')}{' '}<input name="hours" type="number" min={1} max={720} defaultValue="24" /></label>
+      <button class="primary">{t('devices.makeCode')}</button>
       <ErrorLine error={error} />
       {made && (
         <p class="banner ok" role="status" data-testid="code-made">
-          Code for {made.location}: <code data-testid="code">{made.code}</code> — shown only now. On the kiosk open <code>{made.url}</code> or type it at /enroll.
-        </p>
+          {t('devices.codeFor')}{' '}{made.location}: <code data-testid="code">{made.code}</code>{' '}{t('devices.shownOnlyNowOnThe')}{' '}<code>{made.url}</code>{' '}{t('devices.orTypeItAtEnroll')}</p>
       )}
     </form>
   );
@@ -70,16 +71,16 @@ export function Devices() {
   const { ask, dialog, banner } = useActions();
   return (
     <section>
-      <h1>Devices</h1>
-      <p class="muted">Enrolled thin clients. Revoking one sends it back to the enrolment page at its next request.</p>
+      <h1>{t('devices.devices')}</h1>
+      <p class="muted">{t('devices.enrolledThinClientsRevokingOne')}</p>
       <div class="filters">
-        <label>Location <input value={location_} placeholder="all" onChange={(e) => setLocation((e.target as HTMLInputElement).value.trim())} /></label>
-        <label>State <select value={state} onChange={(e) => setState((e.target as HTMLSelectElement).value)}><option value="">all</option><option>active</option><option>revoked</option></select></label>
+        <label>{t('devices.location')}{' '}<input value={location_} placeholder={t('devices.all')} onChange={(e) => setLocation((e.target as HTMLInputElement).value.trim())} /></label>
+        <label>{t('devices.state')}{' '}<select value={state} onChange={(e) => setState((e.target as HTMLSelectElement).value)}><option value="">{t('devices.all')}</option><option>{t('devices.active')}</option><option>{t('devices.revoked')}</option></select></label>
       </div>
       <ErrorLine error={error} />
       {banner}
       <table class="grid" data-testid="devices">
-        <thead><tr><th>Name</th><th>Location</th><th>Mode</th><th>State</th><th>User now</th><th>Last seen</th><th>Actions</th></tr></thead>
+        <thead><tr><th>{t('devices.name')}</th><th>{t('devices.location')}</th><th>{t('devices.mode')}</th><th>{t('devices.state')}</th><th>{t('devices.userNow')}</th><th>{t('devices.lastSeen')}</th><th>{t('devices.actions')}</th></tr></thead>
         <tbody>
           {data?.devices.map((d) => (
             <tr key={d.id} data-device={d.id}>
@@ -91,37 +92,37 @@ export function Devices() {
               <td class="small">{when(d.lastSeenAt)} {d.lastSeenAddress}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `Rename ${d.name}`, action: 'Rename', body: <p>The name the helpdesk and the session list show.</p>, input: { label: 'New name', value: d.name },
-                  run: async (name) => { await api.patch(`/devices/${enc(d.id)}`, { name }); reload(); return `Renamed to ${name}.`; },
-                })}>Rename</button>
+                  title: `Rename ${d.name}`, action: t('devices.rename'), body: <p>{t('devices.theNameTheHelpdeskAnd')}</p>, input: { label: t('devices.newName'), value: d.name },
+                  run: async (name) => { await api.patch(`/devices/${enc(d.id)}`, { name }); reload(); return t('devicesM.renamedToName', { name: name }); },
+                })}>{t('devices.rename')}</button>
                 <button type="button" onClick={() => ask({
-                  title: `Move ${d.name}`, action: 'Move', body: <p>Pools restricted to locations follow the device's location at its next launch.</p>, input: { label: 'Location', value: d.location },
-                  run: async (loc) => { await api.patch(`/devices/${enc(d.id)}`, { location: loc }); reload(); return `${d.name} moved to ${loc}.`; },
-                })}>Move</button>
+                  title: `Move ${d.name}`, action: t('devices.move'), body: <p>{t('devices.poolsRestrictedToLocationsFollow')}</p>, input: { label: t('devices.location'), value: d.location },
+                  run: async (loc) => { await api.patch(`/devices/${enc(d.id)}`, { location: loc }); reload(); return t('devicesM.nameMovedToLoc', { name: d.name, loc: loc }); },
+                })}>{t('devices.move')}</button>
                 {d.state === 'active' && (
                   <button type="button" class="danger" onClick={() => ask({
-                    title: `Revoke ${d.name}`, action: 'Revoke', danger: true,
-                    body: <p>{d.name} stops working at once and shows the enrolment page; it needs a new code to come back.</p>,
-                    run: async () => { await api.post(`/devices/${enc(d.id)}/revoke`); reload(); return `${d.name} was revoked.`; },
-                  })}>Revoke</button>
+                    title: `Revoke ${d.name}`, action: t('devices.revoke'), danger: true,
+                    body: <p>{d.name}{' '}{t('devices.stopsWorkingAtOnceAnd')}</p>,
+                    run: async () => { await api.post(`/devices/${enc(d.id)}/revoke`); reload(); return t('devicesM.nameWasRevoked', { name: d.name }); },
+                  })}>{t('devices.revoke')}</button>
                 )}
               </td>
             </tr>
           ))}
         </tbody>
       </table>
-      {data && data.devices.length === 0 && <p class="muted">No device matches.</p>}
+      {data && data.devices.length === 0 && <p class="muted">{t('devices.noDeviceMatches')}</p>}
       {isAdmin && (
         <>
           <NewCode onMade={codes.reload} />
-          <h2>Enrolment codes</h2>
+          <h2>{t('devices.enrolmentCodes')}</h2>
           <table class="grid">
-            <thead><tr><th>Location</th><th>Mode</th><th>Name</th><th>Uses left</th><th>Expires</th><th>Made by</th><th /></tr></thead>
+            <thead><tr><th>{t('devices.location')}</th><th>{t('devices.mode')}</th><th>{t('devices.name')}</th><th>{t('devices.usesLeft')}</th><th>{t('devices.expires')}</th><th>{t('devices.madeBy')}</th><th /></tr></thead>
             <tbody>
               {codes.data?.enrolments.map((c) => (
                 <tr key={c.id}>
                   <td>{c.location}</td><td>{c.mode}</td><td>{c.name ?? '—'}</td><td>{c.usesLeft} / {c.uses}</td><td>{when(c.expiresAt)}</td><td>{c.createdBy}</td>
-                  <td><button type="button" onClick={() => ask({ title: 'Withdraw code', action: 'Withdraw', danger: true, body: <p>The code stops working now.</p>, run: async () => { await api.del(`/devices/enrolment-codes/${enc(c.id)}`); codes.reload(); return 'Code withdrawn.'; } })}>Withdraw</button></td>
+                  <td><button type="button" onClick={() => ask({ title: t('devices.withdrawCode'), action: t('devices.withdraw'), danger: true, body: <p>{t('devices.theCodeStopsWorkingNow')}</p>, run: async () => { await api.del(`/devices/enrolment-codes/${enc(c.id)}`); codes.reload(); return t('devicesM.codeWithdrawn'); } })}>{t('devices.withdraw')}</button></td>
                 </tr>
               ))}
             </tbody>

@@ -2,6 +2,7 @@
 import { api, enc } from '../api.ts';
 import type { Host } from '../types.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
 
 const pct = (a: number, b: number) => (b ? Math.round((100 * a) / b) : 0);
 
@@ -30,11 +31,11 @@ export function Hosts() {
   const { ask, dialog, banner } = useActions();
   return (
     <section>
-      <h1>Hosts</h1>
+      <h1>{t('hosts.hosts')}</h1>
       <ErrorLine error={error} />
       {banner}
       <table class="grid">
-        <thead><tr><th>Host</th><th>Desktops</th><th>vCPU</th><th>Memory</th><th>Status</th><th>Actions</th></tr></thead>
+        <thead><tr><th>{t('hosts.host')}</th><th>{t('hosts.desktops')}</th><th>{t('hosts.vcpu')}</th><th>{t('hosts.memory')}</th><th>{t('hosts.status')}</th><th>{t('hosts.actions')}</th></tr></thead>
         <tbody>
           {data?.hosts.map((h) => (
             <tr key={`${h.provider}/${h.name}`} data-host={h.name}>
@@ -42,23 +43,23 @@ export function Hosts() {
               <td>{h.used.desktops}</td>
               <td><meter min={0} max={100} high={85} value={pct(h.used.vcpu, h.capacity.vcpu)} /> {h.used.vcpu}/{h.capacity.vcpu}</td>
               <td><meter min={0} max={100} high={85} value={pct(h.used.memoryMiB, h.capacity.memoryMiB)} /> {Math.round(h.used.memoryMiB / 1024)}/{Math.round(h.capacity.memoryMiB / 1024)} GiB</td>
-              <td>{h.reachable === false && <div class="bad" data-testid="unreachable" title="Its hypervisor does not answer: its desktops are marked unreachable and not handed out; nothing new is placed here.">unreachable</div>}{h.maintenance ? 'maintenance' : 'active'}<DrainStatus drain={h.drain} /></td>
+              <td>{h.reachable === false && <div class="bad" data-testid="unreachable" title={t('hosts.itsHypervisorDoesNotAnswer')}>{t('hosts.unreachable')}</div>}{h.maintenance ? 'maintenance' : 'active'}<DrainStatus drain={h.drain} /></td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `${h.maintenance ? 'End' : 'Start'} maintenance on ${h.name}`, action: h.maintenance ? 'End maintenance' : 'Start maintenance',
+                  title: t('hostsM.vMaintenanceOnName', { v: h.maintenance ? 'End' : 'Start', name: h.name }), action: h.maintenance ? 'End maintenance' : 'Start maintenance',
                   body: <p>{h.maintenance ? 'The host takes new desktops again.' : 'The host takes no new desktops; running ones stay until moved.'}</p>,
-                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/maintenance`, { on: !h.maintenance }); reload(); return `Maintenance ${h.maintenance ? 'off' : 'on'} for ${h.name}.`; },
+                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/maintenance`, { on: !h.maintenance }); reload(); return t('hostsM.maintenanceVForName', { v: h.maintenance ? 'off' : 'on', name: h.name }); },
                 })}>{h.maintenance ? 'Maintenance off' : 'Maintenance on'}</button>
                 <button type="button" class="danger" onClick={() => ask({
-                  title: `Drain ${h.name}`, action: 'Drain', danger: true,
-                  body: <p>Puts {h.name} in maintenance and live-migrates every desktop away, one at a time, with retries; progress shows here.</p>,
-                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return `Draining ${h.name}.`; },
-                })}>Drain</button>
+                  title: `Drain ${h.name}`, action: t('hosts.drain'), danger: true,
+                  body: <p>{t('hosts.puts')}{' '}{h.name}{' '}{t('hosts.inMaintenanceAndLiveMigrates')}</p>,
+                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return t('hostsM.drainingName', { name: h.name }); },
+                })}>{t('hosts.drain')}</button>
                 {h.drain?.state === 'running' && <button type="button" onClick={() => ask({
-                  title: `Cancel the drain of ${h.name}`, action: 'Cancel drain',
-                  body: <p>Stops moving desktops away (a migration in progress finishes). {h.name} stays in maintenance.</p>,
-                  run: async () => { await api.del(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return `Drain of ${h.name} cancelled.`; },
-                })}>Cancel drain</button>}
+                  title: t('hostsM.cancelTheDrainOfName', { name: h.name }), action: t('hosts.cancelDrain'),
+                  body: <p>{t('hosts.stopsMovingDesktopsAwayA')}{' '}{h.name}{' '}{t('hosts.staysInMaintenance')}</p>,
+                  run: async () => { await api.del(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return t('hostsM.drainOfNameCancelled', { name: h.name }); },
+                })}>{t('hosts.cancelDrain')}</button>}
               </td>
             </tr>
           ))}

@@ -4,6 +4,7 @@ import { api, enc, formatWait } from '../api.ts';
 import type { Lockouts } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
 import { UserFactors } from './UserFactors.tsx';
+import { t } from '../i18n/index.ts';
 
 const wait = (s: number) => (s > 0 ? formatWait(s) : '—');
 
@@ -12,7 +13,7 @@ export function Logins() {
   const { ask, dialog, banner } = useActions();
   return (
     <section>
-      <h1>Logins</h1>
+      <h1>{t('logins.logins')}</h1>
       <p class="muted">
         {data?.mode === 'hard'
           ? 'Hard lockout: after too many failed logins an account stays locked, even for the right password, until it expires or you unlock it.'
@@ -21,7 +22,7 @@ export function Logins() {
       <ErrorLine error={error} />
       {banner}
       <table class="grid">
-        <thead><tr><th>User</th><th>State</th><th>Failures</th><th>Wait</th><th>From addresses</th><th>Actions</th></tr></thead>
+        <thead><tr><th>{t('logins.user')}</th><th>{t('logins.state')}</th><th>{t('logins.failures')}</th><th>{t('logins.wait')}</th><th>{t('logins.fromAddresses')}</th><th>{t('logins.actions')}</th></tr></thead>
         <tbody>
           {data?.accounts.map((a) => (
             <tr key={a.user} data-user={a.user}>
@@ -32,27 +33,27 @@ export function Logins() {
               <td class="small">{a.addresses.map((x) => `${x.address} (${x.failures}${x.blocked ? ', blocked' : ''})`).join(', ') || '—'}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `Unlock ${a.user}`, action: 'Unlock',
-                  body: <p>Clears {a.user}'s failed-login count, waits and per-address blocks, so they can log in with their password at once. Only do this once you know it is really them asking.</p>,
-                  run: async () => { await api.post(`/users/${enc(a.user)}/unlock`); reload(); return `${a.user} was unlocked.`; },
-                })}>Unlock</button>
+                  title: `Unlock ${a.user}`, action: t('logins.unlock'),
+                  body: <p>{t('logins.clears')}{' '}{a.user}{t('logins.sFailedLoginCountWaits')}</p>,
+                  run: async () => { await api.post(`/users/${enc(a.user)}/unlock`); reload(); return t('loginsM.userWasUnlocked', { user: a.user }); },
+                })}>{t('logins.unlock')}</button>
               </td>
             </tr>
           ))}
         </tbody>
       </table>
-      {data && data.accounts.length === 0 && <p class="muted">No user has failed logins right now.</p>}
-      <h2>Blocked addresses</h2>
-      <p class="muted">Addresses that failed logins for many different user names (password spraying). The block ends by itself.</p>
+      {data && data.accounts.length === 0 && <p class="muted">{t('logins.noUserHasFailedLogins')}</p>}
+      <h2>{t('logins.blockedAddresses')}</h2>
+      <p class="muted">{t('logins.addressesThatFailedLoginsFor')}</p>
       <table class="grid">
-        <thead><tr><th>Address</th><th>User names tried</th><th>Blocked for</th></tr></thead>
+        <thead><tr><th>{t('logins.address')}</th><th>{t('logins.userNamesTried')}</th><th>{t('logins.blockedFor')}</th></tr></thead>
         <tbody>
           {data?.addresses.map((x) => (
             <tr key={x.address} data-address={x.address}><td>{x.address}</td><td>{x.accounts}</td><td>{wait(x.retryAfterSeconds)}</td></tr>
           ))}
         </tbody>
       </table>
-      {data && data.addresses.length === 0 && <p class="muted">No address is blocked.</p>}
+      {data && data.addresses.length === 0 && <p class="muted">{t('logins.noAddressIsBlocked')}</p>}
       <UserFactors />
       {dialog}
     </section>

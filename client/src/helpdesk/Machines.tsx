@@ -5,6 +5,7 @@ import { useState } from 'preact/hooks';
 import { api, enc, describeError } from '../api.ts';
 import type { Pool } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
 
 interface Machine {
   id: string; name: string; pool: string; protocol: 'vnc' | 'rdp'; address: string; port: number;
@@ -40,30 +41,30 @@ function MachineForm(props: { pools: Pool[]; onDone: (ok: boolean, text: string)
         try {
           await api.post('/machines', body);
           form.reset();
-          props.onDone(true, `Machine ${body.name} added: ready once its console answers.`);
+          props.onDone(true, t('machinesM.machineNameAddedReadyOnce', { name: body.name }));
         } catch (err) {
-          props.onDone(false, `Adding ${body.name} failed: ${describeError(err)}`);
+          props.onDone(false, t('machinesM.addingNameFailedErr', { name: body.name, err: describeError(err) }));
         }
       }}
     >
-      <h2>Add a machine</h2>
-      <label>Name <input name="name" required pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?" /></label>
-      <label>Pool <select name="pool" required>{props.pools.map((p) => <option key={p.name} value={p.name}>{p.name}</option>)}</select></label>
-      <label>Protocol <select name="protocol" value={protocol} onChange={(e) => setProtocol((e.target as HTMLSelectElement).value as 'vnc' | 'rdp')}><option value="vnc">VNC</option><option value="rdp">RDP (needs guacd)</option></select></label>
-      <label>Address <input name="address" required /></label>
-      <label>Port <input name="port" type="number" min={1} max={65535} placeholder={protocol === 'rdp' ? '3389' : '5900'} /></label>
-      <label>User name <input name="username" autocomplete="off" /></label>
-      <label>Password <input name="password" type="password" autocomplete="new-password" /></label>
+      <h2>{t('machines.addAMachine')}</h2>
+      <label>{t('machines.name')}{' '}<input name="name" required pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?" /></label>
+      <label>{t('machines.pool')}{' '}<select name="pool" required>{props.pools.map((p) => <option key={p.name} value={p.name}>{p.name}</option>)}</select></label>
+      <label>{t('machines.protocol')}{' '}<select name="protocol" value={protocol} onChange={(e) => setProtocol((e.target as HTMLSelectElement).value as 'vnc' | 'rdp')}><option value="vnc">VNC</option><option value="rdp">{t('machines.rdpNeedsGuacd')}</option></select></label>
+      <label>{t('machines.address')}{' '}<input name="address" required /></label>
+      <label>{t('machines.port')}{' '}<input name="port" type="number" min={1} max={65535} placeholder={protocol === 'rdp' ? '3389' : '5900'} /></label>
+      <label>{t('machines.userName')}{' '}<input name="username" autocomplete="off" /></label>
+      <label>{t('machines.password')}{' '}<input name="password" type="password" autocomplete="new-password" /></label>
       {protocol === 'rdp' && (
         <>
-          <label>Domain <input name="domain" /></label>
-          <label>Security <select name="security">{['any', 'nla', 'nla-ext', 'tls', 'vmconnect', 'rdp'].map((s) => <option key={s}>{s}</option>)}</select></label>
-          <label><input name="ignoreCert" type="checkbox" /> Ignore certificate</label>
+          <label>{t('machines.domain')}{' '}<input name="domain" /></label>
+          <label>{t('machines.security')}{' '}<select name="security">{['any', 'nla', 'nla-ext', 'tls', 'vmconnect', 'rdp'].map((s) => <option key={s}>{s}</option>)}</select></label>
+          <label><input name="ignoreCert" type="checkbox" />{' '}{t('machines.ignoreCertificate')}</label>
         </>
       )}
-      <label>Wake-on-LAN MAC <input name="mac" placeholder="00:1a:2b:3c:4d:5e" /></label>
-      <label><input name="agent" type="checkbox" /> Runs the guest agent</label>
-      <div class="buttons"><button class="primary">Add machine</button></div>
+      <label>{t('machines.wakeOnLanMac')}{' '}<input name="mac" placeholder={t('machines.n001a2b3c4d')} /></label>
+      <label><input name="agent" type="checkbox" />{' '}{t('machines.runsTheGuestAgent')}</label>
+      <div class="buttons"><button class="primary">{t('machines.addMachine')}</button></div>
     </form>
   );
 }
@@ -80,18 +81,18 @@ function CsvImport(props: { onDone: (ok: boolean, text: string) => void }) {
         try {
           const r = await api.post<ImportResult>('/machines/import', { csv });
           setResult(r);
-          props.onDone(r.failed.length === 0, `${r.added.length} machines added${r.failed.length ? `, ${r.failed.length} lines refused` : ''}.`);
+          props.onDone(r.failed.length === 0, t('machinesM.lengthMachinesAddedV', { length: r.added.length, v: r.failed.length ? `, ${r.failed.length} lines refused` : '' }));
         } catch (err) {
-          props.onDone(false, `Import failed: ${describeError(err)}`);
+          props.onDone(false, t('machinesM.importFailedErr', { err: describeError(err) }));
         }
       }}
     >
-      <h2>Import a lab (CSV)</h2>
-      <p class="muted">Header: name,pool,protocol,address and optionally port,username,password,domain,security,ignoreCert,mac,agent.</p>
-      <textarea name="csv" rows={5} cols={70} required />
-      <div class="buttons"><button>Import CSV</button></div>
+      <h2>{t('machines.importALabCsv')}</h2>
+      <p class="muted">{t('machines.headerNamePoolProtocolAddress')}</p>
+      <textarea name="csv" rows={5} cols={70} required aria-label={t('machines.csvLabel')} style={{ maxWidth: '100%' }} />
+      <div class="buttons"><button>{t('machines.importCsv')}</button></div>
       {result && result.failed.length > 0 && (
-        <ul class="bad">{result.failed.map((f) => <li key={f.line}>line {f.line} {f.name}: {f.field} {f.message}</li>)}</ul>
+        <ul class="bad">{result.failed.map((f) => <li key={f.line}>{t('machines.line')}{' '}{f.line} {f.name}: {f.field} {f.message}</li>)}</ul>
       )}
     </form>
   );
@@ -108,17 +109,17 @@ export function Machines() {
   };
   return (
     <section>
-      <h1>Machines</h1>
-      <p class="muted">Existing machines brokered by manual pools: the broker never creates, refreshes or deletes them. A machine whose console does not answer is not handed out.</p>
+      <h1>{t('machines.machines')}</h1>
+      <p class="muted">{t('machines.existingMachinesBrokeredByManual')}</p>
       <ErrorLine error={error} />
       {banner}
       {note && <p class={note.ok ? 'banner ok' : 'banner bad'} role="status">{note.text}</p>}
       <table class="grid">
-        <thead><tr><th>Machine</th><th>Pool</th><th>Console</th><th>Health</th><th>Desktop</th><th>Credentials</th><th>Actions</th></tr></thead>
+        <thead><tr><th>{t('machines.machine')}</th><th>{t('machines.pool')}</th><th>{t('machines.console')}</th><th>{t('machines.health')}</th><th>{t('machines.desktop')}</th><th>{t('machines.credentials')}</th><th>{t('machines.actions')}</th></tr></thead>
         <tbody>
           {data?.machines.map((m) => (
             <tr key={m.id} data-machine={m.name}>
-              <td>{m.name}{m.mac && <div class="muted">WoL {m.mac}</div>}</td>
+              <td>{m.name}{m.mac && <div class="muted">{t('machines.wol')}{' '}{m.mac}</div>}</td>
               <td>{m.pool}</td>
               <td>{m.protocol.toUpperCase()} {m.address}:{m.port}{m.protocol === 'rdp' && <div class="muted">{m.security}{m.domain ? `, ${m.domain}` : ''}{m.ignoreCert ? ', cert ignored' : ''}</div>}</td>
               <td data-health={m.health} title={m.healthError}>{m.health === 'answering' ? 'answering' : m.health === 'silent' ? `not answering${m.healthError ? ` (${m.healthError})` : ''}` : 'not checked yet'}</td>
@@ -126,15 +127,15 @@ export function Machines() {
               <td>{m.hasUsername ? 'user' : ''}{m.hasUsername && m.hasPassword ? ' + ' : ''}{m.hasPassword ? 'password' : ''}{!m.hasUsername && !m.hasPassword ? 'none' : ''}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `New password for ${m.name}`, action: 'Set password', input: { label: 'Password' },
-                  body: <p>Stored encrypted; used for the next connections.</p>,
-                  run: async (pw) => { await api.patch(`/machines/${enc(m.name)}`, { password: pw }); reload(); return `Password of ${m.name} changed.`; },
-                })}>Password</button>
+                  title: t('machinesM.newPasswordForName', { name: m.name }), action: t('machines.setPassword'), input: { label: t('machines.password') },
+                  body: <p>{t('machines.storedEncryptedUsedForThe')}</p>,
+                  run: async (pw) => { await api.patch(`/machines/${enc(m.name)}`, { password: pw }); reload(); return t('machinesM.passwordOfNameChanged', { name: m.name }); },
+                })}>{t('machines.password')}</button>
                 <button type="button" class="danger" onClick={() => ask({
-                  title: `Remove ${m.name}`, action: 'Remove', danger: true,
-                  body: <p>{m.name} leaves pool {m.pool}. The machine itself is not touched.</p>,
+                  title: `Remove ${m.name}`, action: t('machines.remove'), danger: true,
+                  body: <p>{m.name}{' '}{t('machines.leavesPool')}{' '}{m.pool}{t('machines.theMachineItselfIsNot')}</p>,
                   run: async () => { await api.del(`/machines/${enc(m.name)}`); reload(); return `${m.name} removed.`; },
-                })}>Remove</button>
+                })}>{t('machines.remove')}</button>
               </td>
             </tr>
           ))}

@@ -1,123 +1,238 @@
-// Pools: create, edit, resize, maintenance on/off, image rollout progress.
-import { useState } from 'preact/hooks';
-import { api, enc } from '../api.ts';
-import type { Pool } from '../types.ts';
+// Pools: create, edit, clone, delete (confirmed), resize, maintenance on/off, image rollout
+// progress. The form keeps what is typed: live updates refresh an untouched form, but never
+// overwrite one being edited (it says "changed on the server" instead); a refused field's
+// message appears next to that field.
+import { useEffect, useState } from 'preact/hooks';
+import { api, describeError, enc, fieldError } from '../api.ts';
+import type { Host, Pool } from '../types.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
 
-const num = (f: FormData, k: string) => Number(f.get(k));
+/** The form's fields, as typed (strings, like the inputs). */
+type Values = Record<
+  'name' | 'displayName' | 'description' | 'persistence' | 'assignment' | 'image' | 'provider' | 'naming' | 'clone'
+  | 'min' | 'max' | 'spare' | 'vcpu' | 'memoryMiB' | 'diskGiB' | 'users' | 'groups', string
+>;
 
-function PoolForm(props: { pool?: Pool; onSaved: (text: string) => void; onError: (text: string) => void; onCancel: () => void }) {
-  const p = props.pool;
+/** Pool names: lower-case letters, digits and -, starting with a letter (valid with the v flag Chromium uses for `pattern`). */
+export const POOL_NAME_PATTERN = '[a-z][a-z0-9\\-]*[a-z0-9]';
+
+function valuesOf(p: Pool | undefined, provider: string): Values {
+  return {
+    name: p?.name ?? '', displayName: p?.displayName ?? '', description: p?.description ?? '',
+    persistence: p?.persistence ?? 'refresh', assignment: p?.assignment ?? 'floating', image: p?.image ?? 'demo',
+    provider: p?.provider ?? provider, naming: p?.naming ?? 'desk-{n:03}', clone: p?.clone ?? 'linked',
+    min: String(p?.size.min ?? 0), max: String(p?.size.max ?? 10), spare: String(p?.size.spare ?? 1),
+    vcpu: String(p?.resources.vcpu ?? 1), memoryMiB: String(p?.resources.memoryMiB ?? 512), diskGiB: String(p?.resources.diskGiB ?? 8),
+    users: p?.entitlements.users.join(', ') ?? '', groups: p?.entitlements.groups.join(', ') ?? '',
+  };
+}
+
+const list = (s: string) => s.split(/[\s,]+/).filter(Boolean);
+/** Settings of a pool the form does not show, carried over by Clone. */
+const HIDDEN_SETTINGS = ['sessionPolicy', 'share', 'fileTransfer', 'shadow', 'recording', 'enabled'] as const;
+
+/** "entitlements.users.0" -> users, "size.min" -> min, "naming" -> naming. */
+function formKey(field: string): string {
+  const parts = field.split('.').filter((p) => !/^\d+$/.test(p));
+  return parts.at(-1) ?? field;
+}
+
+export function PoolForm(props: {
+  mode: 'new' | 'edit' | 'clone';
+  /** edit: the pool as the server has it now (live); clone: the source. */
+  pool?: Pool;
+  providers: string[];
+  onSaved: (text: string) => void;
+  onCancel: () => void;
+}) {
+  const { mode, pool } = props;
+  const initial = () => {
+    const v = valuesOf(pool, props.providers[0] ?? '');
+    if (mode === 'clone') return { ...v, name: '', displayName: `${v.displayName} (copy)`, naming: '' };
+    return v;
+  };
+  const [values, setValues] = useState<Values>(initial);
+  /** What the server had when the form last took its values (edit). */
+  const [base, setBase] = useState<Values>(initial);
+  const [dirty, setDirty] = useState(false);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [failure, setFailure] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  // Live data: an untouched edit form follows the server; a touched one keeps what was typed.
+  const server = mode === 'edit' && pool ? valuesOf(pool, '') : null;
+  const serverKey = server ? JSON.stringify(server) : '';
+  useEffect(() => {
+    if (!server || dirty) return;
+    setValues(server);
+    setBase(server);
+  }, [serverKey]);
+  const changedOnServer = !!server && dirty && serverKey !== JSON.stringify(base);
+  // New pool: the provider defaults to the first configured one once the list arrives.
+  useEffect(() => {
+    if (mode !== 'edit' && !values.provider && props.providers[0]) setValues((v) => ({ ...v, provider: props.providers[0]! }));
+  }, [props.providers.join(',')]);
+
+  const set = (k: keyof Values) => (e: Event) => {
+    const v = (e.target as HTMLInputElement).value;
+    setValues((cur) => ({ ...cur, [k]: v }));
+    setDirty(true);
+    if (errors[k]) setErrors(({ [k]: _, ...rest }) => rest);
+  };
+  const err = (k: string) => errors[k] ? <span class="field-error" role="alert" data-error-for={k}>{errors[k]}</span> : null;
+  const field = (k: keyof Values, label: string, input: preact.JSX.Element) => <label data-field={k}>{label} {input}{err(k)}</label>;
+  const text = (k: keyof Values, extra: Record<string, unknown> = {}) => <input name={k} value={values[k]} onInput={set(k)} aria-invalid={!!errors[k]} {...extra} />;
+  const number = (k: keyof Values, min: number) => text(k, { type: 'number', min });
+  const select = (k: keyof Values, options: string[]) => <select name={k} value={values[k]} onChange={set(k)} aria-invalid={!!errors[k]}>{options.map((o) => <option key={o} value={o}>{o}</option>)}</select>;
+
+  const save = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setFailure('');
+    setErrors({});
+    const v = values;
+    const common = {
+      displayName: v.displayName, description: v.description, persistence: v.persistence,
+      entitlements: { users: list(v.users), groups: list(v.groups) },
+    };
+    try {
+      if (mode === 'edit' && pool) {
+        await api.patch(`/pools/${enc(pool.name)}`, common);
+        props.onSaved(`Pool ${pool.name} saved.`);
+      } else {
+        const hidden: Record<string, unknown> = {};
+        if (mode === 'clone' && pool) for (const k of HIDDEN_SETTINGS) if ((pool as unknown as Record<string, unknown>)[k] !== undefined) hidden[k] = (pool as unknown as Record<string, unknown>)[k];
+        await api.post('/pools', {
+          ...hidden, ...common, name: v.name, assignment: v.assignment, image: v.image, provider: v.provider, naming: v.naming, clone: v.clone,
+          size: { min: Number(v.min), max: Number(v.max), spare: Number(v.spare) },
+          resources: { ...(mode === 'clone' && pool ? pool.resources : { network: 'default', graphics: 'vga' }), vcpu: Number(v.vcpu), memoryMiB: Number(v.memoryMiB), diskGiB: Number(v.diskGiB) },
+        });
+        props.onSaved(mode === 'clone' && pool ? `Pool ${v.name} created as a copy of ${pool.name}.` : `Pool ${v.name} created.`);
+      }
+    } catch (x) {
+      const f = fieldError(x);
+      const k = f ? formKey(f.field) : '';
+      if (f && k in values) setErrors({ [k]: f.message });
+      else setFailure(`Saving failed: ${f ? `${f.field}: ${f.message}` : describeError(x)}`);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const title = mode === 'edit' ? `Edit ${pool?.name}` : mode === 'clone' ? `Clone ${pool?.name}` : 'New pool';
   return (
-    <form
-      class="card pool-form"
-      onSubmit={async (e) => {
-        e.preventDefault();
-        const f = new FormData(e.currentTarget);
-        const common = {
-          displayName: String(f.get('displayName')), description: String(f.get('description') ?? ''),
-          persistence: String(f.get('persistence')),
-          entitlements: { users: String(f.get('users') ?? '').split(/[\s,]+/).filter(Boolean), groups: String(f.get('groups') ?? '').split(/[\s,]+/).filter(Boolean) },
-        };
-        try {
-          if (p) {
-            await api.patch(`/pools/${enc(p.name)}`, common);
-            props.onSaved(`Pool ${p.name} saved.`);
-          } else {
-            await api.post('/pools', {
-              ...common, name: String(f.get('name')), assignment: String(f.get('assignment')), image: String(f.get('image')), provider: String(f.get('provider')),
-              naming: String(f.get('naming')), clone: String(f.get('clone')),
-              size: { min: num(f, 'min'), max: num(f, 'max'), spare: num(f, 'spare') },
-              resources: { vcpu: num(f, 'vcpu'), memoryMiB: num(f, 'memoryMiB'), diskGiB: num(f, 'diskGiB'), network: 'default', graphics: 'vga' },
-            });
-            props.onSaved(`Pool ${String(f.get('name'))} created.`);
-          }
-        } catch (err) {
-          props.onError(`Saving failed: ${err instanceof Error ? err.message : String(err)}`);
-        }
-      }}
-    >
-      <h2>{p ? `Edit ${p.name}` : 'New pool'}</h2>
-      {!p && <label>Name <input name="name" required pattern="[a-z][a-z0-9-]*[a-z0-9]" /></label>}
-      <label>Display name <input name="displayName" required value={p?.displayName ?? ''} /></label>
-      <label>Description <input name="description" value={p?.description ?? ''} /></label>
-      <label>Persistence <select name="persistence" value={p?.persistence ?? 'refresh'}><option>refresh</option><option>delete</option><option>persistent</option></select></label>
-      {!p && (
+    <form class="card pool-form" onSubmit={save} data-testid="pool-form" noValidate={false}>
+      <h2>{title}</h2>
+      {changedOnServer && (
+        <p class="banner warn" role="status" data-testid="changed-on-server">
+          {t('pools.thisPoolWasChangedOn')}{' '}
+          <button type="button" onClick={() => { setValues(server!); setBase(server!); setDirty(false); }}>{t('pools.loadTheServerSValues')}</button>
+        </p>
+      )}
+      {failure && <p class="banner bad" role="alert">{failure}</p>}
+      {mode !== 'edit' && field('name', 'Name', text('name', { required: true, pattern: POOL_NAME_PATTERN, title: t('pools.lowerCaseLettersDigitsAnd') }))}
+      {field('displayName', 'Display name', text('displayName', { required: true }))}
+      {field('description', 'Description', text('description'))}
+      {field('persistence', 'Persistence', select('persistence', ['refresh', 'delete', 'persistent']))}
+      {mode !== 'edit' && (
         <>
-          <label>Assignment <select name="assignment"><option>floating</option><option>dedicated</option></select></label>
-          <label>Image <input name="image" required value="demo" /></label>
-          <label>Provider <input name="provider" required value="qemu" /></label>
-          <label>Naming <input name="naming" required value="desk-{n:03}" /></label>
-          <label>Clone <select name="clone"><option>linked</option><option>full</option></select></label>
-          <label>min <input name="min" type="number" min={0} value={0} /></label>
-          <label>max <input name="max" type="number" min={0} value={10} /></label>
-          <label>spare <input name="spare" type="number" min={0} value={1} /></label>
-          <label>vCPU <input name="vcpu" type="number" min={1} value={1} /></label>
-          <label>Memory MiB <input name="memoryMiB" type="number" min={64} value={512} /></label>
-          <label>Disk GiB <input name="diskGiB" type="number" min={1} value={8} /></label>
+          {field('assignment', 'Assignment', select('assignment', ['floating', 'dedicated']))}
+          {field('image', 'Image', text('image', { required: true }))}
+          {field('provider', 'Provider', props.providers.length ? select('provider', props.providers.includes(values.provider) || !values.provider ? props.providers : [values.provider, ...props.providers]) : text('provider', { required: true }))}
+          {field('naming', 'Naming', text('naming', { required: true, placeholder: 'lab-{n:03}' }))}
+          {field('clone', 'Clone', select('clone', ['linked', 'full']))}
+          {field('min', 'min', number('min', 0))}
+          {field('max', 'max', number('max', 0))}
+          {field('spare', 'spare', number('spare', 0))}
+          {field('vcpu', 'vCPU', number('vcpu', 1))}
+          {field('memoryMiB', 'Memory MiB', number('memoryMiB', 64))}
+          {field('diskGiB', 'Disk GiB', number('diskGiB', 1))}
         </>
       )}
-      <label>Entitled users <input name="users" value={p?.entitlements.users.join(', ') ?? ''} /></label>
-      <label>Entitled groups <input name="groups" value={p?.entitlements.groups.join(', ') ?? ''} /></label>
-      <div class="buttons"><button type="button" onClick={props.onCancel}>Cancel</button><button class="primary">Save</button></div>
+      {field('users', 'Entitled users', text('users'))}
+      {field('groups', 'Entitled groups', text('groups'))}
+      <div class="buttons"><button type="button" onClick={props.onCancel}>{t('pools.cancel')}</button><button class="primary" disabled={busy}>{busy ? 'Saving…' : 'Save'}</button></div>
     </form>
   );
 }
 
+/** Desktops of a pool: its live desktops (total), not the sum of every counter. */
+export function poolDesktops(p: Pool): number {
+  const c = p.counts as Pool['counts'] & { total?: number };
+  if (typeof c.total === 'number') return c.total;
+  return Object.entries(c).filter(([k]) => k !== 'deleted' && k !== 'sessions' && k !== 'total').reduce((a, [, n]) => a + n, 0);
+}
+
 export function Pools() {
   const { data, error, reload } = usePoll(() => api.get<{ pools: Pool[] }>('/pools'), 10_000, [], true);
+  const providers = [...new Set((usePoll(() => api.get<{ hosts: Host[] }>('/hosts'), 60_000, [], false).data?.hosts ?? []).map((h) => h.provider))];
   const { ask, dialog, banner } = useActions();
-  const [editing, setEditing] = useState<Pool | 'new' | null>(null);
+  const [editing, setEditing] = useState<{ mode: 'new' | 'edit' | 'clone'; name?: string; source?: Pool } | null>(null);
   const [note, setNote] = useState<{ ok: boolean; text: string } | null>(null);
+  const live = editing?.mode === 'edit' ? data?.pools.find((p) => p.name === editing.name) : editing?.source;
   return (
     <section>
-      <h1>Pools <button type="button" onClick={() => setEditing('new')}>New pool</button></h1>
+      <h1>{t('pools.pools')}{' '}<button type="button" onClick={() => setEditing({ mode: 'new' })}>{t('pools.newPool')}</button></h1>
       <ErrorLine error={error} />
       {banner}
       {note && <p class={note.ok ? 'banner ok' : 'banner bad'} role="status">{note.text}</p>}
-      {editing && (
+      {editing && (editing.mode === 'new' || live) && (
         <PoolForm
-          pool={editing === 'new' ? undefined : editing}
+          key={`${editing.mode}:${editing.name ?? editing.source?.name ?? ''}`}
+          mode={editing.mode}
+          pool={live}
+          providers={providers}
           onSaved={(t) => { setNote({ ok: true, text: t }); setEditing(null); reload(); }}
-          onError={(t) => setNote({ ok: false, text: t })}
           onCancel={() => setEditing(null)}
         />
       )}
       <table class="grid">
-        <thead><tr><th>Pool</th><th>Type</th><th>Size (min/max/spare)</th><th>Desktops</th><th>Image rollout</th><th>Status</th><th>Actions</th></tr></thead>
+        <thead><tr><th>{t('pools.pool')}</th><th>{t('pools.type')}</th><th>{t('pools.sizeMinMaxSpare')}</th><th>{t('pools.desktops')}</th><th>{t('pools.imageRollout')}</th><th>{t('pools.status')}</th><th>{t('pools.actions')}</th></tr></thead>
         <tbody>
           {data?.pools.map((p) => {
-            const total = Object.values(p.counts).reduce((a, b) => a + b, 0) - (p.counts.deleted ?? 0);
             const pct = p.rollout.total ? Math.round((100 * p.rollout.upToDate) / p.rollout.total) : 100;
             return (
               <tr key={p.name} data-pool={p.name}>
                 <td>{p.displayName}<br /><span class="muted">{p.name}</span></td>
                 <td>{p.assignment}, {p.persistence}</td>
                 <td>{p.size.min} / {p.size.max} / {p.size.spare}</td>
-                <td>{total}</td>
-                <td><progress max={100} value={pct} /> {p.rollout.upToDate}/{p.rollout.total} on {p.rollout.target || p.image}</td>
+                <td data-testid="pool-desktops">{poolDesktops(p)}</td>
+                <td><progress max={100} value={pct} /> {p.rollout.upToDate}/{p.rollout.total}{' '}{t('pools.on')}{' '}{p.rollout.target || p.image}</td>
                 <td>{p.deleting ? 'deleting' : p.maintenance ? 'maintenance' : p.enabled ? 'enabled' : 'disabled'}</td>
                 <td class="actions">
-                  <button type="button" onClick={() => setEditing(p)}>Edit</button>
+                  <button type="button" onClick={() => setEditing({ mode: 'edit', name: p.name })}>{t('pools.edit')}</button>
+                  <button type="button" onClick={() => setEditing({ mode: 'clone', source: p })}>{t('pools.clone')}</button>
                   <button type="button" onClick={() => ask({
-                    title: `Resize ${p.name}`, action: 'Resize', body: <p>Enter min,max,spare (now {p.size.min},{p.size.max},{p.size.spare}).</p>,
-                    input: { label: 'min,max,spare', value: `${p.size.min},${p.size.max},${p.size.spare}` },
+                    title: `Resize ${p.name}`, action: t('pools.resize'), body: <p>{t('pools.enterMinMaxSpareNow')}{' '}{p.size.min},{p.size.max},{p.size.spare}).</p>,
+                    input: { label: t('pools.minMaxSpare'), value: `${p.size.min},${p.size.max},${p.size.spare}` },
                     run: async (v) => {
                       const [min, max, spare] = v.split(',').map((x) => Number(x.trim()));
                       await api.post(`/pools/${enc(p.name)}/resize`, { min, max, spare });
                       reload();
-                      return `Pool ${p.name} resized to ${min}/${max}/${spare}.`;
+                      return t('poolsM.poolNameResizedToMin', { name: p.name, min: min, max: max, spare: spare });
                     },
-                  })}>Resize</button>
+                  })}>{t('pools.resize')}</button>
                   <button type="button" onClick={() => ask({
-                    title: `${p.maintenance ? 'End' : 'Start'} maintenance of ${p.name}`, action: p.maintenance ? 'End maintenance' : 'Start maintenance',
+                    title: t('poolsM.vMaintenanceOfName', { v: p.maintenance ? 'End' : 'Start', name: p.name }), action: p.maintenance ? 'End maintenance' : 'Start maintenance',
                     body: <p>{p.maintenance ? 'Users can launch desktops again.' : 'Users cannot launch new sessions; running ones continue.'}</p>,
                     run: async () => {
                       await api.patch(`/pools/${enc(p.name)}`, { maintenance: !p.maintenance });
                       reload();
-                      return `Maintenance ${p.maintenance ? 'off' : 'on'} for ${p.name}.`;
+                      return t('poolsM.maintenanceVForName', { v: p.maintenance ? 'off' : 'on', name: p.name });
                     },
                   })}>{p.maintenance ? 'Maintenance off' : 'Maintenance on'}</button>
+                  <button type="button" class="danger" disabled={p.deleting} onClick={() => ask({
+                    title: t('poolsM.deletePoolName', { name: p.name }), action: t('pools.deletePool'), danger: true,
+                    body: <p>{t('pools.endsEverySessionIn')}{' '}{p.name}{' '}{t('pools.andDestroysIts')}{' '}{poolDesktops(p)}{' '}{t('pools.desktopsTypeThePoolS')}</p>,
+                    input: { label: t('pools.poolName'), value: '' },
+                    run: async (v) => {
+                      if (v.trim() !== p.name) throw new Error(`Type ${p.name} to delete it.`);
+                      await api.del(`/pools/${enc(p.name)}`);
+                      reload();
+                      return t('poolsM.poolNameIsBeingDeleted', { name: p.name });
+                    },
+                  })}>{t('pools.delete')}</button>
                 </td>
               </tr>
             );

@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, describeError, enc } from '../api.ts';
 import type { FactorStatus } from '../portal/Security.tsx';
 import { useActions } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
 
 export function UserFactors() {
   const [user, setUser] = useState('');
@@ -22,24 +23,24 @@ export function UserFactors() {
   const s = status?.mfa;
   return (
     <section data-testid="user-factors">
-      <h2>Second factors</h2>
-      <p class="muted">A user who lost their phone or passkey and has no recovery code left: check who is calling, then reset. They set up a new factor at their next login.</p>
+      <h2>{t('userfactors.secondFactors')}</h2>
+      <p class="muted">{t('userfactors.aUserWhoLostTheir')}</p>
       <form class="inline" onSubmit={(e) => { e.preventDefault(); void look(user.trim().toLowerCase()); }}>
-        <label>User <input value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} required data-testid="factors-user" /></label>
-        <button type="submit">Show</button>
+        <label>{t('userfactors.user')}{' '}<input value={user} onInput={(e) => setUser((e.target as HTMLInputElement).value)} required data-testid="factors-user" /></label>
+        <button type="submit">{t('userfactors.show')}</button>
       </form>
       {error && <p class="banner bad" role="alert">{error}</p>}
       {banner}
       {status && s && (
         <div data-testid="factors-of" data-user={status.user}>
           <p>
-            <strong>{status.user}</strong>: {s.totp.enabled ? 'authenticator app' : 'no authenticator app'}, {s.passkeys.length} passkey{s.passkeys.length === 1 ? '' : 's'}, {s.recoveryCodesLeft} recovery code{s.recoveryCodesLeft === 1 ? '' : 's'} left{s.required ? ' (a second factor is required for this account)' : ''}.
+            <strong>{status.user}</strong>: {s.totp.enabled ? 'authenticator app' : 'no authenticator app'}, {s.passkeys.length}{' '}{t('userfactors.passkey')}{s.passkeys.length === 1 ? '' : 's'}, {s.recoveryCodesLeft}{' '}{t('userfactors.recoveryCode')}{s.recoveryCodesLeft === 1 ? '' : 's'}{' '}{t('userfactors.left')}{s.required ? ' (a second factor is required for this account)' : ''}.
           </p>
           <button type="button" class="danger" data-testid="reset-factors" disabled={!s.totp.enabled && s.passkeys.length === 0 && s.recoveryCodesLeft === 0} onClick={() => ask({
-            title: `Reset ${status.user}'s second factors`, action: 'Reset', danger: true,
-            body: <p>Removes {status.user}'s authenticator app, passkeys and recovery codes. Only do this once you know it is really them asking.</p>,
-            run: async () => { await api.del(`/users/${enc(status.user)}/mfa`); await look(status.user); return `${status.user}'s second factors were reset.`; },
-          })}>Reset second factors</button>
+            title: t('userfactorsM.resetUserSSecondFactors', { user: status.user }), action: t('userfactors.reset'), danger: true,
+            body: <p>{t('userfactors.removes')}{' '}{status.user}{t('userfactors.sAuthenticatorAppPasskeysAnd')}</p>,
+            run: async () => { await api.del(`/users/${enc(status.user)}/mfa`); await look(status.user); return t('userfactorsM.userSSecondFactorsWere', { user: status.user }); },
+          })}>{t('userfactors.resetSecondFactors')}</button>
         </div>
       )}
       {dialog}

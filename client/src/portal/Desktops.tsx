@@ -1,29 +1,25 @@
 // "My desktops": the pools I am entitled to, with the state of my desktop in each.
 import { api, enc } from '../api.ts';
-import { navigate } from '../router.tsx';
+import { Link, navigate } from '../router.tsx';
 import type { MyPool } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
+import { t as tr, useT } from '../i18n/index.ts';
 
-const STATE_TEXT: Record<string, string> = {
-  provisioning: 'being prepared',
-  ready: 'ready',
-  assigned: 'yours, not running a session',
-  in_use: 'running',
-  refreshing: 'being refreshed',
-  deleting: 'being removed',
-  error: 'has a problem (the helpdesk has been told)',
-};
+const STATE_TEXT = new Set(['provisioning', 'ready', 'assigned', 'in_use', 'refreshing', 'deleting', 'error']);
 
-export function MyDesktops(props: { notice?: string | undefined }) {
+export function MyDesktops(props: { notice?: string | undefined; staff?: boolean }) {
   const { data, error, reload } = usePoll(() => api.get<{ pools: MyPool[] }>('/me/pools'), 3000);
   const { ask, dialog, banner } = useActions();
+  const t = useT();
   return (
-    <main class="page">
-      <h1>My desktops</h1>
+    <main class="page" id="main" tabIndex={-1}>
+      <h1>{t('app.myDesktops')}</h1>
       {props.notice && <p class="banner ok" role="status">{props.notice}</p>}
       <ErrorLine error={error} />
       {banner}
-      {data && data.pools.length === 0 && <p>You are not entitled to any desktop yet. Ask the helpdesk.</p>}
+      {data && data.pools.length === 0 && (props.staff
+        ? <p data-testid="staff-no-desktops">{t('desktops.noneStaff')} <Link href="/helpdesk">{t('desktops.openConsole')}</Link></p>
+        : <p>{t('desktops.none')}</p>)}
       <ul class="tiles">
         {data?.pools.map((p) => (
           <li key={p.name} class="tile" data-pool={p.name}>
@@ -32,28 +28,28 @@ export function MyDesktops(props: { notice?: string | undefined }) {
             <p>
               {p.desktop ? (
                 <>
-                  <span class="desktop-name">{p.desktop.name}</span> <StateBadge state={p.desktop.state} /> <span class="muted">{STATE_TEXT[p.desktop.state] ?? ''}</span>
-                  {p.desktop.session && <span class="muted"> · session open</span>}
+                  <span class="desktop-name">{p.desktop.name}</span> <StateBadge state={p.desktop.state} /> <span class="muted">{STATE_TEXT.has(p.desktop.state) ? t(`desktops.state.${p.desktop.state}`) : ''}</span>
+                  {p.desktop.session && <span class="muted"> · {t('desktops.sessionOpen')}</span>}
                 </>
               ) : (
-                <span class="muted">{p.assignment === 'dedicated' ? 'You will get your own desktop.' : 'A desktop is taken from the pool when you launch.'}</span>
+                <span class="muted">{p.assignment === 'dedicated' ? t('desktops.dedicated') : t('desktops.floating')}</span>
               )}
             </p>
-            <p class="muted small">{p.persistence === 'persistent' ? 'Persistent: your desktop keeps its disk.' : 'Non-persistent: refreshed at log off; keep files in your network folder.'}</p>
+            <p class="muted small">{p.persistence === 'persistent' ? t('desktops.persistent') : t('desktops.nonPersistent')}</p>
             {p.maintenance && (
               <p class="banner bad" data-testid="maintenance">
-                {p.available ? 'In maintenance: new sessions are paused. Your running desktop stays yours: reconnect or log off as usual.' : 'In maintenance: launching is paused.'}
+                {p.available ? t('desktops.maintenanceRunning') : t('desktops.maintenance')}
               </p>
             )}
             <button class="primary" type="button" disabled={!p.available} onClick={() => navigate(`/desktop/${encodeURIComponent(p.name)}`)}>
-              {p.desktop?.session ? 'Reconnect' : 'Launch'}
+              {p.desktop?.session ? t('desktops.reconnect') : t('desktops.launch')}
             </button>
             {p.desktop?.session && (
               <button type="button" class="danger" onClick={() => ask({
-                title: `Log off ${p.desktop!.name}?`, action: 'Log off', danger: true,
-                body: <p>Your apps on it are closed and unsaved work is lost. {p.persistence === 'persistent' ? 'The desktop keeps its disk.' : 'The desktop is refreshed to a clean state; files in your network folder are kept.'} To keep your apps running, just close the viewer (Disconnect).</p>,
-                run: async () => { await api.post(`/me/sessions/${enc(p.desktop!.session!)}/logoff`); reload(); return `Logged off from ${p.desktop!.name}.`; },
-              })}>Log off</button>
+                title: t('desktops.logoffQ', { name: p.desktop!.name }), action: t('sessions.logoff'), danger: true,
+                body: <p>{t('desktops.logoffBody')} {p.persistence === 'persistent' ? t('desktops.keepsDisk') : t('desktops.refreshed')} {t('desktops.logoffHint')}</p>,
+                run: async () => { await api.post(`/me/sessions/${enc(p.desktop!.session!)}/logoff`); reload(); return tr('desktops.loggedOff', { name: p.desktop!.name }); },
+              })}>{t('sessions.logoff')}</button>
             )}
           </li>
         ))}

@@ -3,12 +3,13 @@
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, setCsrf } from '../api.ts';
 import { deviceStatus } from '../kiosk.ts';
+import { t } from '../i18n/index.ts';
 
 interface Enrolled { device: { id: string; name: string; location: string; mode: string } }
 
 function explain(e: unknown): string {
-  if (e instanceof ApiError && e.code === 'enrolment_code_invalid') return 'This code is unknown, expired or used up. Ask an admin for a new one.';
-  if (e instanceof ApiError && e.code === 'validation_failed') return 'Type the code as the admin gave it to you (16 letters and digits).';
+  if (e instanceof ApiError && e.code === 'enrolment_code_invalid') return t('enrollM.thisCodeIsUnknownExpired');
+  if (e instanceof ApiError && e.code === 'validation_failed') return t('enrollM.typeTheCodeAsThe');
   return e instanceof Error ? e.message : String(e);
 }
 
@@ -53,15 +54,15 @@ export function Enroll() {
           void enrol(String(new FormData(e.currentTarget).get('code') ?? ''));
         }}
       >
-        <h1>Enrol this device</h1>
-        {s.state === 'revoked' && <p class="banner bad" role="alert" data-testid="enroll-revoked">This device was revoked by the helpdesk. Enrol it again with a new code.</p>}
-        {s.state === 'unknown' && <p class="banner bad" role="alert">This device's enrolment is not known to the broker any more. Enrol it again.</p>}
-        {s.state === 'none' && s.requireEnrolledKiosk && <p class="banner" role="status">Kiosks must be enrolled before anyone can log in here.</p>}
+        <h1>{t('enroll.enrolThisDevice')}</h1>
+        {s.state === 'revoked' && <p class="banner bad" role="alert" data-testid="enroll-revoked">{t('enroll.thisDeviceWasRevokedBy')}</p>}
+        {s.state === 'unknown' && <p class="banner bad" role="alert">{t('enroll.thisDeviceSEnrolmentIs')}</p>}
+        {s.state === 'none' && s.requireEnrolledKiosk && <p class="banner" role="status">{t('enroll.kiosksMustBeEnrolledBefore')}</p>}
         {done ? (
-          <p class="banner ok" role="status" data-testid="enrolled">Enrolled as {done.name} ({done.location}). Starting…</p>
+          <p class="banner ok" role="status" data-testid="enrolled">{t('enroll.enrolledAs')}{' '}{done.name} ({done.location}{t('enroll.starting')}</p>
         ) : (
           <>
-            <label>Enrolment code <input name="code" autocomplete="off" autocapitalize="characters" spellcheck={false} maxLength={64} required autofocus placeholder="XXXX-XXXX-XXXX-XXXX" /></label>
+            <label>{t('enroll.enrolmentCode')}{' '}<input name="code" autocomplete="off" autocapitalize="characters" spellcheck={false} maxLength={64} required autofocus placeholder={t('enroll.xxxxXxxxXxxxXxxx')} /></label>
             <button class="primary" disabled={busy}>{busy ? 'Enrolling…' : 'Enrol'}</button>
           </>
         )}

@@ -1,27 +1,83 @@
 // "My files": the user's folder on the file share, through /api/v1/me/files. Works without a
-// desktop. Uploads send the file's raw bytes (the API streams them to disk and checks the quota).
+// desktop. Folders open in the page (the URL names the folder: /files?path=a/b, with
+// breadcrumbs); uploads send each file's raw bytes with XMLHttpRequest (upload progress and a
+// Cancel button; several files at once, from the picker or dropped on the page); the quota is a
+// bar of used / hard limit with the soft limit marked.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, call, csrfToken, describeError, enc } from '../api.ts';
+import { navigate, useLocation } from '../router.tsx';
+import { t } from '../i18n/index.ts';
+import { formatBytes, formatDateTime } from '../i18n/format.ts';
 
-interface Entry { name: string; type: 'file' | 'dir' | 'link' | 'other'; sizeBytes: number; modifiedAt: string }
+/** The API says `folder` (server/shares/files.service.ts); `dir` is accepted too. */
+interface Entry { name: string; type: 'file' | 'folder' | 'dir' | 'link' | 'other'; sizeBytes: number; modifiedAt: string }
 interface Listing { path: string; entries: Entry[] }
-interface Usage { usedBytes: number; softBytes: number; hardBytes: number; overSoft?: boolean }
+interface Usage { usedBytes: number; softBytes: number; hardBytes: number; files?: number; overSoft?: boolean; overHard?: boolean }
+interface Upload { name: string; loaded: number; total: number; done: number; count: number; cancel: () => void }
 
 const join = (dir: string, name: string) => (dir ? `${dir}/${name}` : name);
+const isFolder = (e: Entry) => e.type === 'folder' || e.type === 'dir';
+/** Counting a folder's contents before a recursive delete stops here (and says "more than"). */
+const COUNT_LIMIT = 1000;
 
-function size(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+/** A byte count in the user's language (i18n/format.ts). */
+export const size = formatBytes;
+
+/** Small drawn icons (no emoji: not every system has a font for them). */
+const FolderIcon = () => <svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M1 3.5A1.5 1.5 0 0 1 2.5 2h3.6l1.5 1.5h5.9A1.5 1.5 0 0 1 15 5v7.5a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 1 12.5z" fill="#e0a526" /></svg>;
+const FileIcon = () => <svg class="icon" viewBox="0 0 16 16" aria-hidden="true"><path d="M3 1.5h6.5L13 5v9.5H3z" fill="#fff" stroke="#7a8394" /><path d="M9.5 1.5V5H13" fill="none" stroke="#7a8394" /></svg>;
+
+const filesUrl = (dir: string) => (dir ? `/files?path=${enc(dir)}` : '/files');
+
+/** Files and folders inside a folder, all levels down (stops at COUNT_LIMIT). */
+async function countItems(path: string): Promise<{ n: number; more: boolean }> {
+  let n = 0;
+  const queue = [path];
+  while (queue.length) {
+    const l = await api.get<Listing>(`/me/files?path=${enc(queue.shift()!)}`);
+    for (const e of l.entries) {
+      if (++n >= COUNT_LIMIT) return { n, more: true };
+      if (isFolder(e)) queue.push(join(l.path || path, e.name));
+    }
+  }
+  return { n, more: false };
+}
+
+/** PUTs one file with upload progress; resolves when stored, rejects with the broker's message (or 'cancelled'). */
+function put(path: string, f: File, onProgress: (loaded: number) => void, register: (abort: () => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open('PUT', `/api/v1/me/files/content?path=${enc(path)}&overwrite=true`);
+    x.setRequestHeader('content-type', 'application/octet-stream');
+    x.setRequestHeader('x-csrf-token', csrfToken());
+    x.upload.onprogress = (e) => onProgress(e.loaded);
+    x.onload = () => {
+      if (x.status >= 200 && x.status < 300) return resolve();
+      let msg = `Upload failed (HTTP ${x.status}).`;
+      try {
+        msg = (JSON.parse(x.responseText) as { error?: { message?: string } }).error?.message ?? msg;
+      } catch {
+        // not JSON
+      }
+      reject(new Error(msg));
+    };
+    x.onerror = () => reject(new Error('The upload was interrupted (network).'));
+    x.onabort = () => reject(new Error('cancelled'));
+    register(() => x.abort());
+    x.send(f);
+  });
 }
 
 export function MyFiles() {
-  const [dir, setDir] = useState('');
+  const { query } = useLocation();
+  const dir = (query.get('path') ?? '').replace(/^\/+|\/+$/g, '');
   const [listing, setListing] = useState<Listing | null>(null);
   const [usage, setUsage] = useState<Usage | null>(null);
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
-  const upload = useRef<HTMLInputElement>(null);
+  const [upload, setUpload] = useState<Upload | null>(null);
+  const [dragging, setDragging] = useState(false);
+  const picker = useRef<HTMLInputElement>(null);
+  const cancelled = useRef(false);
 
   const load = async (path = dir) => {
     try {
@@ -32,7 +88,10 @@ export function MyFiles() {
       setMessage({ ok: false, text: describeError(e) });
     }
   };
-  useEffect(() => void load(dir), [dir]);
+  useEffect(() => {
+    setListing(null);
+    void load(dir);
+  }, [dir]);
 
   const act = async (what: string, op: () => Promise<unknown>) => {
     try {
@@ -44,73 +103,132 @@ export function MyFiles() {
     await load();
   };
 
-  const onUpload = async () => {
-    const files = upload.current?.files;
-    if (!files?.length) return;
-    for (const f of Array.from(files)) {
-      await act(`Uploaded ${f.name}.`, async () => {
-        const res = await fetch(`/api/v1/me/files/content?path=${enc(join(dir, f.name))}&overwrite=true`, {
-          method: 'PUT',
-          credentials: 'same-origin',
-          headers: { 'content-type': 'application/octet-stream', 'x-csrf-token': csrfToken() },
-          body: f,
+  const open = (path: string) => navigate(filesUrl(path));
+
+  const uploadFiles = async (files: File[]) => {
+    if (!files.length || upload) return;
+    cancelled.current = false;
+    const done: string[] = [];
+    let failure: string | null = null;
+    for (let i = 0; i < files.length && !cancelled.current; i++) {
+      const f = files[i]!;
+      const state: Upload = { name: f.name, loaded: 0, total: f.size, done: i, count: files.length, cancel: () => undefined };
+      setUpload(state);
+      try {
+        await put(join(dir, f.name), f, (loaded) => setUpload((u) => (u ? { ...u, loaded } : u)), (abort) => {
+          state.cancel = () => {
+            cancelled.current = true;
+            abort();
+          };
+          setUpload({ ...state });
         });
-        if (!res.ok) {
-          const e = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
-          throw new Error(e?.error?.message ?? `Upload failed (HTTP ${res.status}).`);
-        }
-      });
+        done.push(f.name);
+      } catch (e) {
+        failure = (e as Error).message === 'cancelled' ? `Upload of ${f.name} cancelled.` : `${f.name}: ${(e as Error).message}`;
+        break;
+      }
     }
-    if (upload.current) upload.current.value = '';
+    setUpload(null);
+    if (picker.current) picker.current.value = '';
+    const ok = done.length ? `Uploaded ${done.length === 1 ? done[0] : `${done.length} files`}.` : '';
+    setMessage(failure ? { ok: false, text: [ok, failure].filter(Boolean).join(' ') } : { ok: true, text: ok });
+    await load();
+  };
+
+  const remove = async (e: Entry, path: string) => {
+    if (!isFolder(e)) {
+      if (confirm(t('filesM.deleteName', { name: e.name }))) await act(`Deleted ${e.name}.`, () => call('DELETE', `/me/files?path=${enc(path)}`));
+      return;
+    }
+    let count: { n: number; more: boolean };
+    try {
+      count = await countItems(path);
+    } catch (err) {
+      return setMessage({ ok: false, text: describeError(err) });
+    }
+    const what = count.n === 0 ? 'It is empty.' : `It contains ${count.more ? 'more than ' : ''}${count.n} item${count.n === 1 ? '' : 's'} (files and folders), which are deleted too.`;
+    if (!confirm(t('filesM.deleteTheFolderNameWhat', { name: e.name, what: what }))) return;
+    await act(`Deleted the folder ${e.name}${count.n ? ` and ${count.more ? 'more than ' : ''}${count.n} item${count.n === 1 ? '' : 's'} in it` : ''}.`, () => call('DELETE', `/me/files?path=${enc(path)}${count.n ? '&recursive=true' : ''}`));
   };
 
   const parts = dir ? dir.split('/') : [];
+  const pct = usage && usage.hardBytes > 0 ? Math.min(100, (usage.usedBytes / usage.hardBytes) * 100) : 0;
   return (
-    <main class="page" data-testid="my-files">
-      <h1>My files</h1>
-      <p class="muted">Your folder on the file share. Every desktop you get shows it as your home folder; files you keep here survive a desktop being refreshed.</p>
+    <main
+      class={dragging ? 'page files dragging' : 'page files'}
+      data-testid="my-files"
+      onDragOver={(e) => {
+        if (!e.dataTransfer?.types.includes('Files')) return;
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={(e) => {
+        if (e.currentTarget === e.target) setDragging(false);
+      }}
+      onDrop={(e) => {
+        e.preventDefault();
+        setDragging(false);
+        void uploadFiles(Array.from(e.dataTransfer?.files ?? []));
+      }}
+    >
+      <h1>{t('files.myFiles')}</h1>
+      <p class="muted">{t('files.yourFolderOnTheFile')}</p>
       {usage && (
-        <p data-testid="usage" class={usage.overSoft ? 'banner bad' : 'muted'}>
-          {size(usage.usedBytes)} used of {size(usage.hardBytes)}{usage.overSoft ? ' — over your soft limit: please tidy up.' : ''}
-        </p>
+        <div class={usage.overSoft ? 'quota over' : 'quota'} data-testid="usage">
+          <div class="quota-bar" role="meter" aria-label={t('files.storageUsed')} aria-valuemin={0} aria-valuemax={usage.hardBytes} aria-valuenow={usage.usedBytes}>
+            <span class="quota-used" style={{ width: `${pct}%` }} />
+            {usage.softBytes > 0 && usage.hardBytes > 0 && usage.softBytes < usage.hardBytes && <span class="quota-soft" style={{ left: `${(usage.softBytes / usage.hardBytes) * 100}%` }} title={`Soft limit ${size(usage.softBytes)}`} />}
+          </div>
+          <span class={usage.overSoft ? 'banner bad' : 'muted'}>
+            {size(usage.usedBytes)}{' '}{t('files.usedOf')}{' '}{size(usage.hardBytes)} ({Math.round(pct)}%){usage.overSoft ? ' — over your soft limit: please tidy up.' : ''}
+          </span>
+        </div>
       )}
-      {message && <p class={message.ok ? 'banner ok' : 'banner bad'} role="status">{message.text}</p>}
-      <nav class="crumbs" aria-label="Folder">
-        <a href="#" onClick={(e) => { e.preventDefault(); setDir(''); }}>My folder</a>
+      {message && message.text && <p class={message.ok ? 'banner ok' : 'banner bad'} role="status" data-testid="files-message">{message.text}</p>}
+      <nav class="crumbs" aria-label={t('files.folder')} data-testid="crumbs">
+        {parts.length ? <a href={filesUrl('')} onClick={(e) => { e.preventDefault(); open(''); }}>{t('files.myFolder')}</a> : <span aria-current="page">{t('files.myFolder')}</span>}
         {parts.map((p, i) => (
-          <span key={i}> / <a href="#" onClick={(e) => { e.preventDefault(); setDir(parts.slice(0, i + 1).join('/')); }}>{p}</a></span>
+          <span key={i}> / {i === parts.length - 1
+            ? <span aria-current="page">{p}</span>
+            : <a href={filesUrl(parts.slice(0, i + 1).join('/'))} onClick={(e) => { e.preventDefault(); open(parts.slice(0, i + 1).join('/')); }}>{p}</a>}</span>
         ))}
       </nav>
       <div class="file-actions">
-        <label class="button">Upload… <input ref={upload} type="file" multiple hidden onChange={() => void onUpload()} data-testid="upload" /></label>
+        <label class="button">{t('files.upload')}{' '}<input ref={picker} type="file" multiple hidden disabled={!!upload} onChange={() => void uploadFiles(Array.from(picker.current?.files ?? []))} data-testid="upload" /></label>
         <button type="button" onClick={() => {
           const name = prompt('Name of the new folder');
           if (name) void act(`Made folder ${name}.`, () => call('POST', `/me/files/folder?path=${enc(join(dir, name))}`));
-        }}>New folder</button>
+        }}>{t('files.newFolder')}</button>
       </div>
+      {upload && (
+        <div class="upload-progress" role="status" data-testid="upload-progress">
+          <span>{t('files.uploading')}{' '}{upload.name}{upload.count > 1 ? ` (${upload.done + 1} of ${upload.count})` : ''}: {size(upload.loaded)}{' '}{t('files.of')}{' '}{size(upload.total)}</span>
+          <progress max={upload.total || 1} value={upload.loaded} />
+          <button type="button" onClick={() => upload.cancel()}>{t('files.cancel')}</button>
+        </div>
+      )}
       <table class="grid">
-        <thead><tr><th>Name</th><th>Size</th><th>Changed</th><th /></tr></thead>
+        <thead><tr><th>{t('files.name')}</th><th>{t('files.size')}</th><th>{t('files.changed')}</th><th /></tr></thead>
         <tbody>
-          {listing?.entries.length === 0 && <tr><td colSpan={4} class="muted">This folder is empty.</td></tr>}
+          {listing?.entries.length === 0 && <tr><td colSpan={4} class="muted">{t('files.thisFolderIsEmpty')}</td></tr>}
           {listing?.entries.map((e) => {
             const path = join(dir, e.name);
+            const folder = isFolder(e);
             return (
-              <tr key={e.name} data-testid="file-row">
+              <tr key={e.name} data-testid="file-row" data-name={e.name} data-type={folder ? 'folder' : e.type}>
                 <td>
-                  {e.type === 'dir'
-                    ? <a href="#" onClick={(ev) => { ev.preventDefault(); setDir(path); }}>{e.name}/</a>
-                    : <a href={`/api/v1/me/files/content?path=${enc(path)}`} download={e.name}>{e.name}</a>}
+                  {folder
+                    ? <a class="entry folder" href={filesUrl(path)} onClick={(ev) => { ev.preventDefault(); open(path); }}><FolderIcon /> {e.name}</a>
+                    : <a class="entry file" href={`/api/v1/me/files/content?path=${enc(path)}`} download={e.name}><FileIcon /> {e.name}</a>}
                 </td>
-                <td>{e.type === 'file' ? size(e.sizeBytes) : ''}</td>
-                <td>{new Date(e.modifiedAt).toLocaleString()}</td>
+                <td>{folder ? <span class="muted">{t('files.folder2')}</span> : e.type === 'file' ? size(e.sizeBytes) : ''}</td>
+                <td>{formatDateTime(e.modifiedAt)}</td>
                 <td>
                   <button type="button" onClick={() => {
                     const to = prompt(`Rename ${e.name} to`, e.name);
                     if (to && to !== e.name) void act(`Renamed to ${to}.`, () => call('POST', `/me/files/rename?path=${enc(path)}&to=${enc(join(dir, to))}`));
-                  }}>Rename</button>{' '}
-                  <button type="button" onClick={() => {
-                    if (confirm(`Delete ${e.name}${e.type === 'dir' ? ' and everything in it' : ''}?`)) void act(`Deleted ${e.name}.`, () => call('DELETE', `/me/files?path=${enc(path)}${e.type === 'dir' ? '&recursive=true' : ''}`));
-                  }}>Delete</button>
+                  }}>{t('files.rename')}</button>{' '}
+                  <button type="button" onClick={() => void remove(e, path)}>{t('files.delete')}</button>
                 </td>
               </tr>
             );

@@ -1,9 +1,11 @@
 // Launch: request a desktop, show real progress while it is prepared (202 → poll the pool),
 // then open the viewer with a fresh ticket per connection attempt.
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api, call, describeError, enc, formatDuration } from '../api.ts';
+import { ApiError, api, call, describeError, enc } from '../api.ts';
+import { t as tr, useT } from '../i18n/index.ts';
+import { formatDuration } from '../i18n/format.ts';
 import type { MyPool, RequestResult, Ticket } from '../types.ts';
-import { Viewer } from '../viewer/Viewer.tsx';
+import { Viewer, endedText } from '../viewer/Viewer.tsx';
 import { FatalTicketError } from '../viewer/viewer.ts';
 
 type Phase =
@@ -13,17 +15,26 @@ type Phase =
   | { kind: 'failed'; message: string };
 
 const STEPS: { state: string; label: string }[] = [
-  { state: 'requested', label: 'Desktop requested' },
-  { state: 'provisioning', label: 'Cloning and booting a desktop' },
-  { state: 'refreshing', label: 'Refreshing your desktop' },
-  { state: 'in_use', label: 'Desktop ready' },
+  { state: 'requested', label: 'launch.requested' },
+  { state: 'provisioning', label: 'launch.provisioning' },
+  { state: 'refreshing', label: 'launch.refreshing' },
+  { state: 'in_use', label: 'launch.ready' },
 ];
 
-export function Launch(props: { pool: string; onLeave: (notice: string) => void }) {
+/** What the portal says after leaving a desktop; kiosks never name it (the next person reads the login page). */
+export function leaveNotice(kind: 'disconnected' | 'logged-off', desktop: string, kiosk: boolean): string {
+  const name = kiosk ? tr('launch.yourDesktop') : desktop;
+  return kind === 'disconnected' ? tr('launch.disconnected', { name }) : tr('desktops.loggedOff', { name });
+}
+
+export function Launch(props: { pool: string; kiosk?: boolean; onLeave: (notice: string) => void }) {
   const [phase, setPhase] = useState<Phase>({ kind: 'requesting' });
+  // "Launch again" after the session ended: a new request, so a new session.
+  const [round, setRound] = useState(0);
   const [, tick] = useState(0);
+  const t = useT();
   // The Launch click (this page opens on it): the logon timeline's first frame counts from here.
-  const [launchedAt] = useState(() => Date.now());
+  const [launchedAt, setLaunchedAt] = useState(() => Date.now());
 
   useEffect(() => {
     let alive = true;
@@ -49,8 +60,8 @@ export function Launch(props: { pool: string; onLeave: (notice: string) => void 
           const d = pools.find((p) => p.name === props.pool)?.desktop;
           if (!alive) return;
           if (d?.state === 'in_use') return setPhase({ kind: 'viewer', result: { ...r, desktop: { ...r.desktop, state: 'in_use' } } });
-          if (d?.state === 'error') return setPhase({ kind: 'failed', message: `Your desktop ${d.name} could not be prepared. The helpdesk can see what went wrong.` });
-          if (!d) return setPhase({ kind: 'failed', message: 'The desktop request was cancelled.' });
+          if (d?.state === 'error') return setPhase({ kind: 'failed', message: tr('launch.failed', { name: d.name }) });
+          if (!d) return setPhase({ kind: 'failed', message: tr('launch.cancelled') });
           if (!seen.includes(d.state)) seen.push(d.state);
           setPhase({ kind: 'preparing', result: r, state: d.state, since: started, seen: [...seen] });
         } catch (e) {
@@ -68,14 +79,14 @@ export function Launch(props: { pool: string; onLeave: (notice: string) => void 
       clearTimeout(timer);
       clearInterval(clock);
     };
-  }, [props.pool]);
+  }, [props.pool, round]);
 
-  if (phase.kind === 'requesting') return <main class="page center"><p class="spinner" role="status">Finding your desktop…</p></main>;
+  if (phase.kind === 'requesting') return <main class="page center" id="main"><p class="spinner" role="status">{t('launch.finding')}</p></main>;
   if (phase.kind === 'failed') {
     return (
-      <main class="page center">
+      <main class="page center" id="main">
         <p class="banner bad" role="alert">{phase.message}</p>
-        <button type="button" onClick={() => props.onLeave('')}>Back to my desktops</button>
+        <button type="button" onClick={() => props.onLeave('')}>{t('app.backToDesktops')}</button>
       </main>
     );
   }
@@ -84,24 +95,26 @@ export function Launch(props: { pool: string; onLeave: (notice: string) => void 
     const steps = STEPS.filter((s) => s.state !== 'refreshing' || phase.seen.includes('refreshing')).filter((s) => s.state !== 'provisioning' || !phase.seen.includes('refreshing') || phase.seen.includes('provisioning'));
     const idx = steps.findIndex((s) => s.state === current);
     return (
-      <main class="page center preparing" data-testid="preparing">
-        <h1>Preparing your desktop</h1>
-        <p>{phase.result.desktop.name}: <strong>{current.replace('_', ' ')}</strong> for {formatDuration(Date.now() - phase.since)}</p>
-        <progress max={steps.length} value={idx < 0 ? 1 : idx + 0.5} />
+      <main class="page center preparing" id="main" data-testid="preparing">
+        <h1>{t('launch.preparing')}</h1>
+        <p>{phase.result.desktop.name}: <strong>{t(`state.${current}`, { defaultValue: current.replace('_', ' ') })}</strong> {t('sessions.for', { duration: formatDuration(Date.now() - phase.since) })}</p>
+        <progress aria-label={t('launch.preparing')} max={steps.length} value={idx < 0 ? 1 : idx + 0.5} />
         <ol class="steps">
           {steps.map((s, i) => (
-            <li key={s.state} class={i < idx || (idx < 0 && i === 0) ? 'done' : i === idx ? 'current' : ''}>{s.label}</li>
+            <li key={s.state} class={i < idx || (idx < 0 && i === 0) ? 'done' : i === idx ? 'current' : ''}>{t(s.label)}</li>
           ))}
         </ol>
-        <p class="muted">This usually takes under a minute. You can leave this page; the desktop stays reserved for you.</p>
-        <button type="button" onClick={() => props.onLeave('Your desktop is still being prepared; launch it again in a moment.')}>Back</button>
+        <p class="muted">{t('launch.usually')}</p>
+        <button type="button" onClick={() => props.onLeave(tr('launch.stillPreparing'))}>{t('viewer.back')}</button>
       </main>
     );
   }
   const { result } = phase;
   const session = result.session.id;
+  const kiosk = !!props.kiosk;
   return (
     <Viewer
+      key={session}
       title={result.desktop.name}
       readOnly={false}
       session={session}
@@ -110,17 +123,26 @@ export function Launch(props: { pool: string; onLeave: (notice: string) => void 
         try {
           return await api.post<Ticket>(`/me/sessions/${enc(session)}/connect`);
         } catch (e) {
-          if (e instanceof ApiError && (e.status === 404 || e.status === 403)) throw new FatalTicketError('Your session has ended (logged off by the helpdesk or a timeout).');
+          if (e instanceof ApiError && (e.status === 404 || e.status === 403)) throw new FatalTicketError(tr('launch.sessionEnded'));
           throw new Error(describeError(e));
         }
       }}
-      onDisconnect={() => props.onLeave(`Disconnected from ${result.desktop.name}. It keeps running with your apps open; launch it again to reconnect.`)}
+      onDisconnect={(ended) => {
+        if (!ended) return props.onLeave(leaveNotice('disconnected', result.desktop.name, kiosk));
+        const e = endedText(ended, kiosk ? tr('launch.yourDesktop') : result.desktop.name);
+        props.onLeave(`${e.title} ${e.detail}`);
+      }}
+      onRelaunch={() => {
+        setPhase({ kind: 'requesting' });
+        setLaunchedAt(Date.now());
+        setRound((n) => n + 1);
+      }}
       onLogoff={async () => {
         try {
           await api.post(`/me/sessions/${enc(session)}/logoff`);
-          props.onLeave(`Logged off from ${result.desktop.name}.`);
+          props.onLeave(leaveNotice('logged-off', result.desktop.name, kiosk));
         } catch (e) {
-          props.onLeave(`Log off failed: ${describeError(e)}`);
+          props.onLeave(tr('ui.failed', { action: tr('viewer.logoff'), error: describeError(e) }));
         }
       }}
     />

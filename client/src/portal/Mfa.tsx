@@ -6,6 +6,7 @@ import { useState } from 'preact/hooks';
 import { startAuthentication, startRegistration, type PublicKeyCredentialCreationOptionsJSON, type PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
 import { ApiError, api, describeError, setCsrf } from '../api.ts';
 import type { User } from '../types.ts';
+import { t } from '../i18n/index.ts';
 
 export type SecondFactorMethod = 'totp' | 'webauthn' | 'recovery';
 export interface MfaChallenge { methods: SecondFactorMethod[]; enrol: boolean }
@@ -40,9 +41,9 @@ export function mfaChallengeFromUrl(): MfaChallenge | null {
 function passkeyError(e: unknown): string {
   if (e instanceof ApiError) return describeError(e);
   const name = (e as { name?: string } | null)?.name;
-  if (name === 'NotAllowedError') return 'The passkey prompt was cancelled or timed out. Try again.';
-  if (name === 'InvalidStateError') return 'This passkey is registered already.';
-  return `The passkey did not work: ${e instanceof Error ? e.message : String(e)}`;
+  if (name === 'NotAllowedError') return t('mfaM.thePasskeyPromptWasCancelled');
+  if (name === 'InvalidStateError') return t('mfaM.thisPasskeyIsRegisteredAlready');
+  return t('mfaM.thePasskeyDidNotWork', { v: e instanceof Error ? e.message : String(e) });
 }
 
 export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: (u: User) => void; onCancel: (notice?: string) => void }) {
@@ -93,27 +94,27 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
 
   if (done) {
     return (
-      <Card kiosk={props.kiosk} title="Save your recovery codes">
-        <p>If you lose your phone or passkey, each of these codes lets you log in once. Keep them somewhere safe; they are shown only now.</p>
+      <Card kiosk={props.kiosk} title={t('mfa.saveYourRecoveryCodes')}>
+        <p>{t('mfa.ifYouLoseYourPhone')}</p>
         <ul class="recovery-codes" data-testid="recovery-codes">
           {done.recoveryCodes!.map((c) => <li key={c}><code>{c}</code></li>)}
         </ul>
-        <button type="button" class="primary" autofocus onClick={() => props.onLogin(done.user)}>I saved them, continue</button>
+        <button type="button" class="primary" autofocus onClick={() => props.onLogin(done.user)}>{t('mfa.iSavedThemContinue')}</button>
       </Card>
     );
   }
 
   const error_ = error && <p class="banner bad" role="alert" data-testid="mfa-error">{error}</p>;
-  const back = <button type="button" class="link" onClick={() => props.onCancel()}>Cancel and log in again</button>;
+  const back = <button type="button" class="link" onClick={() => props.onCancel()}>{t('mfa.cancelAndLogInAgain')}</button>;
 
   if (step === 'enrol-totp' && totp) {
     return (
-      <Card kiosk={props.kiosk} title="Set up your authenticator app">
-        <p>Scan this code with an authenticator app (for example FreeOTP, Google or Microsoft Authenticator), then type the 6-digit code it shows.</p>
-        <img class="qr" src={totp.qrCode} alt="QR code for your authenticator app" width={220} height={220} data-testid="totp-qr" />
-        <details><summary>Cannot scan? Type this key instead</summary><code class="secret" data-testid="totp-secret">{totp.secret}</code></details>
+      <Card kiosk={props.kiosk} title={t('mfa.setUpYourAuthenticatorApp')}>
+        <p>{t('mfa.scanThisCodeWithAn')}</p>
+        <img class="qr" src={totp.qrCode} alt={t('mfa.qrCodeForYourAuthenticator')} width={220} height={220} data-testid="totp-qr" />
+        <details><summary>{t('mfa.cannotScanTypeThisKey')}</summary><code class="secret" data-testid="totp-secret">{totp.secret}</code></details>
         <form onSubmit={submitCode('/auth/mfa/totp')}>
-          <label>Code <input name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
+          <label>{t('mfa.code')}{' '}<input name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
           <button class="primary" disabled={busy}>{busy ? 'Checking…' : 'Confirm and log in'}</button>
         </form>
         {error_}
@@ -125,19 +126,19 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
   if (step === 'choose') {
     return (
       <Card kiosk={props.kiosk} title={enrol ? 'Set up a second factor' : 'Confirm it is you'}>
-        {enrol ? <p>Your account must use a second factor. Choose one to set up now; you will use it at every login.</p> : <p>Use your passkey to finish logging in.</p>}
+        {enrol ? <p>{t('mfa.yourAccountMustUseA')}</p> : <p>{t('mfa.useYourPasskeyToFinish')}</p>}
         <div class="buttons stacked">
           {enrol && (
             <button type="button" class="primary" disabled={busy} data-testid="enrol-totp" onClick={() => void run(async () => {
               setTotp(await api.post<TotpEnrolment>('/auth/mfa/totp/enrol'));
               setStep('enrol-totp');
-            })}>Authenticator app</button>
+            })}>{t('mfa.authenticatorApp')}</button>
           )}
           {methods.includes('webauthn') && (
             <button type="button" class={enrol ? '' : 'primary'} disabled={busy} data-testid="use-passkey" onClick={() => void passkey()}>{enrol ? 'Passkey (this device or a security key)' : 'Use my passkey'}</button>
           )}
-          {!enrol && methods.includes('totp') && <button type="button" class="link" onClick={() => setStep('totp')}>Use my authenticator app instead</button>}
-          {!enrol && methods.includes('recovery') && <button type="button" class="link" data-testid="use-recovery" onClick={() => setStep('recovery')}>Use a recovery code</button>}
+          {!enrol && methods.includes('totp') && <button type="button" class="link" onClick={() => setStep('totp')}>{t('mfa.useMyAuthenticatorAppInstead')}</button>}
+          {!enrol && methods.includes('recovery') && <button type="button" class="link" data-testid="use-recovery" onClick={() => setStep('recovery')}>{t('mfa.useARecoveryCode')}</button>}
         </div>
         {error_}
         {back}
@@ -147,20 +148,20 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
 
   const recovery = step === 'recovery';
   return (
-    <Card kiosk={props.kiosk} title="Confirm it is you">
+    <Card kiosk={props.kiosk} title={t('mfa.confirmItIsYou')}>
       <form onSubmit={submitCode(recovery ? '/auth/mfa/recovery' : '/auth/mfa/totp')}>
         {recovery ? (
-          <label>Recovery code <input key="recovery" name="code" autocomplete="off" spellcheck={false} required autofocus data-testid="recovery-code" /></label>
+          <label>{t('mfa.recoveryCode')}{' '}<input key="recovery" name="code" autocomplete="off" spellcheck={false} required autofocus data-testid="recovery-code" /></label>
         ) : (
-          <label>Code from your authenticator app <input key="totp" name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
+          <label>{t('mfa.codeFromYourAuthenticatorApp')}{' '}<input key="totp" name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
         )}
         <button class="primary" disabled={busy}>{busy ? 'Checking…' : 'Log in'}</button>
       </form>
       {error_}
       <div class="buttons stacked">
-        {methods.includes('webauthn') && <button type="button" class="link" data-testid="use-passkey" onClick={() => void passkey()}>Use my passkey instead</button>}
-        {recovery && methods.includes('totp') && <button type="button" class="link" onClick={() => setStep('totp')}>Use my authenticator app instead</button>}
-        {!recovery && methods.includes('recovery') && <button type="button" class="link" data-testid="use-recovery" onClick={() => setStep('recovery')}>Use a recovery code</button>}
+        {methods.includes('webauthn') && <button type="button" class="link" data-testid="use-passkey" onClick={() => void passkey()}>{t('mfa.useMyPasskeyInstead')}</button>}
+        {recovery && methods.includes('totp') && <button type="button" class="link" onClick={() => setStep('totp')}>{t('mfa.useMyAuthenticatorAppInstead')}</button>}
+        {!recovery && methods.includes('recovery') && <button type="button" class="link" data-testid="use-recovery" onClick={() => setStep('recovery')}>{t('mfa.useARecoveryCode')}</button>}
       </div>
       {back}
     </Card>

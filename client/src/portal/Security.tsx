@@ -4,6 +4,8 @@ import { useState } from 'preact/hooks';
 import { startRegistration, type PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/browser';
 import { api, describeError, enc } from '../api.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
+import { t } from '../i18n/index.ts';
+import { formatDate } from '../i18n/format.ts';
 
 export interface FactorStatus {
   required: boolean;
@@ -12,7 +14,7 @@ export interface FactorStatus {
   recoveryCodesLeft: number;
 }
 
-const day = (iso: string | null) => (iso ? new Date(iso).toLocaleDateString() : '—');
+const day = (iso: string | null) => (iso ? formatDate(iso) : '—');
 
 export function Security() {
   const { data, error, reload } = usePoll(() => api.get<{ mfa: FactorStatus }>('/me/mfa').then((r) => r.mfa), 60_000, []);
@@ -37,7 +39,7 @@ export function Security() {
 
   return (
     <main class="page">
-      <h1>Sign-in security</h1>
+      <h1>{t('security.signInSecurity')}</h1>
       <p class="muted">
         {data?.required ? 'Your account must use a second factor at every login.' : 'A second factor protects your account if your password leaks; once set up, it is asked at every login.'}
       </p>
@@ -45,22 +47,22 @@ export function Security() {
       {banner}
       {codes && (
         <section class="tile" data-testid="new-recovery-codes">
-          <h2>Your recovery codes</h2>
-          <p>Each code logs you in once if you lose your phone or passkey. They are shown only now: save them.</p>
+          <h2>{t('security.yourRecoveryCodes')}</h2>
+          <p>{t('security.eachCodeLogsYouIn')}</p>
           <ul class="recovery-codes">{codes.map((c) => <li key={c}><code>{c}</code></li>)}</ul>
-          <button type="button" onClick={() => setCodes(null)}>I saved them</button>
+          <button type="button" onClick={() => setCodes(null)}>{t('security.iSavedThem')}</button>
         </section>
       )}
 
       <section class="tile" data-testid="factor-totp">
-        <h2>Authenticator app</h2>
+        <h2>{t('security.authenticatorApp')}</h2>
         {data?.totp.enabled ? (
-          <p>Set up on {day(data.totp.createdAt)}.{' '}
+          <p>{t('security.setUpOn')}{' '}{day(data.totp.createdAt)}.{' '}
             <button type="button" class="danger" disabled={busy} onClick={() => ask({
-              title: 'Remove the authenticator app', action: 'Remove', danger: true,
-              body: <p>Codes from your app will no longer log you in.</p>,
-              run: async () => { await api.del('/me/mfa/totp'); reload(); return 'The authenticator app was removed.'; },
-            })}>Remove</button>
+              title: t('security.removeTheAuthenticatorApp'), action: t('security.remove'), danger: true,
+              body: <p>{t('security.codesFromYourAppWill')}</p>,
+              run: async () => { await api.del('/me/mfa/totp'); reload(); return t('securityM.theAuthenticatorAppWasRemoved'); },
+            })}>{t('security.remove')}</button>
           </p>
         ) : totp ? (
           <form onSubmit={(e) => {
@@ -72,29 +74,29 @@ export function Security() {
               if (r.recoveryCodes) setCodes(r.recoveryCodes);
             });
           }}>
-            <p>Scan the code with your app, then type the 6-digit code it shows.</p>
-            <img class="qr" src={totp.qrCode} alt="QR code for your authenticator app" width={220} height={220} />
-            <details><summary>Cannot scan? Type this key instead</summary><code class="secret">{totp.secret}</code></details>
-            <label>Code <input name="code" inputMode="numeric" autocomplete="one-time-code" required /></label>
-            <button class="primary" disabled={busy}>Confirm</button>
+            <p>{t('security.scanTheCodeWithYour')}</p>
+            <img class="qr" src={totp.qrCode} alt={t('security.qrCodeForYourAuthenticator')} width={220} height={220} />
+            <details><summary>{t('security.cannotScanTypeThisKey')}</summary><code class="secret">{totp.secret}</code></details>
+            <label>{t('security.code')}{' '}<input name="code" inputMode="numeric" autocomplete="one-time-code" required /></label>
+            <button class="primary" disabled={busy}>{t('security.confirm')}</button>
           </form>
         ) : (
-          <button type="button" class="primary" disabled={busy || !data} onClick={() => void act(async () => setTotp(await api.post('/me/mfa/totp')))}>Set up an authenticator app</button>
+          <button type="button" class="primary" disabled={busy || !data} onClick={() => void act(async () => setTotp(await api.post('/me/mfa/totp')))}>{t('security.setUpAnAuthenticatorApp')}</button>
         )}
       </section>
 
       <section class="tile" data-testid="factor-passkeys">
-        <h2>Passkeys</h2>
-        {data && data.passkeys.length === 0 && <p class="muted">No passkey yet.</p>}
+        <h2>{t('security.passkeys')}</h2>
+        {data && data.passkeys.length === 0 && <p class="muted">{t('security.noPasskeyYet')}</p>}
         <ul class="plain">
           {data?.passkeys.map((p) => (
             <li key={p.id} data-passkey={p.name}>
-              {p.name} <span class="muted small">added {day(p.createdAt)}, last used {day(p.lastUsedAt || null)}</span>{' '}
+              {p.name} <span class="muted small">{t('security.added')}{' '}{day(p.createdAt)}{t('security.lastUsed')}{' '}{day(p.lastUsedAt || null)}</span>{' '}
               <button type="button" class="danger" onClick={() => ask({
-                title: `Remove the passkey "${p.name}"`, action: 'Remove', danger: true,
-                body: <p>It will no longer log you in.</p>,
-                run: async () => { await api.del(`/me/mfa/passkeys/${enc(p.id)}`); reload(); return 'The passkey was removed.'; },
-              })}>Remove</button>
+                title: t('securityM.removeThePasskeyName', { name: p.name }), action: t('security.remove'), danger: true,
+                body: <p>{t('security.itWillNoLongerLog')}</p>,
+                run: async () => { await api.del(`/me/mfa/passkeys/${enc(p.id)}`); reload(); return t('securityM.thePasskeyWasRemoved'); },
+              })}>{t('security.remove')}</button>
             </li>
           ))}
         </ul>
@@ -108,19 +110,19 @@ export function Security() {
             if (r.recoveryCodes) setCodes(r.recoveryCodes);
           });
         }}>
-          <label>Name <input name="name" maxLength={60} placeholder="e.g. Work laptop" /></label>
-          <button class="primary" disabled={busy || !data}>Add a passkey</button>
+          <label>{t('security.name')}{' '}<input name="name" maxLength={60} placeholder={t('security.eGWorkLaptop')} /></label>
+          <button class="primary" disabled={busy || !data}>{t('security.addAPasskey')}</button>
         </form>
       </section>
 
       <section class="tile" data-testid="factor-recovery">
-        <h2>Recovery codes</h2>
+        <h2>{t('security.recoveryCodes')}</h2>
         <p>{data ? `${data.recoveryCodesLeft} unused code${data.recoveryCodesLeft === 1 ? '' : 's'} left.` : '…'}</p>
         <button type="button" disabled={busy || !data || (!data.totp.enabled && data.passkeys.length === 0)} onClick={() => ask({
-          title: 'New recovery codes', action: 'Make new codes',
-          body: <p>Your old recovery codes stop working at once.</p>,
-          run: async () => { const r = await api.post<{ recoveryCodes: string[] }>('/me/mfa/recovery-codes'); setCodes(r.recoveryCodes); reload(); return 'New recovery codes were made.'; },
-        })}>Make new codes</button>
+          title: t('security.newRecoveryCodes'), action: t('security.makeNewCodes'),
+          body: <p>{t('security.yourOldRecoveryCodesStop')}</p>,
+          run: async () => { const r = await api.post<{ recoveryCodes: string[] }>('/me/mfa/recovery-codes'); setCodes(r.recoveryCodes); reload(); return t('securityM.newRecoveryCodesWereMade'); },
+        })}>{t('security.makeNewCodes')}</button>
       </section>
       {dialog}
     </main>

@@ -5,9 +5,13 @@
 -- while it is marked unreachable, i.e. its host does not answer), then the pool's
 -- gate (pool_disabled / pool_maintenance), a new session on the user's own desktop, a ready
 -- desktop not marked unreachable, a new desktop in a free provisioning slot, else pool_exhausted.
--- Returns {outcome, desktop id, session id} with outcome existing | assigned | provisioning,
--- or {'err', code}.
+-- Returns {outcome, desktop id, session id, session hash, desktop hash} with outcome existing |
+-- assigned | provisioning (the records as they are after the decision, flat HGETALL lists, so
+-- the caller needs no second round trip), or {'err', code}.
 local pool, user, sid, did, now, addr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local function done(outcome, desktop, session)
+  return { outcome, desktop, session, redis.call('HGETALL', k_session(session)), redis.call('HGETALL', k_desktop(desktop)) }
+end
 local p, gate = pool_fields(pool)
 if not p then return { 'err', 'not_found' } end
 
@@ -19,12 +23,12 @@ if existing then
     -- Its host does not answer: a clear refusal beats a console that cannot connect (claim kept).
     if unreachable(existing) then return { 'err', 'desktop_unavailable' } end
     local cur = hget(dk, 'session')
-    if session_live(cur) then return { 'existing', existing, cur } end
+    if session_live(cur) then return done('existing', existing, cur) end
     -- No live session: starting one is new work the pool's gate decides (the claim is kept).
     if gate then return { 'err', gate } end
     new_session(sid, user, existing, pool, now, addr)
     if st == 'assigned' then set_state(existing, pool, 'assigned', 'in_use', now) end
-    return { 'assigned', existing, sid }
+    return done('assigned', existing, sid)
   elseif st == 'error' and p.assignment == 'dedicated' then
     return { 'err', 'desktop_unavailable' }
   end
@@ -38,7 +42,7 @@ if ready then
   set_state(ready, pool, 'ready', 'in_use', now)
   redis.call('HSET', k_assign(pool), user, ready)
   new_session(sid, user, ready, pool, now, addr)
-  return { 'assigned', ready, sid }
+  return done('assigned', ready, sid)
 end
 
 if redis.call('SCARD', P .. 'pool:' .. pool .. ':desktops') < p.max then
@@ -46,6 +50,6 @@ if redis.call('SCARD', P .. 'pool:' .. pool .. ':desktops') < p.max then
   if not name then return { 'err', err } end
   redis.call('HSET', k_assign(pool), user, did)
   new_session(sid, user, did, pool, now, addr)
-  return { 'provisioning', did, sid }
+  return done('provisioning', did, sid)
 end
 return { 'err', 'pool_exhausted' }

@@ -77,7 +77,11 @@ test('the browser\'s image formats reach the gateway through the tunnel: WebP wh
     c.close();
     return new Set(c.received.filter((i) => i.opcode === 'img').map((i) => i.args[3]));
   };
-  const offered = await imagesOf('width=320&height=200&image=image%2Fjpeg&image=image%2Fwebp');
+  // A connection that catches the root window mid-paint sees it change (hot: PNG); the next
+  // one sees it still. Each client's first frame is encoded for it alone.
+  const withWebp = 'width=320&height=200&image=image%2Fjpeg&image=image%2Fwebp';
+  let offered = await imagesOf(withWebp);
+  if (!offered.has('image/webp')) offered = await imagesOf(withWebp);
   assert.ok(offered.has('image/webp'), `with WebP offered: ${[...offered].join(', ')}`);
   const plain = await imagesOf('width=320&height=200');
   assert.ok(plain.size > 0 && !plain.has('image/webp'), `without an offer: ${[...plain].join(', ')}`);

@@ -24,7 +24,8 @@
 // lossless (png, lossless WebP) and lossy (jpeg, WebP), by the img mimetype (and the WebP
 // bitstream).
 // Everything is bounded; every process (Xvnc, painter, broker, gateway) is stopped at the end,
-// also on error or Ctrl-C.
+// also on error or Ctrl-C. For the gateway alone (no broker, CPU split by thread, a minute a
+// run): `node --import tsx bench/support/gateway-cpu.ts`.
 import { fork, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';

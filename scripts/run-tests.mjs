@@ -54,7 +54,7 @@ function runFile(file) {
       children.delete(child);
       const text = Buffer.concat(out).toString();
       const count = (k) => Number(new RegExp(`^ℹ ${k} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      const r = { file, seconds: (Date.now() - t0) / 1000, ok: code === 0, tests: count('tests'), pass: count('pass'), fail: count('fail'), skipped: count('skipped') + count('todo'), cancelled: count('cancelled') };
+      const r = { file, text, seconds: (Date.now() - t0) / 1000, ok: code === 0, tests: count('tests'), pass: count('pass'), fail: count('fail'), skipped: count('skipped') + count('todo'), cancelled: count('cancelled') };
       if (!r.ok && r.fail + r.cancelled === 0) r.fail = 1; // crashed before reporting
       results.push(r);
       process.stdout.write(`\n━━ ${file} — ${r.ok ? 'ok' : `FAILED (${signal ?? `exit ${code}`})`} in ${r.seconds.toFixed(1)} s\n${text}`);
@@ -99,5 +99,25 @@ const wall = (Date.now() - started) / 1000;
 console.log('\n━━ slowest files');
 for (const r of [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 15)) console.log(`${r.seconds.toFixed(1).padStart(7)} s  ${r.file}`);
 console.log(`\n━━ ${results.length} files, ${sum('tests')} tests: ${sum('pass')} passed, ${sum('fail')} failed, ${sum('skipped')} skipped, ${sum('cancelled')} cancelled; wall ${Math.floor(wall / 60)} min ${Math.round(wall % 60)} s`);
-for (const r of failed) console.log(`FAILED ${r.file}`);
+// Last, so that a CI log's tail says why: each failed test with the first lines of its error.
+for (const r of failed) console.log(`FAILED ${r.file}\n${whyFailed(r.text)}`);
+
+/** The spec reporter's "failing tests" section, short: test names and their errors' first lines. */
+function whyFailed(text) {
+  const at = text.lastIndexOf('✖ failing tests:');
+  if (at < 0) return text.trim().split('\n').slice(-8).map((l) => `    ${l.slice(0, 300)}`).join('\n'); // crashed before reporting
+  const out = [];
+  let errorLines = 0;
+  for (const line of text.slice(at).split('\n').slice(1)) {
+    if (/^test at /.test(line) || !line.trim()) continue;
+    if (/^✖ /.test(line)) {
+      out.push(`  ${line.slice(0, 300)}`);
+      errorLines = 0;
+    } else if (errorLines < 4 && !/^\s+(at |generatedMessage:|code:|actual:|expected:|operator:|[{}])/.test(line)) {
+      out.push(`    ${line.trim().slice(0, 300)}`);
+      errorLines++;
+    }
+  }
+  return out.slice(0, 30).join('\n');
+}
 process.exit(failed.length ? 1 : 0);

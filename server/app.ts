@@ -6,13 +6,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/index.ts';
-import { Store, createRedis, connectRedis, redisTarget, sampleRedisLatency } from './store/index.ts';
+import { Store, ReplicaBarrier, keyspace, createRedis, connectRedis, redisTarget, sampleRedisLatency } from './store/index.ts';
 import { ProviderRegistry, type Provider } from './providers/index.ts';
 import { createProviders } from './providers/configured.ts';
 import { MachineService } from './providers/manual/index.ts';
 import { Broker, DESKTOP_STATES } from './broker/index.ts';
 import { Passwords, LoginThrottle, IdentityService, HttpAuth, createAuthenticators } from './auth/index.ts';
 import { createApi, errorHandler, type RouteTable } from './api/index.ts';
+import { inSeries } from './api/in-series.ts';
 import { eventHubOf } from './api/event-hub.ts';
 import { doctorRoutes } from './api/doctor.router.ts';
 import { ClockPublisher, doctorContext } from './doctor/index.ts';
@@ -165,8 +166,10 @@ export function fastJsonBody(limitBytes: number): RequestHandler {
     const onData = (c: Buffer) => void chunks.push(c);
     req.on('data', onData);
     req.once('end', () => finish());
-    req.once('error', () => finish(bodyError('request aborted', 'request.aborted')));
-    req.once('close', () => finish(bodyError('request aborted', 'request.aborted')));
+    // 'close' follows 'end' on every request: the error (and its stack) is made only when it is one.
+    const aborted = () => void (done || finish(bodyError('request aborted', 'request.aborted')));
+    req.once('error', aborted);
+    req.once('close', aborted);
   };
 }
 
@@ -193,12 +196,19 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   if (ownsRedis && !(await connectRedis(redis, 5000))) {
     logger.warn({ url: config.redis.url.replace(/\/\/[^@]*@/, '//***@') }, 'redis not reachable yet; answering 503 until it is');
   }
+  // WAIT on a connection of its own (store/replica-barrier.ts): its socket outlasts the wait.
+  const replicaBarrier = config.redis.waitReplicas > 0
+    ? new ReplicaBarrier(
+      createRedis({ ...redisTarget(config.redis), commandTimeoutMs: config.redis.commandTimeoutMs + config.redis.waitTimeoutMs, logger }),
+      keyspace(config.redis.keyPrefix).replicaBarrier, config.redis.waitReplicas, config.redis.waitTimeoutMs,
+    )
+    : undefined;
   const store = new Store(redis, {
     keyPrefix: config.redis.keyPrefix,
     macs: { prefix: config.desktops.macPrefix.toLowerCase(), size: config.desktops.macPoolSize },
     deletedRetentionSeconds: config.desktops.deletedRetentionDays * 86400,
     auditMaxEntries: config.audit.maxEntries,
-    ...(config.redis.waitReplicas > 0 ? { durableAssignments: { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs } } : {}),
+    ...(replicaBarrier ? { replicaBarrier } : {}),
   });
   const providers = new ProviderRegistry(Array.isArray(o.providers) ? o.providers : []);
   const broker = new Broker({ store, providers, logger, metrics, ...(o.now ? { now: o.now } : {}) });
@@ -224,6 +234,8 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const auth = new HttpAuth(identity, {
     redis,
     sessionPrefix: store.keys.httpSessionPrefix,
+    sessionWithUser: (sid) => store.users.withSession(store.keys.httpSessionPrefix + sid),
+    ...(replicaBarrier ? { replicated: (what: string) => replicaBarrier.hold(what) } : {}),
     secret: () => {
       if (!secret) throw new Error('session secret read before it was loaded');
       return secret;
@@ -295,7 +307,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   guestEvents.guestUserOf = HomeShares.guestUser;
   if (reconcilers) reconcilers.inventory.poweredOff = (id) => guestEvents.poweredOff(id);
   // The guest logon completes the timeline only where our agent talks (qga / no agent: first frame alone).
-  broker.sessions.expectsGuestLogon = async (d) => (await agents.status(d.id))?.via === 'vdi';
+  broker.sessions.expectsGuestLogon = async (d) => (await agents.status(d.id, d))?.via === 'vdi';
   // What the guests say (logoff/poweroff inside, logon done, idle) and helpdesk messages to them.
   guestEvents.subscribe(agents);
   broker.sessions.useGuests(agents);
@@ -309,15 +321,18 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   // Strict CSP (no inline scripts). No upgrade-insecure-requests: TLS is the proxy's business,
   // and the quick start serves plain HTTP. HSTS only on requests that arrived over TLS
   // (req.secure honours server.trustProxy and X-Forwarded-Proto): over plain HTTP it means nothing.
-  app.use(precomputedHeaders(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false })));
   const hsts = helmet.strictTransportSecurity();
-  app.use((req, res, next) => (req.secure ? hsts(req, res, next) : next()));
-  app.use(requestLog(logger, metrics));
-  // While draining, every answer asks the client to take its next request elsewhere.
-  app.use((_req, res, next) => {
-    if (closing || leaving) res.setHeader('Connection', 'close');
-    next();
-  });
+  // One express layer for the steps every request takes (each layer costs a router pass).
+  app.use(inSeries(
+    precomputedHeaders(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false })),
+    (req, res, next) => (req.secure ? hsts(req, res, next) : next()),
+    requestLog(logger, metrics),
+    // While draining, every answer asks the client to take its next request elsewhere.
+    (_req, res, next) => {
+      if (closing || leaving) res.setHeader('Connection', 'close');
+      next();
+    },
+  ));
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', version: VERSION });
   });
@@ -328,7 +343,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     if (!ok) res.set('Retry-After', '2');
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', redis: redisOk, reconcilers: reconcilers ? jobsOk : 'disabled', closing: closing || leaving });
   });
-  app.use('/api/v1', async (req, _res, next) => {
+  app.use('/api/v1', inSeries(async (req, _res, next) => {
     if (closing) return next(new BrokerError('not_ready', undefined, { retryAfterSeconds: 2 }));
     // The API description needs no state; everything else needs Redis (and the cookie secret kept there).
     const doc = req.path === '/openapi.json';
@@ -339,7 +354,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     } catch (err) {
       next(doc ? undefined : err);
     }
-  }, fastJsonBody(config.server.bodyLimitBytes), api);
+  }, fastJsonBody(config.server.bodyLimitBytes), api));
   // The web client (`npm run build:client`). Hashed assets are cached; index.html is not, and
   // it answers every client route (/desktop/..., /helpdesk/...) so deep links and reloads work.
   const clientDir = join(ROOT, 'client/dist');
@@ -374,6 +389,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       await agents.close();
       await providers.close();
       if (ownsRedis) redis.disconnect();
+      replicaBarrier?.close();
     },
   };
 }

@@ -1,5 +1,8 @@
 // The one way the client talks to the broker: same-origin fetch with the session cookie and
 // the CSRF token, errors turned into ApiError with the broker's code and a human message.
+import { formatWait } from './i18n/format.ts';
+import { t } from './i18n/index.ts';
+
 let csrf = '';
 
 export function setCsrf(token: string | null | undefined): void {
@@ -41,7 +44,7 @@ export async function call<T>(method: string, path: string, body?: unknown): Pro
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
   } catch {
-    throw new ApiError(0, 'network', 'The broker cannot be reached. Check your network connection.', 5);
+    throw new ApiError(0, 'network', t('api.network'), 5);
   }
   const ra = res.headers.get('retry-after');
   const retryAfter = ra && /^\d+$/.test(ra) ? Number(ra) : null;
@@ -65,47 +68,37 @@ export const enc = encodeURIComponent;
 /** What to tell a person about a failed call. */
 export function describeError(e: unknown): string {
   if (!(e instanceof ApiError)) return e instanceof Error ? e.message : String(e);
-  const wait = e.retryAfter ? ` Try again in ${formatWait(e.retryAfter)}.` : '';
+  // "Try again in …" when the broker said how long, else each case's own advice.
+  const tryAgain = e.retryAfter ? t('api.tryAgainIn', { wait: formatWait(e.retryAfter) }) : '';
+  const wait = (advice: string) => ` ${tryAgain || t(advice)}`;
   switch (e.code) {
     case 'invalid_credentials':
-      return 'Wrong user name or password.';
+      return t('api.invalidCredentials');
     case 'account_locked':
-      return `This account is locked after too many failed attempts.${wait || ' Try again later or ask the helpdesk.'}`;
+      return t('api.accountLocked') + wait('api.tryLaterOrHelpdesk');
     case 'login_throttled':
-      return `Too many failed logins.${wait || ' Wait a moment.'}`;
+      return t('api.loginThrottled') + wait('api.waitMoment');
     case 'too_many_attempts':
-      return `Too many login attempts from here.${wait || ' Wait a few minutes.'}`;
+      return t('api.tooManyAttempts') + wait('api.waitMinutes');
     case 'redis_unavailable':
     case 'not_ready':
-      return `The broker is having trouble right now (${e.code}); your desktops are safe.${wait || ' Try again in a moment.'}`;
+      return t('api.brokerTrouble', { code: e.code }) + wait('api.tryAgainMoment');
     case 'network':
       return e.message;
     case 'unauthenticated':
-      return 'Your login has expired. Please log in again.';
+      return t('api.unauthenticated');
     case 'forbidden':
-      return 'You are not allowed to do that.';
+      return t('api.forbidden');
     case 'pool_exhausted':
-      return 'All desktops of this pool are in use and it cannot grow. Try again later or ask the helpdesk.';
+      return t('api.poolExhausted');
     case 'pool_maintenance':
-      return 'This pool is in maintenance. Try again later.';
+      return t('api.poolMaintenance');
     case 'pool_disabled':
-      return 'This pool is disabled.';
+      return t('api.poolDisabled');
     default:
-      if (e.status >= 500) return `The broker could not do that (${e.code}): ${e.message}${wait}`;
+      if (e.status >= 500) return t('api.brokerFailed', { code: e.code, message: e.message }) + (tryAgain && ` ${tryAgain}`);
       return e.message;
   }
-}
-
-export function formatWait(s: number): string {
-  if (s < 90) return `${s} s`;
-  return `${Math.ceil(s / 60)} min`;
-}
-
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  return h ? `${h} h ${m} min` : m ? `${m} min ${s % 60} s` : `${s} s`;
 }
 
 /**
@@ -117,14 +110,14 @@ export function fieldError(e: unknown): { field: string; message: string } | nul
   if (!(e instanceof ApiError) || !e.field) return null;
   let m = e.message.startsWith(`${e.field}: `) ? e.message.slice(e.field.length + 2) : e.message;
   let r: RegExpExecArray | null;
-  if (/^Too small: expected string to have >=1 characters?$/.test(m) || m === 'Required.' || /received undefined$/.test(m)) m = 'This field is required.';
-  else if ((r = /^Too small: expected string to have >=(\d+) characters$/.exec(m))) m = `Use at least ${r[1]} characters.`;
-  else if ((r = /^Too big: expected string to have <=(\d+) characters$/.exec(m))) m = `Use at most ${r[1]} characters.`;
-  else if ((r = /^Too small: expected number to be >=(\S+)$/.exec(m))) m = `Enter ${r[1]} or more.`;
-  else if ((r = /^Too big: expected number to be <=(\S+)$/.exec(m))) m = `Enter ${r[1]} or less.`;
-  else if (/^Invalid string: must match pattern/.test(m)) m = 'This value has characters that are not allowed here.';
-  else if ((r = /^Invalid option: expected one of (.*)$/.exec(m))) m = `Choose one of ${r[1]!.replace(/"/g, '').split('|').join(', ')}.`;
-  else if (/^Invalid input: expected number/.test(m)) m = 'Enter a number.';
+  if (/^Too small: expected string to have >=1 characters?$/.test(m) || m === 'Required.' || /received undefined$/.test(m)) m = t('field.required');
+  else if ((r = /^Too small: expected string to have >=(\d+) characters$/.exec(m))) m = t('field.minChars', { count: Number(r[1]) });
+  else if ((r = /^Too big: expected string to have <=(\d+) characters$/.exec(m))) m = t('field.maxChars', { count: Number(r[1]) });
+  else if ((r = /^Too small: expected number to be >=(\S+)$/.exec(m))) m = t('field.min', { n: r[1] });
+  else if ((r = /^Too big: expected number to be <=(\S+)$/.exec(m))) m = t('field.max', { n: r[1] });
+  else if (/^Invalid string: must match pattern/.test(m)) m = t('field.pattern');
+  else if ((r = /^Invalid option: expected one of (.*)$/.exec(m))) m = t('field.oneOf', { options: r[1]!.replace(/"/g, '').split('|').join(', ') });
+  else if (/^Invalid input: expected number/.test(m)) m = t('field.number');
   return { field: e.field, message: m.charAt(0).toUpperCase() + m.slice(1) };
 }
 

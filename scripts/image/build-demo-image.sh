@@ -21,7 +21,7 @@
 # when it differs from the built one: bump it with every change of the guest.
 set -euo pipefail
 
-IMAGE_VERSION=9
+IMAGE_VERSION=10
 # How long after its console answers a guest without an agent is taken as up (ours has one).
 BOOT_GRACE_MS=0
 HERE="$(cd "$(dirname "$0")" && pwd)"

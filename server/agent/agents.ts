@@ -80,14 +80,19 @@ export interface Agents {
   readonly readyTimeoutMs: number;
   waitReady(d: AgentDesktop, o: { timeoutMs: number; signal?: AbortSignal }): Promise<{ via: 'vdi' | 'qga' | 'grace'; ms: number }>;
   logon(d: AgentDesktop, req: { user: string; display: string; home?: HomeMount }, o: { timeoutMs: number }): Promise<{ home: string; mounted: boolean; ms: number }>;
-  logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<void>;
+  /** true when the guest's agent logged the user off; false when the desktop has no agent of ours to ask. */
+  logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<boolean>;
   message(d: AgentDesktop, m: { title: string; text: string }): Promise<boolean>;
-  status(desktopId: string): Promise<AgentStatus | undefined>;
+  /** `known`: the desktop's record when the caller has it (saves reading it again). */
+  status(desktopId: string, known?: AgentDesktop): Promise<AgentStatus | undefined>;
   exec(d: AgentDesktop, cmd: { path: string; args: string[] }, o: { allow?: boolean; timeoutMs: number }): Promise<{ exitcode: number; stdout: string; stderr: string }>;
   on(event: 'guest', cb: (e: GuestEvent) => void): void;
 }
 
 type Channel = { kind: 'vdi'; ch: VdiChannel } | { kind: 'qga'; ch: QgaChannel };
+
+/** status() of a desktop whose image runs no agent (a fresh object each time: callers may keep it). */
+const NO_AGENT_STATUS: AgentStatus = { connected: false, via: 'none' };
 
 export class AgentHub implements Agents {
   readonly readyTimeoutMs: number;
@@ -169,15 +174,15 @@ export class AgentHub implements Agents {
     };
   }
 
-  async logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<void> {
-    if (!this.local()) {
-      await this.remote('logoff', [d, user, o], o.timeoutMs);
-      return;
-    }
+  async logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<boolean> {
+    // Images without an agent (asked at every logoff): nothing to log off, no channel to try.
+    if (!this.channels.has(d.id) && (await this.o.imageAgent(d.image)).agent !== 'vdi') return false;
+    if (!this.local()) return (await this.remote('logoff', [d, user, o], o.timeoutMs)) !== false;
     const c = await this.ensure(d);
-    if (c.kind !== 'vdi') return;
+    if (c.kind !== 'vdi') return false;
     const r = await c.ch.request('logoff', { user }, o.timeoutMs);
     if (!r.ok) throw new Error(`the guest could not log ${user} off: ${r.error ?? 'no reason given'}`);
+    return true;
   }
 
   async message(d: AgentDesktop, m: { title: string; text: string }): Promise<boolean> {
@@ -192,12 +197,15 @@ export class AgentHub implements Agents {
     }
   }
 
-  async status(desktopId: string): Promise<AgentStatus | undefined> {
+  async status(desktopId: string, known?: AgentDesktop): Promise<AgentStatus | undefined> {
+    // An image without an agent (asked at every desktop request) is answered here, on any replica.
+    if (known && !this.channels.has(desktopId) && (await this.o.imageAgent(known.image)).agent === 'none') return { ...NO_AGENT_STATUS };
     if (!this.local()) return (await this.remote('status', [desktopId], 5000)) as AgentStatus | undefined;
     let c = this.channels.get(desktopId);
     if (!c) {
-      const d = await this.o.desktopOf(desktopId);
+      const d = known ?? (await this.o.desktopOf(desktopId));
       if (!d) return undefined;
+      if ((await this.o.imageAgent(d.image)).agent === 'none') return { ...NO_AGENT_STATUS };
       try {
         c = await this.ensure(d);
       } catch {

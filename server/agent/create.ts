@@ -11,6 +11,8 @@ import { agentSecret } from './protocol.ts';
  * each (the one that saw the hello of a desktop being built stays once it is ready).
  */
 const RUNNING_STATES = ['provisioning', 'refreshing', 'ready', 'assigned', 'in_use'] as const;
+/** How long an image version's guest agent kind is kept (see imageAgent below). */
+export const IMAGE_AGENT_TTL_MS = 5_000;
 
 /**
  * The guest agents of one broker replica (app.ts): the hub, the per-desktop secret, how an
@@ -37,7 +39,7 @@ export function createAgents(d: {
     });
     return agentSecret(await tunnelSecret, id);
   };
-  const imageAgent = async (ref: string): Promise<ImageAgent> => {
+  const readImageAgent = async (ref: string): Promise<ImageAgent> => {
     const fallback: ImageAgent = { agent: config.agent.defaultImageAgent, bootGraceMs: config.agent.defaultBootGraceMs };
     let v: ImageVersion;
     try {
@@ -48,6 +50,19 @@ export function createAgents(d: {
     // Versions registered before images carried their agent: read the manifest once more.
     const m = v.agent ? v : imageAgentOf(v.path);
     return { agent: m.agent ?? fallback.agent, bootGraceMs: m.bootGraceMs ?? fallback.bootGraceMs };
+  };
+  // Asked on every desktop request and logoff (is there an agent to log the user on/off?): an
+  // image version does not change once registered, so its answer is kept a few seconds (a
+  // deleted and re-registered image is seen after at most IMAGE_AGENT_TTL_MS).
+  const imageAgents = new Map<string, { until: number; agent: Promise<ImageAgent> }>();
+  const imageAgent = (ref: string): Promise<ImageAgent> => {
+    const t = Date.now();
+    const hit = imageAgents.get(ref);
+    if (hit && hit.until > t) return hit.agent;
+    if (imageAgents.size >= 10_000) imageAgents.clear();
+    const agent = readImageAgent(ref);
+    imageAgents.set(ref, { until: t + IMAGE_AGENT_TTL_MS, agent });
+    return agent;
   };
   const toAgentDesktop = (x: { id: string; provider: string; image: string }): AgentDesktop => ({ id: x.id, provider: x.provider, image: x.image });
   const agents = new AgentHub({

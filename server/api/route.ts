@@ -84,10 +84,23 @@ export class RouteTable {
    * audit entry, unless the service behind it already audited that refusal itself.
    */
   mount(router: Router, audit?: AuditService): void {
+    // Routes are grouped by their first path segment (/me, /pools, ...), each group in a router of
+    // its own, in declaration order: a request is matched against its group only, not against
+    // every route declared before it (express tries them one by one).
+    const groups = new Map<string, Router>();
+    router.use((req, res, next) => {
+      const group = groups.get(firstSegment(req.path));
+      if (group) group(req, res, next);
+      else next();
+    });
     for (const def of this.routes) {
+      const segment = firstSegment(def.path);
+      let group = groups.get(segment);
+      if (/[:*(?{]/.test(segment)) throw new Error(`route ${def.path}: the first path segment must be a plain word (routes are grouped by it)`);
+      if (!group) groups.set(segment, (group = Router({ strict: false, caseSensitive: true })));
       const audited = audit && def.method !== 'get' && (def.role === 'helpdesk' || def.role === 'admin');
       const aboutSession = /^\/(me\/)?sessions\/:id(\/|$)/.test(def.path);
-      router[def.method](def.path, async (req: Request, res: Response, next: NextFunction) => {
+      group[def.method](def.path, async (req: Request, res: Response, next: NextFunction) => {
         const call: AuditedCall = { refusalRecorded: false };
         try {
           // The role guard, inline (requireRole's checks, without a promise per request).
@@ -163,3 +176,9 @@ async function auditRefusal(audit: AuditService, def: RouteDef<any, any, any>, r
 }
 
 export const router = () => Router({ strict: false, caseSensitive: true });
+
+/** `/me/pools/x` -> `me`; `/openapi.json` -> `openapi.json`; `/` -> `` (a route path's first segment is never a parameter). */
+export function firstSegment(path: string): string {
+  const end = path.indexOf('/', 1);
+  return path.slice(1, end < 0 ? path.length : end);
+}

@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import { BrokerError } from '../errors.ts';
 import { hasRole, type Principal, type Role, type Actor } from '../broker/index.ts';
 import type { IdentityService, PasswordLogin } from './identity.service.ts';
+import type { StoredUser } from '../store/index.ts';
 import type { DirectoryIdentity } from './authenticators/types.ts';
 import { noSecondFactor, type SecondFactorGate, type SecondFactorMethod } from './second-factor.ts';
 
@@ -81,6 +82,61 @@ export interface HttpAuthOptions {
   cookieName: string;
   maxAgeSeconds: number;
   secureCookies: 'auto' | 'true' | 'false' | boolean;
+  /**
+   * Reads a session (by id) and the user its login names in one round trip (the store's
+   * users.withSession); without it the session and the user are read one after the other.
+   */
+  sessionWithUser?: (sid: string) => Promise<{ session: string | null; userId?: string; user?: StoredUser | null }>;
+  /**
+   * With Redis replicas (`redis.waitReplicas`): a login is answered only once this many replicas
+   * hold its session (WAIT), so a failover right after cannot lose it (the next request would
+   * find no session: 403 csrf_invalid / 401). Short of that, 503 redis_unavailable; the client logs in again.
+   */
+  replicated?: (what: string) => Promise<void>;
+}
+
+/** A user record read together with a session, waiting for that request's cookie middleware. */
+interface Prefetched {
+  userId: string;
+  user: StoredUser | null;
+}
+
+/**
+ * connect-redis's store, reading the session and the user its login names in ONE round trip.
+ * The user record is handed to the cookie middleware of the same request (by session id; a
+ * concurrent request on the same session may overwrite it with its own, equally fresh read).
+ */
+class SessionWithUserStore extends RedisStore {
+  readonly prefetched = new Map<string, Prefetched>();
+
+  constructor(o: ConstructorParameters<typeof RedisStore>[0], private readonly readWithUser: NonNullable<HttpAuthOptions['sessionWithUser']>) {
+    super(o);
+  }
+
+  override async get(sid: string, cb: (err?: unknown, data?: unknown) => void = () => undefined): Promise<void> {
+    let data: unknown;
+    try {
+      const r = await this.readWithUser(sid);
+      if (!r.session) return cb();
+      data = JSON.parse(r.session);
+      if (r.userId !== undefined) {
+        // Left-overs (a request that failed before its middleware ran) must not pile up.
+        if (this.prefetched.size >= 10_000) this.prefetched.clear();
+        this.prefetched.set(sid, { userId: r.userId, user: r.user ?? null });
+      }
+    } catch (err) {
+      return cb(err);
+    }
+    cb(null, data);
+  }
+
+  /** The user read with this session for `userId`, once (undefined: read it the usual way). */
+  take(sid: string, userId: string): StoredUser | null | undefined {
+    const p = this.prefetched.get(sid);
+    if (!p) return undefined;
+    this.prefetched.delete(sid);
+    return p.userId === userId ? p.user : undefined;
+  }
 }
 
 /**
@@ -134,12 +190,15 @@ export class HttpAuth {
   private readonly sessions: RedisStore;
   private readonly loadSecret: () => Promise<string>;
   private readonly refreshAfterMs: number;
+  private readonly replicatedHook: HttpAuthOptions['replicated'];
 
   constructor(private readonly identity: IdentityService, o: HttpAuthOptions) {
     this.cookieName = o.cookieName;
+    this.replicatedHook = o.replicated;
     // No touch (EXPIRE) at the end of every request: the expiry is refreshed by rewriting the
     // session when it is due (refreshIfDue), which also renews the cookie and its stored expiry.
-    this.sessions = new RedisStore({ client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds, disableTouch: true });
+    const storeOptions = { client: o.redis, prefix: o.sessionPrefix, ttl: o.maxAgeSeconds, disableTouch: true };
+    this.sessions = o.sessionWithUser ? new SessionWithUserStore(storeOptions, o.sessionWithUser) : new RedisStore(storeOptions);
     this.loadSecret = o.loadSecret ?? (async () => o.secret());
     this.refreshAfterMs = sessionRefreshIntervalMs(o.maxAgeSeconds);
     const secure = o.secureCookies === true || o.secureCookies === 'true' ? true : o.secureCookies === 'auto' ? 'auto' : false;
@@ -205,7 +264,9 @@ export class HttpAuth {
         const s = req.session as unknown as SessionData | undefined;
         const user = s?.passport?.user;
         if (user === undefined || user === null) return next();
-        this.identity.principalOf(String(user)).then((p) => {
+        // Read with the session when the store could (SessionWithUserStore), else now.
+        const known = this.sessions instanceof SessionWithUserStore ? this.sessions.take(req.sessionID, String(user)) : undefined;
+        (known !== undefined ? this.identity.principalOfStored(known) : this.identity.principalOf(String(user))).then((p) => {
           if (!p) {
             // A user who is gone or disabled: the login is dropped from the session (as passport does).
             delete (s!.passport as { user?: string }).user;
@@ -265,8 +326,9 @@ export class HttpAuth {
     const s = data as { passport?: { user?: unknown }; cookie?: { expires?: string | null } } | undefined | null;
     if (s?.cookie?.expires && Date.parse(s.cookie.expires) <= Date.now()) return null;
     const user = s?.passport?.user;
+    const known = this.sessions instanceof SessionWithUserStore && typeof user === 'string' ? this.sessions.take(sid, user) : undefined;
     if (typeof user !== 'string') return null;
-    const p = await this.identity.principalOf(user);
+    const p = known !== undefined ? await this.identity.principalOfStored(known) : await this.identity.principalOf(user);
     return p ? { binding: sessionBinding(sid), principal: p } : null;
   }
 
@@ -376,6 +438,7 @@ export class HttpAuth {
     req.principal = principal;
     req.authKind = 'cookie';
     await this.saveSession(req);
+    await this.replicated('the login');
     const durationMs = Date.now() - startedAt;
     await this.identity.recordLogin({ principal, address: actorOf(req).address }, principal.id, { authenticator: o.method, mfa: o.mfa ?? 'none', durationMs });
     return principal;
@@ -385,6 +448,11 @@ export class HttpAuth {
   authMethodOf(req: Request): { method: string; mfa?: string } | null {
     const s = req.session as unknown as SessionData | undefined;
     return s?.authMethod ? { method: s.authMethod, ...(s.mfa ? { mfa: s.mfa } : {}) } : null;
+  }
+
+  /** Waits until the configured replicas hold what was just written (redis.waitReplicas), else throws a transient Redis error. */
+  private async replicated(what: string): Promise<void> {
+    await this.replicatedHook?.(what);
   }
 
   private regenerate(req: Request): Promise<void> {

@@ -113,6 +113,9 @@ export class IdentityService {
       }
       identity = await authenticator.authenticate(id, password, { address });
     } catch (err) {
+      // No verdict on the password (Redis or the directory failed): the attempt is given back,
+      // best effort (Redis may still be away), so users retrying through an outage are not throttled.
+      if (!(err instanceof BrokerError) || err.code !== 'invalid_credentials') await this.throttle.released(throttleId, address).catch(() => undefined);
       if (!(err instanceof BrokerError)) throw err;
       const reason = err instanceof LoginRefused ? err.reason : err.message;
       const target = { type: 'user', id: throttleId };
@@ -195,7 +198,11 @@ export class IdentityService {
    * authenticator's cache (DirectoryUsers.current).
    */
   async principalOf(userId: string): Promise<Principal | null> {
-    const stored = await this.store.users.get(userId);
+    return this.principalOfStored(await this.store.users.get(userId));
+  }
+
+  /** principalOf() for a user record read already (with the HTTP session: users.withSession). */
+  async principalOfStored(stored: StoredUser | null): Promise<Principal | null> {
     if (!stored || stored.disabled) return null;
     const u = (stored.source ?? LOCAL) === LOCAL ? stored : await this.directoryUsers.current(stored);
     return u ? { kind: 'user', id: u.id, role: u.role, groups: u.groups } : null;

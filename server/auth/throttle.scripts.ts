@@ -27,6 +27,19 @@ local addressesK = base .. ':addresses'
 local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') or 0 end
 `;
 
+/** The lockout mode and the progressive waits, ARGV[5..8] of the scripts that count attempts. */
+const DELAY = `
+local hard = ARGV[5] == '1'
+local free, baseMs, capMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+-- the wait after the n-th counted attempt: none below free, then doubling, capped
+local function delay(n)
+  if n < free then return 0 end
+  local d = baseMs * math.pow(2, math.min(n - free, 40))
+  if d > capMs then d = capMs end
+  return d
+end
+`;
+
 /**
  * Before a password is checked. Order: the address's spraying block, then this user name from
  * this address, then the user name itself (hard lock, or progressive wait unless the address is
@@ -36,18 +49,9 @@ local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') or 0 e
  * Returns {code, waitMs, firstRefusal, accountAttempts, pairAttempts, scope}; code 'ok' when accepted.
  */
 export const RESERVE = `${PRELUDE}
-local hard = ARGV[5] == '1'
-local free, baseMs, capMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local threshold, durationMs = tonumber(ARGV[9]), tonumber(ARGV[10])
+${DELAY}local threshold, durationMs = tonumber(ARGV[9]), tonumber(ARGV[10])
 local knownMs, windowMs = tonumber(ARGV[11]), tonumber(ARGV[12])
 local pairFailures, pairBlockMs = tonumber(ARGV[13]), tonumber(ARGV[14])
--- the wait after the n-th counted attempt: none below free, then doubling, capped
-local function delay(n)
-  if n < free then return 0 end
-  local d = baseMs * math.pow(2, math.min(n - free, 40))
-  if d > capMs then d = capMs end
-  return d
-end
 local function refuse(k, code, waitMs, scope)
   local first = redis.call('HSETNX', k, 'told', '1')
   return {code, math.ceil(waitMs), first, 0, 0, scope}
@@ -149,6 +153,33 @@ if knownMs > 0 then
   redis.call('PEXPIRE', knownK, knownMs)
 end
 return 1
+`;
+
+/**
+ * An attempt that reserve counted but that never reached a verdict (Redis or the directory failed
+ * before the password was judged): given back, so an outage (a Redis failover, a directory
+ * restart) does not throttle or lock out the users who retried through it. The waits and locks
+ * are recomputed from the lower counts. Nothing joins the spraying set.
+ * ARGV: base id addr now hard(0/1) free baseMs capMs threshold pairFailures
+ */
+export const RELEASED = `${PRELUDE}
+${DELAY}local threshold, pairFailures = tonumber(ARGV[9]), tonumber(ARGV[10])
+local n = num(acctK, 'n')
+if n > 0 then
+  n = n - 1
+  if hard then
+    if n < threshold then redis.call('HSET', acctK, 'n', n, 'until', 0) else redis.call('HSET', acctK, 'n', n) end
+  else
+    redis.call('HSET', acctK, 'n', n, 'next', n > 0 and now + delay(n) or 0)
+  end
+end
+local pn = num(pairK, 'n')
+if pn > 0 then
+  pn = pn - 1
+  redis.call('HSET', pairK, 'n', pn, 'next', pn > 0 and now + delay(pn) or 0)
+  if pn < pairFailures then redis.call('HSET', pairK, 'until', 0) end
+end
+return {n, pn}
 `;
 
 /**

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BrokerError } from '../errors.ts';
-import { RESERVE, FAILED, SUCCEEDED, UNLOCK } from './throttle.scripts.ts';
+import { RESERVE, FAILED, SUCCEEDED, RELEASED, UNLOCK } from './throttle.scripts.ts';
 
 export interface LockoutPolicy {
   mode: 'progressive' | 'hard';
@@ -73,7 +73,7 @@ type Script = (...args: (string | number)[]) => Promise<unknown>;
 export class LoginThrottle {
   private readonly base: string;
   private readonly now: () => number;
-  private readonly script: Record<'reserve' | 'failed' | 'succeeded' | 'unlock', Script>;
+  private readonly script: Record<'reserve' | 'failed' | 'succeeded' | 'released' | 'unlock', Script>;
 
   constructor(private readonly redis: Redis, private readonly o: ThrottleOptions) {
     this.base = `${o.keyPrefix}:login`;
@@ -87,6 +87,7 @@ export class LoginThrottle {
       reserve: define('vdiLoginReserve', RESERVE),
       failed: define('vdiLoginFailed', FAILED),
       succeeded: define('vdiLoginSucceeded', SUCCEEDED),
+      released: define('vdiLoginReleased', RELEASED),
       unlock: define('vdiLoginUnlock', UNLOCK),
     };
   }
@@ -120,6 +121,12 @@ export class LoginThrottle {
     const t = this.o.throttle;
     const [blocked, names] = (await this.script.failed(this.base, account, address, this.now(), t.windowSeconds * 1000, t.sprayAccounts, t.sprayBlockSeconds * 1000)) as [number, number];
     return { addressBlocked: blocked === 1, distinctNames: names };
+  }
+
+  /** An attempt counted by reserve that reached no verdict (an outage, not a guess): not counted. */
+  async released(account: string, address: string): Promise<void> {
+    const l = this.o.lockout;
+    await this.script.released(this.base, account, address, this.now(), l.mode === 'hard' ? 1 : 0, l.freeFailures, l.baseDelaySeconds * 1000, l.maxDelaySeconds * 1000, l.threshold, this.o.throttle.pairFailures);
   }
 
   /** A good password: the account's count and this address's pair are forgotten; the address becomes known. */

@@ -43,7 +43,7 @@ export class SessionService {
   expectsGuestLogon: (d: Desktop) => Promise<boolean> = async () => false;
 
   /** Called after a logoff released a desktop (app.ts: the guest agent logs the user off a desktop that stays running). Must not throw. */
-  onLogoff: ((user: string, r: { desktopId: string; desktopState: string }) => void) | undefined;
+  onLogoff: ((user: string, r: { desktopId: string; desktopState: string; desktop?: Desktop | null }) => void) | undefined;
 
   /** Wires in the guest agents (app.ts); without them messages reach only the viewer. */
   useGuests(g: GuestMessenger): void {
@@ -108,12 +108,17 @@ export class SessionService {
 
   /** Logs the session off; its desktop goes back per the pool's policy. */
   async logoff(actor: Actor, id: string, reason = 'logoff'): Promise<Session> {
-    const s = await this.get(actor, id);
-    if (s.state === 'ended') return s;
-    const r = await this.store.sessions.release(id, reason, this.now());
-    if (r) await this.audit.record(actor, 'session.logoff', { type: 'session', id }, { reason, desktop: r.desktopId, desktopState: r.desktopState });
-    if (r) this.onLogoff?.(s.user, r);
-    return (await this.store.sessions.get(id)) ?? s;
+    const p = actor.principal;
+    if (!p || !/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new BrokerError('not_found', 'No such session.');
+    // One script checks that the session is the caller's (helpdesk: anyone's), ends it and
+    // answers with the records (release.lua); an ended session is answered as it is.
+    const r = await this.store.sessions.releaseOwn(id, reason, this.now(), hasRole(p, 'helpdesk') ? '' : p.id);
+    if (r.outcome === 'not_found' || (r.outcome === 'not_live' && !r.session)) throw new BrokerError('not_found', 'No such session.');
+    if (r.outcome === 'not_live') return r.session!;
+    const { release } = r;
+    await this.audit.record(actor, 'session.logoff', { type: 'session', id }, { reason, desktop: release.desktopId, desktopState: release.desktopState });
+    if (release.session) this.onLogoff?.(release.session.user, release);
+    return release.session ?? (await this.get(actor, id));
   }
 
   /** Tunnel events (the streaming layer reports them). */

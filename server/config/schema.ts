@@ -180,6 +180,8 @@ export type LdapAuthenticatorConfig = z.infer<typeof ldapAuthenticator>;
 // Single sign-on with an OpenID Connect provider (server/auth/authenticators/oidc.authenticator.ts,
 // docs/authentication.md "OpenID Connect"). http is allowed only for a loopback issuer (tests).
 const loopbackHost = /^(127(?:\.\d{1,3}){3}|\[::1\]|localhost)$/i;
+/** Addresses that mean "every interface" (no machine can be reached by them). */
+const wildcardHost = /^(0\.0\.0\.0|::|\[::\]|0:0:0:0:0:0:0:0|\*)$/;
 const oidcUrl = z.url().refine((u) => { const x = new URL(u); return x.protocol === 'https:' || (x.protocol === 'http:' && loopbackHost.test(x.hostname)); }, 'an https URL (http only on 127.0.0.1, [::1] or localhost)');
 const claimPath = z.string().min(1).max(200).regex(/^[A-Za-z0-9_:/.#-]+$/, 'a claim name or a dotted path like realm_access.roles');
 const oidcAuthenticator = z
@@ -389,15 +391,23 @@ export const configSchema = z.strictObject({
     host: z.string().max(253),
     port,
   }),
-  gateway: z.strictObject({
-    listen: z.enum(['unix', 'tcp']),
-    socketDir: z.string(),
-    host: z.string().min(1),
-    port,
-    lossyQualityMin: z.number().int().min(1).max(100),
-    lossyQualityMax: z.number().int().min(1).max(100),
-    losslessRefreshMs: z.number().int().min(50).max(60_000),
-  }),
+  gateway: z
+    .strictObject({
+      listen: z.enum(['unix', 'tcp']),
+      socketDir: z.string(),
+      host: z.string().min(1),
+      port,
+      lossyQualityMin: z.number().int().min(1).max(100),
+      lossyQualityMax: z.number().int().min(1).max(100),
+      losslessRefreshMs: z.number().int().min(50).max(60_000),
+    })
+    // The listening address is what grants and session claims name and what other replicas
+    // connect to: a wildcard names no machine (and every replica's gateway would take grants
+    // meant for another's).
+    .refine((g) => g.listen !== 'tcp' || !wildcardHost.test(g.host), {
+      message: 'with listen: tcp, the address other replicas reach this gateway on (grants name it), not a wildcard address',
+      path: ['host'],
+    }),
   tunnel: z.strictObject({
     ticketTtlSeconds: z.number().int().min(5).max(60),
     secret: z.union([z.literal(''), z.string().min(32, 'at least 32 characters')]),

@@ -1,12 +1,15 @@
 // Clocks: every replica publishes how far its clock is from Redis's (TIME), so the doctor sees
 // the skew between replicas; the doctor also measures its own process against Redis, says that
-// QEMU hosts share this machine's clock, and reads guests' clocks through qemu-guest-agent.
+// QEMU hosts (and libvirt hosts on this machine) share this machine's clock, measures qemu+ssh
+// libvirt hosts over the driver's ssh transport, and reads guests' clocks through qemu-guest-agent.
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import type { Store } from '../store/index.ts';
 import { GRANT_TTL_MS } from '../gateway/grant.ts';
 import { TOTP_PERIOD_SECONDS } from '../auth/mfa/totp.ts';
-import { type CheckFamily, type CheckResult, fail, ok, skipped, warn, withTimeout } from './types.ts';
+import { Virsh } from '../providers/libvirt/virsh.ts';
+import { type CheckFamily, type CheckResult, type DoctorContext, fail, ok, skipped, warn, withTimeout } from './types.ts';
+import { hostRoute, sshDialogue } from './host-shell.ts';
 
 /** A replica's clock against Redis: offsetMs = replica - Redis (positive: the replica is ahead). */
 export interface ReplicaClock {
@@ -34,6 +37,13 @@ export const CLOCK = {
   guestFailMs: 300_000,
   /** The broker against Redis beyond a TOTP step: authenticator codes are refused. */
   totpMs: TOTP_PERIOD_SECONDS * 1000,
+  /**
+   * Hypervisor hosts: above this, warn (guests boot with the host's clock as their RTC; logs and
+   * audit trails of host and broker stop lining up).
+   */
+  hostWarnMs: 1000,
+  /** Hypervisor hosts: above this, fail — guests booted there start beyond Kerberos's 5 minutes. */
+  hostFailMs: 300_000,
   /** Samples older than this (Redis time) are from replicas that stopped. */
   staleMs: 60_000,
 };
@@ -92,6 +102,83 @@ export async function replicaClocks(store: Store, redisNow: number): Promise<Rep
   return out;
 }
 
+/**
+ * A host's clock over ssh, NTP-style: the remote shell says it is ready, we send a line and note
+ * when; it prints its time (ns) the moment the line arrives. offsetMs = host - this process at
+ * the mid-point of that one round trip (the ssh handshake does not count), so the error is at
+ * most rttMs / 2.
+ */
+export const HOST_CLOCK_COMMAND = 'echo vdi-doctor-ready; read line; date +%s%N';
+
+/** Parses `date +%s%N` (ns), or plain seconds where %N is not supported (a literal N, or 10 digits). */
+export function parseHostDate(line: string): { ms: number; resolutionMs: number } | undefined {
+  const t = line.trim();
+  if (/^\d{16,20}$/.test(t)) return { ms: Math.round(Number(BigInt(t) / 1000n) / 1000), resolutionMs: 1 };
+  const secs = /^(\d{9,11})N?$/.exec(t);
+  if (secs) return { ms: Number(secs[1]) * 1000 + 500, resolutionMs: 500 };
+  return undefined;
+}
+
+/** The offset of a clock from one round trip: sent at t0, answered at t1 with `remoteMs`. */
+export function roundTripOffset(t0: number, t1: number, remoteMs: number): { offsetMs: number; rttMs: number } {
+  return { offsetMs: Math.round(remoteMs - (t0 + t1) / 2), rttMs: t1 - t0 };
+}
+
+export async function measureSshHostClock(virsh: Virsh, h: Parameters<Virsh['sshCommand']>[0], timeoutMs: number): Promise<{ offsetMs: number; rttMs: number; resolutionMs: number }> {
+  let t0 = 0;
+  let t1 = 0;
+  let answer: string | undefined;
+  // Lines before the marker (a login script's chatter) are passed over.
+  await sshDialogue(virsh, h, HOST_CLOCK_COMMAND, timeoutMs, (line) => {
+    if (!t0 && line.trim() === 'vdi-doctor-ready') {
+      t0 = Date.now();
+      return '\n';
+    }
+    if (t0 && answer === undefined) {
+      t1 = Date.now();
+      answer = line;
+    }
+    return undefined;
+  });
+  const parsed = answer !== undefined ? parseHostDate(answer) : undefined;
+  if (!t0 || !t1 || !parsed) throw new Error(t0 ? `the host printed no time we understand (${JSON.stringify((answer ?? '').slice(0, 60))}; \`date +%s%N\` should print nanoseconds)` : 'the host\'s shell did not start the time exchange');
+  return { ...roundTripOffset(t0, t1, parsed.ms), resolutionMs: parsed.resolutionMs };
+}
+
+/** clock.host for every libvirt host: measured over ssh, this machine's clock, or not reachable. */
+async function libvirtHostClocks(ctx: DoctorContext, brokerVsRedisMs: number): Promise<CheckResult[]> {
+  const virsh = new Virsh('virsh', ctx.timeoutMs);
+  const out: CheckResult[] = [];
+  const fixNtp = 'Run NTP on the host (chrony or systemd-timesyncd) against the same servers as the brokers and Redis, then check `chronyc tracking` there.';
+  const jobs = ctx.config.providers.flatMap((p) => (p.kind === 'libvirt' ? p.hosts.map((h) => ({ p, h })) : []));
+  await Promise.all(jobs.map(async ({ p, h }) => {
+    const target = `${p.name}/${h.name}`;
+    const route = hostRoute(h.uri);
+    if (route === 'local') {
+      out.push(ok('clock.host', target, `libvirt host on this machine (${h.uri.split('?')[0]}): it has the broker's own clock, so it is not measured separately (see clock.redis)`, { sameMachine: true, measured: false, via: 'local' }));
+      return;
+    }
+    if (route === 'none') {
+      out.push(skipped('clock.host', target, `libvirt's ${/^[a-z0-9]+\+([a-z0-9]+)/i.exec(h.uri)?.[1] ?? 'remote'} connection (${h.uri.split('?')[0]}) carries no host time and runs no commands there, so this host's clock cannot be measured from the broker; its guests' clocks are checked through their agents. Check NTP on the host (\`chronyc tracking\`), or use a qemu+ssh URI to let the doctor measure it`, { sameMachine: false, measured: false, via: 'none' }));
+      return;
+    }
+    try {
+      const m = await measureSshHostClock(virsh, h, ctx.timeoutMs);
+      // host - Redis = (host - broker) + (broker - Redis): one scale with the replicas.
+      const offset = m.offsetMs + brokerVsRedisMs;
+      const a = Math.abs(offset);
+      const dir = offset > 0 ? 'ahead of' : 'behind';
+      const details = { offsetMs: offset, offsetFromBrokerMs: m.offsetMs, rttMs: m.rttMs, resolutionMs: m.resolutionMs, sameMachine: false, measured: true, via: 'ssh', warnMs: CLOCK.hostWarnMs, failMs: CLOCK.hostFailMs };
+      if (a > CLOCK.hostFailMs) out.push(fail('clock.host', target, `host clock is ${s(a)} ${dir} Redis (measured over ssh): guests booted there start with that clock, beyond Kerberos's 5 minutes, so domain logon and SMB to users' folders fail until their own time sync corrects them; TLS certificates may look expired or not yet valid`, fixNtp, details));
+      else if (a > CLOCK.hostWarnMs) out.push(warn('clock.host', target, `host clock is ${s(a)} ${dir} Redis (measured over ssh; warn above ${s(CLOCK.hostWarnMs)}, fail above 5 min): guests booted there start off by as much, and host logs do not line up with the broker's`, fixNtp, details));
+      else out.push(ok('clock.host', target, `host clock within ${Math.max(a, 1)} ms of Redis (measured over ssh, ±${Math.ceil(m.rttMs / 2) + (m.resolutionMs > 1 ? m.resolutionMs : 0)} ms)`, details));
+    } catch (e) {
+      out.push(warn('clock.host', target, `could not read the host's clock over ssh: ${(e as Error).message}`, 'Check that the broker reaches the host over ssh with the same key libvirt uses (reach and kvm checks name connection faults), and that `date` runs there.', { measured: false, via: 'ssh' }));
+    }
+  }));
+  return out;
+}
+
 const s = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 0)} s`;
 
 export const clockChecks: CheckFamily = async (ctx) => {
@@ -120,8 +207,8 @@ export const clockChecks: CheckFamily = async (ctx) => {
 
   for (const p of ctx.config.providers) {
     if (p.kind === 'qemu') for (const h of p.hosts) out.push(ok('clock.host', `${p.name}/${h.name}`, 'QEMU host on this machine: same clock as the broker', { sameMachine: true }));
-    if (p.kind === 'libvirt') for (const h of p.hosts) out.push(skipped('clock.host', `${p.name}/${h.name}`, 'libvirt does not tell a host\'s clock; its guests\' clocks are checked through their agents, and NTP on the host keeps it right'));
   }
+  out.push(...(await libvirtHostClocks(ctx, self.offsetMs)));
 
   // Guests: through qemu-guest-agent (guest-get-time); our own agent's protocol carries no time.
   if (!ctx.guests) {

@@ -1,13 +1,17 @@
 // Identity collisions: two machines with the same name, UUID or MAC address, across everything
 // the drivers can see — the broker's desktops and manual machines, every QEMU process on this
 // machine (also ones the broker did not start) and every libvirt domain on the libvirt hosts
-// (also ones the broker does not manage). Two machine records on the same console address too.
+// (also ones the broker does not manage). Two machine records on the same console address too,
+// and IP addresses guests report that clash with each other or with a host's or machine's.
+import dns from 'node:dns/promises';
 import fs from 'node:fs';
 import path from 'node:path';
 import { desktopUuid, desktopsDir } from '../providers/qemu/machine.ts';
 import { Virsh } from '../providers/libvirt/index.ts';
 import type { LibvirtProviderConfig } from '../config/schema.ts';
-import { type CheckFamily, type CheckResult, fail, ok, skipped, warn } from './types.ts';
+import type { Machine } from '../store/index.ts';
+import { type CheckFamily, type CheckResult, type DoctorContext, fail, ok, skipped, warn, withTimeout } from './types.ts';
+import { type GuestAddress, type KnownAddress, brokerAddresses, hostAddresses, ipConflicts, libvirtGuestAddresses } from './addresses.ts';
 
 /** One machine as some source sees it. `entity` is the same for two views of one machine. */
 export interface SeenMachine {
@@ -100,7 +104,51 @@ export function collisions(seen: SeenMachine[], key: (m: SeenMachine) => string[
   return out;
 }
 
+/**
+ * identity.ip: the addresses guests report (libvirt desktops and VMs: qemu-guest-agent, else
+ * DHCP leases) against each other and against hosts, manual machines and this machine. QEMU
+ * desktops run on user networking (a private NAT each: 10.0.2.15 repeats harmlessly) and report
+ * nothing that could clash.
+ */
+export async function ipChecks(ctx: DoctorContext, machines: Machine[]): Promise<CheckResult[]> {
+  const guests: GuestAddress[] = [];
+  let domains = 0;
+  let reporting = 0;
+  await Promise.all(ctx.config.providers.map(async (p) => {
+    if (p.kind !== 'libvirt') return;
+    const r = await libvirtGuestAddresses(p, ctx.timeoutMs);
+    guests.push(...r.addresses);
+    domains += r.domains;
+    reporting += r.reporting;
+  }));
+  const known: KnownAddress[] = [...brokerAddresses(), ...(await hostAddresses(ctx.config.providers, ctx.timeoutMs))];
+  await Promise.all(machines.map(async (m) => {
+    const found = await withTimeout(dns.lookup(m.address, { all: true }), ctx.timeoutMs, `resolving ${m.address}`).catch(() => []);
+    for (const f of found) known.push({ address: f.address.toLowerCase(), what: `manual machine ${m.name} (${m.address})` });
+  }));
+  const details = { runningDomains: domains, reporting, addresses: guests.length };
+  if (!reporting) {
+    return [skipped('identity.ip', 'guests', domains
+      ? `none of the ${domains} running libvirt domain(s) reports its addresses (no qemu-guest-agent answering, and no DHCP lease of a libvirt network); QEMU desktops use their own NAT each, so their 10.0.2.15 repeats harmlessly`
+      : 'no guest reports its addresses: only running libvirt domains do (through qemu-guest-agent or libvirt\'s DHCP leases); QEMU desktops use their own NAT each, so their 10.0.2.15 repeats harmlessly', details)];
+  }
+  const out: CheckResult[] = [];
+  for (const c of ipConflicts(guests, known)) {
+    const who = [...c.guests.map((g) => `${g.source} (${g.iface}, ${g.via === 'agent' ? 'reported by its guest agent' : 'DHCP lease'})`), ...c.known.map((k) => k.what)];
+    const hitsKnown = c.known.length > 0;
+    out.push(fail('identity.ip', c.address, `IP address ${c.address} is used by ${who.length} machines: ${who.join('; ')}. ${hitsKnown ? `A guest on the address of ${c.known[0]!.what} cuts it off the network (ARP answers flip between them)` : 'Both lose connections at random (ARP answers flip between them); consoles and shares reach the wrong one'}`,
+      hitsKnown ? 'Change the guest\'s address (a static address set inside the image is the usual cause: let the guest use DHCP), and keep hosts\' and machines\' addresses out of the DHCP range.' : 'Give each guest its own address: remove static addresses baked into the golden image (use DHCP), or make the DHCP range of the desktops\' network larger than the number of desktops; an unmanaged VM copied from a desktop keeps its address.',
+      { address: c.address, machines: who, guests: c.guests.map((g) => ({ entity: g.entity, iface: g.iface, mac: g.mac ?? null, via: g.via })), known: c.known.map((k) => k.what) }));
+  }
+  if (!out.length) out.push(ok('identity.ip', 'guests', `no IP address used twice among ${guests.length} address(es) that ${reporting} guest(s) report, nor on a host or machine`, details));
+  return out;
+}
+
 export const identityChecks: CheckFamily = async (ctx) => {
+  // Guests' addresses are asked for while the names, UUIDs and MACs are gathered.
+  const machinesRead = ctx.store.machines.list();
+  const ipAsked = machinesRead.then((m) => ipChecks(ctx, m));
+  ipAsked.catch(() => undefined);
   const seen: SeenMachine[] = [];
   const pools = await ctx.store.pools.list();
   const desktops = (await Promise.all(pools.map((p) => ctx.store.desktops.listByPool(p.name)))).flat().filter((d) => d.state !== 'deleted');
@@ -129,7 +177,7 @@ export const identityChecks: CheckFamily = async (ctx) => {
     out.push(warn('identity.name', name, `name ${name} is used by ${ms.length} machines: ${list(ms)}. Two computers with one name clash in DNS and in the directory (the second one's domain join breaks the first's)`, 'Rename one of them; the broker keeps its own names unique, so rename the machine outside the broker or change the pool\'s naming pattern.', { name, machines: ms.map((m) => m.source) }));
   }
   // Manual machines: two records on one console address are one machine brokered twice.
-  const machines = await ctx.store.machines.list();
+  const machines = await machinesRead;
   const byAddr = new Map<string, string[]>();
   for (const m of machines) byAddr.set(`${m.address.toLowerCase()}:${m.port}`, [...(byAddr.get(`${m.address.toLowerCase()}:${m.port}`) ?? []), m.name]);
   for (const [addr, names2] of byAddr) {
@@ -138,6 +186,6 @@ export const identityChecks: CheckFamily = async (ctx) => {
   if (!macs.size) out.push(ok('identity.mac', 'all machines', `no MAC address used twice among ${seen.length} machines seen`, sources));
   if (!uuids.size) out.push(ok('identity.uuid', 'all machines', 'no UUID used twice', sources));
   if (!names.size) out.push(ok('identity.name', 'all machines', 'no name used twice', sources));
-  out.push(skipped('identity.ip', 'guests', 'guests do not report their addresses to the broker (QEMU user-mode networking gives every desktop its own private NAT, so 10.0.2.15 repeats harmlessly); manual machines are compared by console address (identity.address)', { machines: machines.length }));
+  out.push(...(await ipAsked));
   return out;
 };

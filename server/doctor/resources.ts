@@ -1,10 +1,13 @@
 // Resources: hosts' CPU and memory against capacity and overcommit, disk space for overlays,
 // images and users' folders, desktops quarantined (state error) and why, pools with no warm
-// spare, and GPU devices.
+// spare, and GPUs declared by libvirt domains (<hostdev>) against the devices their hosts have.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type CheckFamily, type CheckResult, fail, ok, skipped, warn } from './types.ts';
+import { Virsh } from '../providers/libvirt/virsh.ts';
+import { type CheckFamily, type CheckResult, type DoctorContext, fail, ok, skipped, warn } from './types.ts';
+import { type DeclaredDevice, type DevicePresence, declaredDevices, devicePresence, domainXmls, isGpuClass, localMdevTypes } from './gpu.ts';
+import { hostRoute } from './host-shell.ts';
 
 const GiB = 1024 ** 3;
 
@@ -35,8 +38,63 @@ function diskCheck(target: string, dir: string, what: string): CheckResult {
   return ok('resources.disk', target, msg, details);
 }
 
+/** Every host device a libvirt domain declares, against what its host has (docs/doctor.md, resources.gpu). */
+export async function declaredGpuChecks(ctx: DoctorContext, sys = '/sys'): Promise<{ results: CheckResult[]; declared: number; hosts: number }> {
+  const virsh = new Virsh('virsh', ctx.timeoutMs);
+  const results: CheckResult[] = [];
+  let declared = 0;
+  let hosts = 0;
+  const jobs = ctx.config.providers.flatMap((p) => (p.kind === 'libvirt' ? p.hosts.map((h) => ({ p, h })) : []));
+  await Promise.all(jobs.map(async ({ p, h }) => {
+    let doms;
+    try {
+      // The persistent definition is the declaration (a stopped desktop fails at its next start).
+      doms = await domainXmls(virsh, h, ctx.timeoutMs, true);
+    } catch {
+      return; // unreachable hosts are reported by the reachability and KVM checks
+    }
+    hosts++;
+    const local = hostRoute(h.uri) === 'local';
+    await Promise.all(doms.flatMap(({ name, xml }) => declaredDevices(xml).map(async (d) => {
+      declared++;
+      const managedBy = /<vdi:desktop\b/.test(xml) ? 'desktop' : 'unmanaged VM';
+      const target = `${name} (${p.name}/${h.name})`;
+      const what = d.type === 'pci' ? `PCI device ${d.address}` : `mediated device (vGPU) ${d.uuid}${d.model ? ` (${d.model})` : ''}`;
+      let pr: DevicePresence;
+      try {
+        pr = await devicePresence(virsh, h, d, ctx.timeoutMs, sys);
+      } catch (e) {
+        results.push(warn('resources.gpu', target, `cannot tell whether host ${h.name} has the ${what} that ${managedBy} ${name} declares: ${(e as Error).message}`, 'Check the broker reaches libvirt on the host (see the reach and kvm checks).', { host: `${p.name}/${h.name}`, domain: name, device: d }));
+        return;
+      }
+      const details: Record<string, unknown> = { host: `${p.name}/${h.name}`, domain: name, device: d, ...pr };
+      if (!pr.present) {
+        if (d.type === 'mdev' && local) details.mdevTypes = localMdevTypes(sys);
+        results.push(fail('resources.gpu', target, `${managedBy} ${name} declares ${what}, which host ${h.name} does not have: it fails to start there ("device not found")${d.type === 'pci' ? ', or the GPU sits at another PCI address on this host' : ''}`, gpuFix(d, h.name), details));
+        return;
+      }
+      const kind = d.type === 'mdev' ? 'vGPU' : isGpuClass(pr.pciClass) ? 'GPU' : 'PCI device (not a display controller)';
+      // managed='no': libvirt leaves the binding to the admin, so the device must sit on vfio-pci already.
+      if (d.type === 'pci' && !d.managed && pr.driver !== 'vfio-pci') {
+        results.push(warn('resources.gpu', target, `${managedBy} ${name} declares ${what} (${kind}, present) with managed='no', but the host binds it to ${pr.driver ?? 'no driver'}, not vfio-pci: the domain cannot start with it`, `Bind ${d.address} to vfio-pci on host ${h.name} (driverctl set-override ${d.address} vfio-pci), or set managed='yes' in the domain's <hostdev> so libvirt does it.`, details));
+        return;
+      }
+      results.push(ok('resources.gpu', target, `${managedBy} ${name} declares ${what}: present on host ${h.name} (${kind}${pr.driver ? `, driver ${pr.driver}` : ''}${pr.mdevType ? `, type ${pr.mdevType}` : ''})`, details));
+    })));
+  }));
+  return { results, declared, hosts };
+}
+
+function gpuFix(d: DeclaredDevice, host: string): string {
+  if (d.type === 'pci') return `List the host's devices (\`lspci -D\` on ${host}, or \`virsh nodedev-list --cap pci\`) and correct the address in the domain's <hostdev>; or move the desktop to the host that has this GPU; or remove the <hostdev> if the desktop should run without it.`;
+  return `Create the mediated device on ${host} (echo ${d.uuid} > /sys/class/mdev_bus/<parent>/mdev_supported_types/<type>/create, or \`mdevctl start -u ${d.uuid} -p <parent> -t <type>\`; \`mdevctl types\` lists what the GPU offers), and make it persistent with \`mdevctl define\`; or remove the <hostdev> from the domain.`;
+}
+
 export const resourceChecks: CheckFamily = async (ctx) => {
   const out: CheckResult[] = [];
+  // Declared GPUs are looked up on the libvirt hosts while the rest is measured.
+  const gpusAsked = declaredGpuChecks(ctx);
+  gpusAsked.catch(() => undefined);
   // Hosts: load against capacity (capacity already includes the configured overcommit).
   await Promise.all(ctx.providers.list().map(async (p) => {
     const cfg = ctx.config.providers.find((c) => c.name === p.name);
@@ -90,7 +148,8 @@ export const resourceChecks: CheckFamily = async (ctx) => {
   }
   if (!quarantined) out.push(ok('resources.quarantine', 'desktops', 'no desktop is quarantined'));
 
-  // GPUs: pools declare emulated graphics only; report what the machine has for later passthrough.
+  // GPUs: pool specs declare emulated graphics only; passthrough GPUs and vGPUs are declared in
+  // libvirt domains (<hostdev>), checked against their host's devices.
   let dri: string[] = [];
   try {
     dri = fs.readdirSync('/dev/dri').filter((x) => x.startsWith('renderD'));
@@ -98,6 +157,8 @@ export const resourceChecks: CheckFamily = async (ctx) => {
     // no DRM devices
   }
   const wanted = [...new Set(pools.map((p) => p.resources.graphics))];
-  out.push(skipped('resources.gpu', 'broker', `pools declare emulated graphics only (${wanted.join(', ') || 'none'}); no GPU passthrough or vGPU is declared, so none can be missing. This machine has ${dri.length} GPU render node(s)`, { graphics: wanted, renderNodes: dri }));
+  const gpus = await gpusAsked;
+  out.push(...gpus.results);
+  if (!gpus.declared) out.push(skipped('resources.gpu', 'broker', `no GPU is declared: pools use emulated graphics (${wanted.join(', ') || 'none'}) and no libvirt domain on the ${gpus.hosts} reachable libvirt host(s) has a passthrough or vGPU device (<hostdev>), so none can be missing. This machine has ${dri.length} GPU render node(s)`, { graphics: wanted, renderNodes: dri, libvirtHosts: gpus.hosts }));
   return out;
 };

@@ -1,6 +1,10 @@
 // Async exact-length reads over a socket, with backpressure: the socket is paused while
 // more than `highWater` bytes wait unread, unless a read needs more than that.
-import type { Socket } from 'node:net';
+// With `ByteReader.connect` the socket reads into one buffer shared by every connection
+// (net's `onread`): bytes a pending readInto() waits for go straight to its destination (a
+// Raw rectangle into the framebuffer), the rest is copied out. Node would otherwise allocate a
+// fresh 64 KiB buffer per read: megabytes per frame of short-lived external memory.
+import net, { type Socket } from 'node:net';
 
 export class ReaderClosedError extends Error {
   constructor(message = 'connection closed') {
@@ -16,17 +20,27 @@ export class ByteReader {
   private want = 0;
   private wake: (() => void) | undefined;
   private closedWith: Error | undefined;
+  /** A readInto() waiting for bytes that go straight to its destination. */
+  private direct: { dst: Uint8Array; offset: number; n: number } | undefined;
+
+  /** Connects a TCP socket whose reads go through the shared buffer (see the file comment). */
+  static connect(opts: { host: string; port: number }, highWater?: number): { socket: Socket; reader: ByteReader } {
+    let reader: ByteReader | undefined;
+    const socket = net.connect({
+      host: opts.host,
+      port: opts.port,
+      onread: { buffer: () => sharedReadBuffer, callback: (n: number, buf: Uint8Array) => (reader!.received(buf.subarray(0, n), true), true) },
+    });
+    reader = new ByteReader(socket, highWater, false);
+    return { socket, reader };
+  }
 
   constructor(
     private readonly socket: Socket,
     private readonly highWater = 4 * 1024 * 1024,
+    listen = true,
   ) {
-    socket.on('data', (d: Buffer) => {
-      this.chunks.push(d);
-      this.available += d.length;
-      if (this.available > Math.max(this.highWater, this.want)) socket.pause();
-      if (this.wake && this.available >= this.want) this.signal();
-    });
+    if (listen) socket.on('data', (d: Buffer) => this.received(d, false));
     const end = (err?: Error) => {
       if (!this.closedWith) this.closedWith = err ?? new ReaderClosedError();
       this.signal();
@@ -34,6 +48,25 @@ export class ByteReader {
     socket.on('end', () => end());
     socket.on('close', () => end());
     socket.on('error', (e) => end(e));
+  }
+
+  /** Bytes from the socket; `borrowed` ones are only valid during this call. */
+  private received(d: Uint8Array, borrowed: boolean): void {
+    const direct = this.direct;
+    if (direct && this.available === 0) {
+      const k = Math.min(direct.n, d.length);
+      direct.dst.set(d.subarray(0, k), direct.offset);
+      direct.offset += k;
+      direct.n -= k;
+      if (direct.n === 0) this.signal();
+      d = d.subarray(k);
+      if (d.length === 0) return;
+    }
+    const chunk = borrowed ? Buffer.from(d) : (d as Buffer);
+    this.chunks.push(chunk);
+    this.available += chunk.length;
+    if (this.available > Math.max(this.highWater, this.want)) this.socket.pause();
+    if (this.wake && !this.direct && this.available >= this.want) this.signal();
   }
 
   private signal(): void {
@@ -56,6 +89,34 @@ export class ByteReader {
     }
     this.want = 0;
     return this.take(n);
+  }
+
+  /** Reads exactly n bytes into dst at offset (no intermediate buffer). */
+  async readInto(dst: Uint8Array, offset: number, n: number): Promise<void> {
+    // First what is queued, ...
+    while (n > 0 && this.available > 0) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length - this.head, n);
+      dst.set(c.subarray(this.head, this.head + k), offset);
+      offset += k;
+      n -= k;
+      this.head += k;
+      this.available -= k;
+      if (this.head === c.length) {
+        this.chunks.shift();
+        this.head = 0;
+      }
+    }
+    // ... then straight from the socket.
+    if (n > 0) {
+      if (this.closedWith) throw this.closedWith;
+      const direct = (this.direct = { dst, offset, n });
+      if (this.socket.isPaused()) this.socket.resume();
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.direct = undefined;
+      if (direct.n > 0) throw this.closedWith ?? new ReaderClosedError();
+    }
+    if (this.available <= this.highWater && this.socket.isPaused() && !this.closedWith) this.socket.resume();
   }
 
   async u8(): Promise<number> {
@@ -111,3 +172,6 @@ export class ByteReader {
     return out;
   }
 }
+
+/** The read buffer of every ByteReader.connect socket (its bytes are consumed synchronously). */
+const sharedReadBuffer = Buffer.allocUnsafe(256 * 1024);

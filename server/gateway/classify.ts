@@ -29,37 +29,47 @@ export function isSolid(px: Uint32Array, stride: number, r: Rect): boolean {
   return true;
 }
 
+/** Largest channel difference of two pixels (alpha ignored). */
 function diff(a: number, b: number): number {
-  const dr = (a & 255) - (b & 255);
-  const dg = ((a >>> 8) & 255) - ((b >>> 8) & 255);
-  const db = ((a >>> 16) & 255) - ((b >>> 16) & 255);
-  return Math.max(dr < 0 ? -dr : dr, dg < 0 ? -dg : dg, db < 0 ? -db : db);
+  let d = (a & 255) - (b & 255);
+  let m = d < 0 ? -d : d;
+  d = ((a >>> 8) & 255) - ((b >>> 8) & 255);
+  if (d < 0) d = -d;
+  if (d > m) m = d;
+  d = ((a >>> 16) & 255) - ((b >>> 16) & 255);
+  if (d < 0) d = -d;
+  return d > m ? d : m;
 }
 
 /** Counts flat / smooth / edge neighbour pairs on a sampling grid over `r`. */
 export function sharpness(px: Uint32Array, stride: number, r: Rect, maxSamples = MAX_SAMPLES): Sharpness {
-  const out: Sharpness = { flat: 0, smooth: 0, edge: 0 };
-  if (r.w < 2 || r.h < 2) return out;
+  // Plain local counters: this runs for every changed 64-pixel-wide chunk of every frame.
+  let flat = 0;
+  let smooth = 0;
+  let edge = 0;
+  if (r.w < 2 || r.h < 2) return { flat, smooth, edge };
   // A grid of about maxSamples pixels, each compared with its right and lower neighbour.
   const pixels = (r.w - 1) * (r.h - 1);
   const step = Math.max(1, Math.round(Math.sqrt(pixels / maxSamples)));
-  for (let y = r.y; y < r.y + r.h - 1; y += step) {
+  const yEnd = r.y + r.h - 1;
+  const xEnd = r.x + r.w - 1;
+  for (let y = r.y; y < yEnd; y += step) {
     const row = y * stride;
     // Odd offsets per row so a regular pattern is not always sampled at the same phase.
-    for (let x = r.x + (y % step); x < r.x + r.w - 1; x += step) {
+    for (let x = r.x + (y % step); x < xEnd; x += step) {
       const i = row + x;
       const a = px[i]!;
       const right = px[i + 1]!;
       const below = px[i + stride]!;
-      if (((a ^ right) & 0xffffff) === 0) out.flat++;
-      else if (diff(a, right) <= SMOOTH_MAX_DIFF) out.smooth++;
-      else out.edge++;
-      if (((a ^ below) & 0xffffff) === 0) out.flat++;
-      else if (diff(a, below) <= SMOOTH_MAX_DIFF) out.smooth++;
-      else out.edge++;
+      if (((a ^ right) & 0xffffff) === 0) flat++;
+      else if (diff(a, right) <= SMOOTH_MAX_DIFF) smooth++;
+      else edge++;
+      if (((a ^ below) & 0xffffff) === 0) flat++;
+      else if (diff(a, below) <= SMOOTH_MAX_DIFF) smooth++;
+      else edge++;
     }
   }
-  return out;
+  return { flat, smooth, edge };
 }
 
 /**

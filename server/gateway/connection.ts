@@ -234,7 +234,7 @@ export class GuacConnection implements SessionUser {
 
   // ---- SessionUser ----
 
-  send(data: string): void {
+  send(data: string | Buffer): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
     if (this.socket.writableLength > SOCKET_HARD_LIMIT) {
       // The client stopped reading; never let its backlog grow without bound.
@@ -251,7 +251,7 @@ export class GuacConnection implements SessionUser {
     return this.owedSync !== undefined || this.socket.writableLength > SOCKET_BACKLOG_LIMIT;
   }
 
-  sendFrame(data: string, ts: number): void {
+  sendFrame(data: Buffer, ts: number): void {
     this.owedSync = ts;
     this.owedSince = Date.now();
     this.send(data);

@@ -9,13 +9,15 @@
 import sharp from 'sharp';
 import { isPhotoLike, isSolid, sharpness, TILE, type ChangeHeat } from './classify.ts';
 import type { Framebuffer, Rect } from './framebuffer.ts';
-import { encode, encodeBlobs } from './protocol.ts';
+import { encode, encodeBlobs, InstructionWriter } from './protocol.ts';
 
 /** guacd's GUAC_COMP_OVER channel mask and GUAC_COMP_SRC. */
 export const COMP_OVER = 0xe;
 export const COMP_SRC = 0xc;
 /** Bands (aligned to the desktop's tile grid) so a frame's images encode in parallel. */
 const BAND_ROWS = 3 * TILE;
+/** Rectangles up to this area are encoded whole, not in bands. */
+const UNSPLIT_MAX_AREA = 1280 * BAND_ROWS;
 /** Areas smaller than this are never lossy (JPEG blocks cost more than they save). */
 const LOSSY_MIN_AREA = 64 * 64;
 /** Neighbour pairs sampled per chunk by the classifier (~1 in 25 pixels of a 64×192 chunk). */
@@ -74,13 +76,44 @@ export function pixels32(fb: Framebuffer): Uint32Array {
   return new Uint32Array(d.buffer, d.byteOffset, d.length >>> 2);
 }
 
-/** Copies `r`'s RGBA rows out of the framebuffer (one memcpy when it spans whole rows). */
+/**
+ * Snapshot buffers, reused across frames and connections: a frame's snapshots are megabytes of
+ * short-lived external memory, which would otherwise push V8 into full GCs and the allocator
+ * into fresh pages for every frame. Sizes are powers of two; a few are kept per size.
+ */
+const snapshotPool = new Map<number, Buffer[]>();
+const POOL_MIN = 64 * 1024;
+const POOL_PER_SIZE = 8;
+const POOL_MAX_SIZE = 16 * 1024 * 1024;
+
+function poolSize(bytes: number): number {
+  return bytes <= POOL_MIN ? POOL_MIN : 2 ** Math.ceil(Math.log2(bytes));
+}
+
+function takeSnapshotBuffer(bytes: number): Buffer {
+  const size = poolSize(bytes);
+  const b = snapshotPool.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+  return b.subarray(0, bytes);
+}
+
+function giveSnapshotBuffer(b: Buffer): void {
+  const size = b.buffer.byteLength;
+  if (size > POOL_MAX_SIZE || b.byteOffset !== 0 || size !== poolSize(size)) return;
+  let list = snapshotPool.get(size);
+  if (!list) snapshotPool.set(size, (list = []));
+  if (list.length < POOL_PER_SIZE) list.push(Buffer.from(b.buffer, 0, size));
+}
+
+/** Copies `r`'s RGBA rows out of the framebuffer into a pooled buffer (one memcpy when it spans whole rows). */
 function copyOut(fb: Framebuffer, r: Rect): Buffer {
   const src = fb.data;
   const stride = fb.width * 4;
   const row = r.w * 4;
-  if (r.x === 0 && r.w === fb.width) return Buffer.from(src.subarray(r.y * stride, (r.y + r.h) * stride));
-  const out = Buffer.allocUnsafe(row * r.h);
+  const out = takeSnapshotBuffer(row * r.h);
+  if (r.x === 0 && r.w === fb.width) {
+    src.copy(out, 0, r.y * stride, (r.y + r.h) * stride);
+    return out;
+  }
   for (let y = 0; y < r.h; y++) {
     const s = (r.y + y) * stride + r.x * 4;
     src.copy(out, y * row, s, s + row);
@@ -140,10 +173,18 @@ function classifyBand(fb: Framebuffer, px: Uint32Array, band: Rect, p: EncodePol
   }
 }
 
-/** Splits rectangles into bands whose edges lie on the BAND_ROWS grid. */
+/**
+ * Splits rectangles into bands whose edges lie on the BAND_ROWS grid; one no larger than a
+ * full-width band of a 1280-pixel desktop stays whole (each image costs a thread-pool hop,
+ * libvips start-up and a few hundred option look-ups in sharp: slivers are not worth it).
+ */
 export function bands(rects: Rect[]): Rect[] {
   const out: Rect[] = [];
   for (const r of rects) {
+    if (r.w * r.h <= UNSPLIT_MAX_AREA) {
+      out.push(r);
+      continue;
+    }
     for (let y = r.y; y < r.y + r.h; ) {
       const end = Math.min(r.y + r.h, (Math.floor(y / BAND_ROWS) + 1) * BAND_ROWS);
       out.push({ x: r.x, y, w: r.w, h: end - y });
@@ -178,45 +219,56 @@ export function imageInstructions(ids: StreamIds, mask: number, layer: number, m
   return encode('img', id, mask, layer, mime, x, y) + encodeBlobs(id, data) + encode('end', id);
 }
 
+/** imageInstructions() written into `out`. */
+function writeImage(out: InstructionWriter, ids: StreamIds, mask: number, layer: number, mime: string, x: number, y: number, data: Buffer): void {
+  const id = ids.take();
+  out.instruction('img', id, mask, layer, mime, x, y).blobs(id, data).instruction('end', id);
+}
+
 const DEFAULT_POLICY: EncodePolicy = { webp: false, jpeg: true, quality: DEFAULT_QUALITY, lossyWebp: false, now: 0 };
 
 /**
- * Snapshots now, encodes asynchronously. Copies go first (they were checked to read only
- * pixels the client already has), then fills and images of the final framebuffer content.
- * Records in `policy.heat` which areas the client now holds lossy.
+ * Snapshots now, encodes asynchronously, and writes the frame's instructions into `out`.
+ * Copies go first (they were checked to read only pixels the client already has), then fills
+ * and images of the final framebuffer content. Records in `policy.heat` which areas the
+ * client now holds lossy.
  */
-export function prepareFrame(
+export async function prepareFrame(
   fb: Framebuffer,
   copies: CopyOp[],
   rects: Rect[],
   swapRedBlue: boolean,
   ids: StreamIds,
   policy: EncodePolicy = DEFAULT_POLICY,
-): Promise<string> {
-  let head = '';
+  out: InstructionWriter = new InstructionWriter(),
+): Promise<InstructionWriter> {
   for (const c of copies) {
-    head += encode('copy', 0, c.sx, c.sy, c.rect.w, c.rect.h, COMP_OVER, 0, c.rect.x, c.rect.y);
+    out.instruction('copy', 0, c.sx, c.sy, c.rect.w, c.rect.h, COMP_OVER, 0, c.rect.x, c.rect.y);
   }
   const px = pixels32(fb);
   const snaps: Snapshot[] = [];
   for (const band of bands(rects)) classifyBand(fb, px, band, policy, snaps, swapRedBlue);
+  const images: Image[] = [];
   for (const s of snaps) {
     if (s.kind === 'fill') {
-      head += encode('rect', 0, s.rect.x, s.rect.y, s.rect.w, s.rect.h) + encode('cfill', COMP_OVER, 0, s.r, s.g, s.b, 255);
-    }
+      out.instruction('rect', 0, s.rect.x, s.rect.y, s.rect.w, s.rect.h).instruction('cfill', COMP_OVER, 0, s.r, s.g, s.b, 255);
+    } else images.push(s);
     const lossy = s.kind === 'image' && (s.codec === 'jpeg' || s.codec === 'webp');
     policy.heat?.sent(s.rect, lossy, policy.now);
   }
-  const images = snaps.filter((s): s is Image => s.kind === 'image');
-  if (images.length === 0) return Promise.resolve(head);
-  return Promise.all(images.map((s) => encodeImage(s, policy.quality, swapRedBlue))).then((encoded) => {
-    let out = head;
-    encoded.forEach((data, i) => {
-      const s = images[i]!;
-      out += imageInstructions(ids, COMP_OVER, 0, MIME[s.codec], s.rect.x, s.rect.y, data);
-    });
-    return out;
+  if (images.length === 0) return out;
+  const encoded = await Promise.all(
+    images.map((s) =>
+      encodeImage(s, policy.quality, swapRedBlue).finally(() => giveSnapshotBuffer(s.rgba)),
+    ),
+  );
+  // Room for every image's blobs (base64: 4 bytes per 3) and instructions, in one step.
+  out.reserve(encoded.reduce((n, d) => n + Math.ceil(d.length / 3) * 4 + Math.ceil(d.length / 4536) * 24 + 96, 0));
+  encoded.forEach((data, i) => {
+    const s = images[i]!;
+    writeImage(out, ids, COMP_OVER, 0, MIME[s.codec], s.rect.x, s.rect.y, data);
   });
+  return out;
 }
 
 /** A cursor image: drawn into buffer -1, then `cursor` points at it. */

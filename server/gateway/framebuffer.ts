@@ -1,4 +1,5 @@
-// The per-connection framebuffer (RGBA, alpha always 255) and its dirty region: the set of
+// The per-connection framebuffer (RGBX: the fourth byte is 255 or whatever a Raw rectangle
+// carried there; every reader ignores it) and its dirty region: the set of
 // rectangles changed since the last frame was sent, merged so a frame stays a few images.
 import { promisify } from 'node:util';
 import { deflate, inflateSync } from 'node:zlib';
@@ -71,7 +72,7 @@ export class DirtyRegion {
 }
 
 /**
- * RGBA pixels, alpha 255. An idle framebuffer can be hibernated (deflated) to save memory;
+ * RGBX pixels (see the file comment). An idle framebuffer can be hibernated (deflated) to save memory;
  * any access to `data` transparently inflates it again.
  */
 export class Framebuffer {
@@ -81,6 +82,8 @@ export class Framebuffer {
   private view: Uint32Array | undefined;
   private packed: Buffer | undefined;
   private generation = 0;
+  /** Writers that hold `data` across awaits (a Raw rectangle arriving): no hibernation meanwhile. */
+  private holds = 0;
 
   constructor(width: number, height: number) {
     this.width = width;
@@ -110,6 +113,17 @@ export class Framebuffer {
     return this.view;
   }
 
+  /** Keeps the pixels in memory until release(), e.g. while a rectangle is read into `data`. */
+  hold(): void {
+    this.holds++;
+    this.generation++;
+  }
+
+  release(): void {
+    this.holds--;
+    this.generation++;
+  }
+
   get hibernating(): boolean {
     return this.raw === undefined;
   }
@@ -117,10 +131,10 @@ export class Framebuffer {
   /** Deflates the pixels off the main thread; dropped if anyone touched them meanwhile. */
   async hibernate(): Promise<void> {
     const src = this.raw;
-    if (!src) return;
+    if (!src || this.holds > 0) return;
     const gen = ++this.generation;
     const packed = await deflateAsync(src, { level: 1 });
-    if (this.generation === gen && this.raw === src) {
+    if (this.generation === gen && this.raw === src && this.holds === 0) {
       this.packed = packed;
       this.raw = undefined;
       this.view = undefined;
@@ -142,19 +156,6 @@ export class Framebuffer {
 
   contains(r: Rect): boolean {
     return r.x >= 0 && r.y >= 0 && r.x + r.w <= this.width && r.y + r.h <= this.height;
-  }
-
-  /** Raw pixels in our pixel format (4 bytes: R, G, B, unused). */
-  putRaw(r: Rect, src: Buffer): void {
-    const data = this.data;
-    const px = this.pixels;
-    const stride = this.width * 4;
-    const row = r.w * 4;
-    for (let y = 0; y < r.h; y++) {
-      const d = (r.y + y) * stride + r.x * 4;
-      src.copy(data, d, y * row, y * row + row);
-      for (let i = d >>> 2, end = i + r.w; i < end; i++) px[i] = px[i]! | 0xff000000;
-    }
   }
 
   copyRect(sx: number, sy: number, r: Rect): void {

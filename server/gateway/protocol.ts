@@ -178,3 +178,93 @@ export function encodeBlobs(stream: number, data: Buffer): string {
   }
   return out;
 }
+
+/**
+ * Instructions written straight into bytes: what a frame is made of (image blobs above all)
+ * never becomes one large string, which V8 would keep in its large-object space until a full
+ * GC and convert to UTF-8 again on the socket. `take()` hands out the bytes written so far.
+ */
+export class InstructionWriter {
+  private buf: Buffer;
+  private len = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  get length(): number {
+    return this.len;
+  }
+
+  /** Makes room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.len + n, this.buf.length * 2, 256));
+    this.buf.copy(bigger, 0, 0, this.len);
+    this.buf = bigger;
+  }
+
+  private element(s: string): void {
+    // ASCII (numbers, opcodes, mimetypes, base64) is the common case: length = code points = bytes.
+    const bytes = Buffer.byteLength(s, 'utf8');
+    const points = bytes === s.length ? bytes : codePointLength(s);
+    const prefix = String(points);
+    this.reserve(prefix.length + 2 + bytes);
+    this.len += this.buf.write(prefix, this.len, 'latin1');
+    this.buf[this.len++] = 0x2e; // '.'
+    this.len += this.buf.write(s, this.len, 'utf8');
+  }
+
+  /** One instruction, as encode() would write it. */
+  instruction(opcode: string, ...args: Array<string | number>): this {
+    this.element(opcode);
+    for (const a of args) {
+      this.buf[this.len++] = 0x2c; // ',' (element() reserved one byte more than it wrote)
+      this.element(typeof a === 'string' ? a : String(a));
+    }
+    this.reserve(1);
+    this.buf[this.len++] = 0x3b; // ';'
+    return this;
+  }
+
+  /** Instructions already encoded as text. */
+  text(s: string): this {
+    if (s.length === 0) return this;
+    const n = Buffer.byteLength(s, 'utf8');
+    this.reserve(n);
+    this.len += this.buf.write(s, this.len, 'utf8');
+    return this;
+  }
+
+  /** `blob` instructions for a binary payload, as encodeBlobs() would write them. */
+  blobs(stream: number, data: Buffer): this {
+    const id = String(stream);
+    const head = `4.blob,${id.length}.${id},`;
+    this.reserve(blobsSize(id.length, data.length));
+    for (let off = 0; off < data.length; off += BLOB_BYTES) {
+      const chunk = data.subarray(off, off + BLOB_BYTES);
+      const b64 = 4 * Math.ceil(chunk.length / 3);
+      this.len += this.buf.write(head, this.len, 'latin1');
+      this.len += this.buf.write(`${b64}.`, this.len, 'latin1');
+      this.len += this.buf.write(chunk.toString('base64'), this.len, 'latin1');
+      this.buf[this.len++] = 0x3b;
+    }
+    return this;
+  }
+
+  /** The bytes written so far; the writer starts afresh (the bytes stay the caller's). */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.len);
+    this.buf = Buffer.alloc(0);
+    this.len = 0;
+    return out;
+  }
+}
+
+/** Bytes of the `blob` instructions for `dataBytes` bytes on a stream whose index has `idDigits` digits. */
+function blobsSize(idDigits: number, dataBytes: number): number {
+  const full = Math.floor(dataBytes / BLOB_BYTES);
+  const rest = dataBytes % BLOB_BYTES;
+  const one = (b64: number) => 7 + String(idDigits).length + 1 + idDigits + 1 + String(b64).length + 1 + b64 + 1;
+  return full * one(BLOB_BASE64_MAX) + (rest > 0 ? one(4 * Math.ceil(rest / 3)) : 0);
+}

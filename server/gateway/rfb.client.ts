@@ -38,12 +38,33 @@ export type RfbConnectOptions = {
   password?: string;
   encodings: number[];
   timeoutMs?: number;
+  /** false: offer ZRLE to a server on loopback too (tests of ZRLE with a real server). Default true. */
+  loopbackRaw?: boolean;
 };
 
 const MAX_CUT_TEXT = 256 * 1024; // guacd's GUAC_VNC_CLIPBOARD_MAX_LENGTH
 const MAX_ZRLE_BYTES = 64 * 1024 * 1024;
-const RAW_SLICE_BYTES = 256 * 1024;
 const MAX_CURSOR = 512;
+
+/** True for 127.0.0.0/8 and ::1 (also IPv4-mapped). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}
+
+/**
+ * The encodings to ask for. A VNC server on this machine gets no ZRLE: over loopback bytes
+ * are free, and ZRLE costs CPU at both ends (the server compresses each rectangle, we
+ * inflate and decode it: about half the gateway's CPU per megapixel of photo-like content,
+ * and Xvnc could not keep up with 30 full-screen photo frames per second). Servers such as
+ * TigerVNC pick ZRLE whenever it is offered, whatever the order, so it is left out. Remote
+ * servers get the list as configured (ZRLE first by default: bandwidth matters there).
+ */
+export function preferredEncodings(configured: number[], remoteAddress: string | undefined): number[] {
+  if (!isLoopback(remoteAddress) || !configured.includes(Encoding.Raw)) return configured;
+  return configured.filter((e) => e !== Encoding.ZRLE);
+}
 
 function fail(message: string, status: StatusCode = Status.UPSTREAM_ERROR): never {
   throw new GuacError(message, status);
@@ -53,6 +74,8 @@ export class RfbClient {
   fb!: Framebuffer;
   name = '';
   supportsResize = false;
+  /** Rectangles received per encoding number (diagnostics and tests). */
+  readonly rectangles = new Map<number, number>();
   private screens: Buffer[] = [];
   private inflate: zlib.Inflate | undefined;
   private inflated: Buffer[] = [];
@@ -65,9 +88,8 @@ export class RfbClient {
 
   /** Connects and completes the handshake; throws GuacError with guacd's status. */
   static async connect(opts: RfbConnectOptions): Promise<RfbClient> {
-    const socket = net.connect({ host: opts.host, port: opts.port });
+    const { socket, reader } = ByteReader.connect({ host: opts.host, port: opts.port });
     socket.setNoDelay(true);
-    const reader = new ByteReader(socket);
     const client = new RfbClient(socket, reader);
     const timeout = opts.timeoutMs ?? 10_000;
     let timer: NodeJS.Timeout | undefined;
@@ -148,7 +170,7 @@ export class RfbClient {
     this.name = (await r.read(nameLen)).toString('utf8');
     this.fb = new Framebuffer(width, height);
     this.setPixelFormat();
-    this.setEncodings(opts.encodings);
+    this.setEncodings(opts.loopbackRaw === false ? opts.encodings : preferredEncodings(opts.encodings, this.socket.remoteAddress));
   }
 
   private async reason(): Promise<string> {
@@ -288,6 +310,7 @@ export class RfbClient {
       const h = await r.read(12);
       const rect = { x: h.readUInt16BE(0), y: h.readUInt16BE(2), w: h.readUInt16BE(4), h: h.readUInt16BE(6) };
       const enc = h.readInt32BE(8);
+      this.rectangles.set(enc, (this.rectangles.get(enc) ?? 0) + 1);
       if (enc === Encoding.LastRect) break;
       if (enc === Encoding.DesktopSize || enc === Encoding.ExtendedDesktopSize) {
         await this.desktopSize(enc, rect, sink);
@@ -311,11 +334,17 @@ export class RfbClient {
       }
       if (!this.fb.contains(rect)) fail('VNC server sent a rectangle outside the desktop');
       if (enc === Encoding.Raw) {
-        // Read in slices of rows so a big rectangle never needs one big buffer.
-        const rows = Math.max(1, Math.floor(RAW_SLICE_BYTES / (rect.w * 4 || 1)));
-        for (let y = 0; y < rect.h; y += rows) {
-          const slice = { x: rect.x, y: rect.y + y, w: rect.w, h: Math.min(rows, rect.h - y) };
-          this.fb.putRaw(slice, await r.read(slice.w * slice.h * 4));
+        // Straight into the framebuffer: whole rows at once, else row by row. The unused fourth
+        // byte of each pixel stays as the server sent it (every reader ignores it).
+        const fb = this.fb;
+        const data = fb.data;
+        const stride = fb.width * 4;
+        fb.hold();
+        try {
+          if (rect.x === 0 && rect.w === fb.width) await r.readInto(data, rect.y * stride, rect.h * stride);
+          else for (let y = 0; y < rect.h; y++) await r.readInto(data, (rect.y + y) * stride + rect.x * 4, rect.w * 4);
+        } finally {
+          fb.release();
         }
         sink.damaged(rect);
       } else if (enc === Encoding.CopyRect) {
@@ -328,7 +357,12 @@ export class RfbClient {
       } else if (enc === Encoding.ZRLE) {
         const len = await r.u32();
         if (len > MAX_ZRLE_BYTES) fail('ZRLE rectangle too large');
-        const data = await this.inflateZrle(await r.read(len));
+        // Upper bound of a rectangle's ZRLE data: 4 bytes per pixel (RLE of single pixels) plus
+        // a subencoding byte and a 127-colour palette per 64×64 tile.
+        const maxBytes = rect.w * rect.h * 4 + Math.ceil(rect.w / 64) * Math.ceil(rect.h / 64) * (1 + 127 * 3) + 1024;
+        // No await between inflating and decoding: the scratch buffer is shared.
+        const inflated = this.inflateZrle(await r.read(len), maxBytes);
+        const data = inflated instanceof Promise ? await inflated : inflated;
         try {
           decodeZrle(this.fb, rect, data);
         } catch (e) {
@@ -356,14 +390,29 @@ export class RfbClient {
     sink.resized(rect.w, rect.h);
   }
 
-  /** Inflates one ZRLE rectangle with the connection's persistent zlib stream. */
-  private async inflateZrle(data: Buffer): Promise<Buffer> {
+  /**
+   * Inflates one ZRLE rectangle with the connection's persistent zlib stream. Synchronously
+   * into the process-wide scratch buffer where Node's zlib handle allows it (the bytes are
+   * decoded right after, before anything else runs): the stream API would hop to the thread
+   * pool once per 16 KiB of output (~170 hops for a full-screen photo frame) and allocate the
+   * output anew each time.
+   */
+  private inflateZrle(data: Buffer, maxBytes: number): Buffer | Promise<Buffer> {
     if (!this.inflate) {
       this.inflate = zlib.createInflate();
-      this.inflate.on('data', (d: Buffer) => this.inflated.push(d));
+      // Errors are reported by the step that hit them; the stream's later event is dropped.
       this.inflate.on('error', () => undefined);
     }
     const inf = this.inflate;
+    const sync = syncInflater(inf);
+    if (sync) return sync(data, maxBytes);
+    return this.inflateStream(inf, data, maxBytes);
+  }
+
+  private async inflateStream(inf: zlib.Inflate, data: Buffer, maxBytes: number): Promise<Buffer> {
+    if (inf.listenerCount('data') === 0) {
+      inf.on('data', (d: Buffer) => this.inflated.push(d));
+    }
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error) => reject(new GuacError(`Bad ZRLE zlib data: ${e.message}`, Status.UPSTREAM_ERROR));
       inf.once('error', onError);
@@ -375,6 +424,48 @@ export class RfbClient {
     });
     const out = Buffer.concat(this.inflated);
     this.inflated = [];
+    if (out.length > maxBytes) fail('ZRLE rectangle inflates too large');
     return out;
   }
+}
+
+/** Inflated ZRLE data, shared by every connection (it is decoded before the next rectangle is read). */
+let scratch = Buffer.alloc(0);
+/** Scratch kept between rectangles at most (a larger one is for a rare huge rectangle). */
+const SCRATCH_KEEP = 16 * 1024 * 1024;
+
+type ZlibInternals = {
+  _handle?: { writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void } | null;
+  _writeState?: Uint32Array;
+};
+
+/**
+ * A synchronous inflate step on a zlib stream's native handle (what zlib's own *Sync functions
+ * use), or undefined where this Node has no such handle: the stream API is used then.
+ */
+function syncInflater(inf: zlib.Inflate): ((data: Buffer, maxBytes: number) => Buffer) | undefined {
+  const z = inf as unknown as ZlibInternals;
+  if (typeof z._handle?.writeSync !== 'function' || !(z._writeState instanceof Uint32Array)) return undefined;
+  return (data, maxBytes) => {
+    if (scratch.length > SCRATCH_KEEP) scratch = Buffer.alloc(0);
+    if (scratch.length === 0) scratch = Buffer.allocUnsafe(Math.min(maxBytes, 1 << 20));
+    let inOff = 0;
+    let inLen = data.length;
+    let outOff = 0;
+    for (;;) {
+      const room = scratch.length - outOff;
+      z._handle!.writeSync(zlib.constants.Z_SYNC_FLUSH, data, inOff, inLen, scratch, outOff, room);
+      if (inf.destroyed || !z._handle) fail('Bad ZRLE zlib data');
+      const [availOut, availIn] = z._writeState!;
+      outOff += room - availOut!;
+      inOff += inLen - availIn!;
+      inLen = availIn!;
+      if (availOut! > 0) break; // all input consumed and flushed
+      if (scratch.length >= maxBytes) fail('ZRLE rectangle inflates too large');
+      const bigger = Buffer.allocUnsafe(Math.min(maxBytes, scratch.length * 2));
+      scratch.copy(bigger, 0, 0, outOff);
+      scratch = bigger;
+    }
+    return scratch.subarray(0, outOff);
+  };
 }

@@ -13,7 +13,7 @@ import { ChangeHeat } from './classify.ts';
 import { DirtyRegion, type Rect } from './framebuffer.ts';
 import { cursorInstructions, prepareFrame, StreamIds, type CopyOp, type EncodePolicy } from './frame.encoder.ts';
 import { QualityControl, type QualityBounds } from './quality.ts';
-import { encode, encodeBlobs, GuacError, Status } from './protocol.ts';
+import { encode, encodeBlobs, GuacError, InstructionWriter, Status } from './protocol.ts';
 import { RfbClient, type RfbSink } from './rfb.client.ts';
 import { clipboardToText, textToClipboard, type VncSettings } from './settings.ts';
 
@@ -36,11 +36,11 @@ export interface SessionUser {
   /** Image mimetypes the client offered in the handshake's `image` instruction. */
   readonly imageTypes?: ReadonlySet<string>;
   /** Writes instructions to the user's socket. */
-  send(data: string): void;
+  send(data: string | Buffer): void;
   /** True while the user owes a `sync` or its socket has a large backlog. */
   blocksFrames(): boolean;
   /** Sends a frame ending with `sync ts` and remembers that it owes that sync. */
-  sendFrame(data: string, ts: number): void;
+  sendFrame(data: Buffer, ts: number): void;
   /** Sends `error` + `disconnect` and closes. */
   abort(message: string, status: number): void;
   pauseInput(): void;
@@ -281,15 +281,15 @@ export class VncSession implements RfbSink {
         if (this.ended) return;
       }
       // Everything below is taken in one synchronous step, so sizes, copies and pixels agree.
-      const head = this.pending + cursor;
+      const out = new InstructionWriter().text(this.pending + cursor);
       this.pending = '';
       const copies = this.copies;
       this.copies = [];
-      const body = await prepareFrame(this.rfb.fb, copies, this.dirty.take(), this.settings.swapRedBlue, this.ids, this.policy());
+      await prepareFrame(this.rfb.fb, copies, this.dirty.take(), this.settings.swapRedBlue, this.ids, this.policy(), out);
       if (this.ended) return;
       const ts = Math.max(Date.now(), this.lastTs + 1);
       this.lastTs = ts;
-      const frame = head + body + encode('sync', ts);
+      const frame = out.instruction('sync', ts).take();
       for (const u of this.users) u.sendFrame(frame, ts);
       this.quality.frameSent(frame.length, Date.now());
       this.scheduleRefresh();

@@ -12,14 +12,25 @@ export interface MachineProber {
 export const UNREACHABLE = 'unreachable:';
 
 /**
+ * Consecutive failed probes before a ready machine is taken out of service: one lost probe (a
+ * console busy for a moment, a dropped SYN on a loaded host) is not an outage, and taking the
+ * machine out would restart it (a Wake-on-LAN packet, a new probe) for nothing.
+ */
+export const MISSES_BEFORE_UNREACHABLE = 2;
+
+/**
  * Health of manual pools' machines: each pass probes every machine's console (RFB banner or
  * X.224 connection confirm). A ready or assigned machine that does not answer goes to `error`
- * (lastError "unreachable: ...") so it is not handed out; once it answers again it goes to
+ * (lastError "unreachable: ...") after MISSES_BEFORE_UNREACHABLE failed probes in a row, so it is
+ * not handed out; once it answers again it goes to
  * `refreshing`, where the lifecycle sees the console answer and settles it back to ready
  * (or assigned to its owner). Machines in use are left alone: the session shows what happens.
  * A machine whose desktop is gone (its pool was deleted) is forgotten.
  */
 export class MachineHealthReconciler {
+  /** Failed probes in a row per machine id (this replica's passes; a new lease holder starts at 0). */
+  private readonly misses = new Map<string, number>();
+
   constructor(
     private readonly store: Store,
     private readonly prober: MachineProber,
@@ -29,8 +40,13 @@ export class MachineHealthReconciler {
 
   async run(ctx: JobContext): Promise<void> {
     const probes = await this.prober.probeAll(() => ctx.now);
+    const probed = new Set(probes.map((p) => p.machine.id));
+    for (const id of this.misses.keys()) if (!probed.has(id)) this.misses.delete(id);
     for (const { machine: m, result } of probes) {
       if (!ctx.holdsLease()) return;
+      const misses = result.ok ? 0 : (this.misses.get(m.id) ?? 0) + 1;
+      if (misses) this.misses.set(m.id, misses);
+      else this.misses.delete(m.id);
       const d = await this.store.desktops.get(m.id);
       const log = ctx.logger.child({ machine: m.name, desktop: m.id });
       if (!d || d.state === 'deleted') {
@@ -40,7 +56,7 @@ export class MachineHealthReconciler {
         continue;
       }
       if (this.busy(d.id)) continue;
-      if (!result.ok && (d.state === 'ready' || d.state === 'assigned') && !d.session) {
+      if (!result.ok && misses >= MISSES_BEFORE_UNREACHABLE && (d.state === 'ready' || d.state === 'assigned') && !d.session) {
         const r = await this.store.desktops.transition(d.id, 'error', { expect: [d.state], reason: 'console not answering', now: ctx.now, fields: { lastError: `${UNREACHABLE} ${result.detail}`.slice(0, 500) } });
         if (!r.ok) continue;
         log.warn({ detail: result.detail }, 'machine console not answering: not handed out');

@@ -29,8 +29,9 @@ export interface SmbHome {
 /** The part of the guest agents (server/agent) the user's folder needs. */
 export interface HomeAgents {
   logon(d: AgentDesktop, req: { user: string; display: string; home?: SmbHome }, o: { timeoutMs: number }): Promise<{ home: string; mounted: boolean; ms: number }>;
-  logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<void>;
-  status(desktopId: string): Promise<{ connected: boolean; via: 'vdi' | 'qga' | 'none'; user?: string } | undefined>;
+  /** true when the guest's agent logged the user off (false or nothing: no agent of ours there). */
+  logoff(d: AgentDesktop, user: string, o: { timeoutMs: number }): Promise<boolean | void>;
+  status(desktopId: string, known?: AgentDesktop): Promise<{ connected: boolean; via: 'vdi' | 'qga' | 'none'; user?: string } | undefined>;
 }
 
 /** A logoff that does not answer within this is left to the reconcile check and the next logon. */
@@ -113,7 +114,7 @@ export class HomeShares implements HomeHook {
    */
   async logon(desktop: AgentDesktop, pool: Pick<Pool, 'name' | 'share'>, user: string): Promise<{ mounted: boolean; ms: number } | undefined> {
     if (!this.agents) return undefined;
-    const st = await this.agents.status(desktop.id).catch(() => undefined);
+    const st = await this.agents.status(desktop.id, desktop).catch(() => undefined);
     if (!st || st.via !== 'vdi') return undefined;
     const share = this.shares.forPool(pool);
     const t0 = Date.now();
@@ -149,7 +150,8 @@ export class HomeShares implements HomeHook {
   async logoff(desktop: AgentDesktop, user: string): Promise<boolean> {
     if (!this.agents || !user) return false;
     try {
-      await this.agents.logoff(desktop, user, { timeoutMs: LOGOFF_TIMEOUT_MS });
+      // A desktop without our agent has nothing to log off (and no line to write, at every logoff).
+      if ((await this.agents.logoff(desktop, user, { timeoutMs: LOGOFF_TIMEOUT_MS })) === false) return false;
       this.logger.info({ desktop: desktop.id, user }, 'user logged off the desktop, folder unmounted');
       return true;
     } catch (e) {
@@ -162,9 +164,10 @@ export class HomeShares implements HomeHook {
    * A session ended (logoff API): when its desktop stays running for someone else or its owner
    * (ready, assigned), the agent logs the user off now rather than at the next reconcile pass.
    */
-  afterSession(user: string, r: { desktopId: string; desktopState: string }): void {
+  afterSession(user: string, r: { desktopId: string; desktopState: string; desktop?: Desktop | null }): void {
     if (!this.agents || (r.desktopState !== 'ready' && r.desktopState !== 'assigned')) return;
-    void this.desktopOf(r.desktopId)
+    // The release hands back the desktop's record (session.service logoff): no second read.
+    void (r.desktop ? Promise.resolve(r.desktop) : this.desktopOf(r.desktopId))
       .then((d) => (d ? this.logoff(d, HomeShares.guestUser(user)) : false))
       .catch((e: unknown) => this.logger.warn({ desktop: r.desktopId, err: (e as Error).message }, 'logoff after the session ended failed; left to the reconcile check'));
   }

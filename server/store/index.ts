@@ -1,3 +1,4 @@
+import type { ReplicaBarrier } from './replica-barrier.ts';
 import type { Redis } from 'ioredis';
 import { keyspace, type Keyspace } from './keys.ts';
 import { sharedSecret } from './secrets.ts';
@@ -38,6 +39,7 @@ export { SessionStatsRepository, type SessionStats } from './session-stats.repos
 export { RecordingsRepository, type Recording, type RecordingFilter } from './recordings.repository.ts';
 export type { TransitionResult } from './desktops.repository.ts';
 export type { AssignResult } from './sessions.repository.ts';
+export { ReplicaBarrier } from './replica-barrier.ts';
 export type { TicketsRepository, SessionTunnel, TunnelEvent } from './tickets.repository.ts';
 export type { UsersRepository, PoolsRepository, DesktopsRepository, SessionsRepository, ApiKeysRepository, AuditRepository, LeasesRepository, ImagesRepository, DrainsRepository };
 
@@ -46,8 +48,8 @@ export interface StoreOptions {
   macs: MacRange;
   deletedRetentionSeconds: number;
   auditMaxEntries: number;
-  /** Redis WAIT after an assignment: acknowledged only once `replicas` hold it (docs/redis-ha.md). */
-  durableAssignments?: { replicas: number; timeoutMs: number };
+  /** Redis WAIT after an assignment (on its own connection): acknowledged only once replicas hold it (docs/redis-ha.md). */
+  replicaBarrier?: ReplicaBarrier;
 }
 
 /** Everything the broker keeps in Redis, one repository per entity. */
@@ -76,7 +78,7 @@ export class Store {
     this.users = new UsersRepository(redis, this.keys);
     this.pools = new PoolsRepository(redis, this.keys);
     this.desktops = new DesktopsRepository(redis, this.keys, opts.macs, opts.deletedRetentionSeconds);
-    this.sessions = new SessionsRepository(redis, this.keys, opts.macs, opts.durableAssignments);
+    this.sessions = new SessionsRepository(redis, this.keys, opts.macs, opts.replicaBarrier);
     this.apiKeys = new ApiKeysRepository(redis, this.keys);
     this.audit = new AuditRepository(redis, this.keys, opts.auditMaxEntries);
     this.leases = new LeasesRepository(redis, this.keys);

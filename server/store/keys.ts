@@ -72,6 +72,7 @@ export function keyspace(prefix: string) {
     recording: (id: string) => `${prefix}recording:${id}`, // hash: the recording's index entry
     // background work and audit
     lease: (job: string) => `${prefix}lease:${job}`, // string: holder token, PX ttl
+    replicaBarrier: `${prefix}replica-barrier`, // string: ms of the last mark before a WAIT (store/replica-barrier.ts), PX 60 s
     jobHeartbeat: (job: string) => `${prefix}job:${job}:heartbeat`, // string: last run (ms), PX
     replicaClocks: `${prefix}replicas:clock`, // hash replica id -> JSON {replica host pid offsetMs rttMs at}: each replica's clock against Redis TIME (server/doctor)
     poolHistory: (pool: string) => `${prefix}history:${pool}`, // list: one CSV sample per minute, last 1440 (server/jobs/pool-history.ts)

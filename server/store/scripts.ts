@@ -18,13 +18,22 @@ const SCRIPTS = {
   vdiLeaseRelease: 'lease-release.lua',
   vdiDrain: 'drain.lua',
   vdiMachineAdd: 'machine-add.lua',
+  vdiUserGet: 'user-get.lua',
+  vdiHttpSession: 'http-session.lua',
 } as const;
+
+/**
+ * Small read scripts run on every API request: without the prelude (its tables are built on
+ * every call of a script that has it), so they set P = ARGV[1] themselves.
+ */
+const BARE: ReadonlySet<string> = new Set(['user-get.lua', 'http-session.lua']);
 
 export type ScriptName = keyof typeof SCRIPTS;
 
 let prelude: string | undefined;
 
 function source(file: string): string {
+  if (BARE.has(file)) return readFileSync(join(DIR, file), 'utf8');
   prelude ??= readFileSync(join(DIR, 'prelude.lua'), 'utf8').replace('__TRANSITIONS__', transitionsAsLua());
   return `${prelude}\n${readFileSync(join(DIR, file), 'utf8')}`;
 }

@@ -1,3 +1,4 @@
+import type { ReplicaBarrier } from './replica-barrier.ts';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
@@ -29,7 +30,7 @@ export type AssignResult =
   | { outcome: 'error'; code: string };
 
 export class SessionsRepository {
-  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange, private readonly durable?: { replicas: number; timeoutMs: number }) {
+  constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly macs: MacRange, private readonly barrier?: ReplicaBarrier) {
     const scripts = { vdiLogonRecord: RECORD_LOGON, vdiLogonFirstFrame: FIRST_FRAME, vdiGuestIdle: GUEST_IDLE };
     for (const [name, lua] of Object.entries(scripts)) if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: 1, lua });
     if (!('vdiSessionMessage' in redis)) redis.defineCommand('vdiSessionMessage', { numberOfKeys: 2, lua: PUSH_MESSAGE });
@@ -106,22 +107,34 @@ export class SessionsRepository {
     // With replicas configured, the user hears "this desktop is yours" only once a replica holds
     // it: a failover right after cannot hand it to someone else. Short of that, the caller gets
     // a transient error (503 redis_unavailable); the retry finds the same desktop (existing).
-    if (this.durable && this.durable.replicas > 0) {
-      const held = await this.redis.wait(this.durable.replicas, this.durable.timeoutMs);
-      if (held < this.durable.replicas) throw new Error(`NOREPLICAS the assignment reached ${held} of ${this.durable.replicas} replicas in ${this.durable.timeoutMs} ms`);
-    }
+    await this.barrier?.hold('the assignment');
     return {
       outcome: r[0] as 'existing' | 'assigned' | 'provisioning', desktopId: r[1], sessionId: r[2]!,
       session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])),
     };
   }
 
-  /** Ends a session and returns its desktop per pool policy. null when it was not live. */
-  async release(sessionId: string, reason: string, now: number): Promise<{ desktopId: string; desktopState: string } | null> {
-    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason])) as string[];
+  /**
+   * Ends a session and returns its desktop per pool policy, with both records as they are after
+   * the release (the desktop null when it is gone). null when the session was not live.
+   */
+  async release(sessionId: string, reason: string, now: number): Promise<ReleaseResult | null> {
+    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason])) as [string, string?, string?, string[]?, string[]?];
     if (r[0] === 'noop') return null;
     if (r[0] === 'err') throw new Error(`release ${sessionId}: ${r[1]}`);
-    return { desktopId: r[1]!, desktopState: r[2]! };
+    return { desktopId: r[1]!, desktopState: r[2]!, session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])) };
+  }
+
+  /**
+   * The logoff API's release: `owner` (a user id; '' for anyone) must hold the session, checked
+   * in the same script. not_live carries the session as it is (null when there is none).
+   */
+  async releaseOwn(sessionId: string, reason: string, now: number, owner: string): Promise<{ outcome: 'released'; release: ReleaseResult } | { outcome: 'not_live'; session: Session | null } | { outcome: 'not_found' }> {
+    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason, owner])) as [string, (string | string[])?, string?, string[]?, string[]?];
+    if (r[0] === 'not_found') return { outcome: 'not_found' };
+    if (r[0] === 'noop') return { outcome: 'not_live', session: toSession(flatHash(r[1] as string[] | undefined)) };
+    if (r[0] === 'err') throw new Error(`release ${sessionId}: ${r[1]}`);
+    return { outcome: 'released', release: { desktopId: r[1] as string, desktopState: r[2]!, session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])) } };
   }
 
   async event(sessionId: string, event: 'connected' | 'disconnected' | 'activity', now: number): Promise<'ok' | string> {
@@ -161,6 +174,14 @@ export class SessionsRepository {
 }
 
 /** A flat HGETALL reply from a script ([field, value, ...]) as a record. */
+/** A released session: its desktop's id and new state, and both records after the release. */
+export interface ReleaseResult {
+  desktopId: string;
+  desktopState: string;
+  session: Session | null;
+  desktop: Desktop | null;
+}
+
 function flatHash(flat: string[] | undefined): Record<string, string> {
   const h: Record<string, string> = {};
   if (flat) for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;

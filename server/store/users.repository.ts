@@ -1,9 +1,16 @@
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
+import { runScript } from './scripts.ts';
 import type { Group, Role, User } from '../broker/model.ts';
 
 export interface StoredUser extends User {
   passwordHash: string;
+}
+
+function hashOf(flat: string[]): Record<string, string> {
+  const h: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
+  return h;
 }
 
 function toUser(h: Record<string, string>, groups: string[]): StoredUser | null {
@@ -28,11 +35,21 @@ export class UsersRepository {
   constructor(private readonly redis: Redis, private readonly k: Keyspace) {}
 
   async get(id: string): Promise<StoredUser | null> {
-    const [[, h], [, groups]] = (await this.redis.multi().hgetall(this.k.user(id)).smembers(this.k.userGroups(id)).exec()) as [
-      [null, Record<string, string>],
-      [null, string[]],
-    ];
-    return toUser(h, groups);
+    // One script (user-get.lua): this runs on every API request, for the principal behind the login.
+    const [flat, groups] = (await runScript(this.redis, 'vdiUserGet', [this.k.prefix, id])) as [string[], string[]];
+    return toUser(hashOf(flat), groups);
+  }
+
+  /**
+   * An HTTP session record (express-session's JSON, under `sessionKey`) and the user its login
+   * names, in one round trip (http-session.lua): every API request with a cookie needs both.
+   * `user` is undefined when the session names no user, null when that user does not exist.
+   */
+  async withSession(sessionKey: string): Promise<{ session: string | null; userId?: string; user?: StoredUser | null }> {
+    const r = (await runScript(this.redis, 'vdiHttpSession', [this.k.prefix, sessionKey])) as [string?, string?, string[]?, string[]?];
+    if (r[0] === undefined) return { session: null };
+    if (r[1] === undefined) return { session: r[0] };
+    return { session: r[0], userId: r[1], user: toUser(hashOf(r[2] ?? []), r[3] ?? []) };
   }
 
   async list(): Promise<StoredUser[]> {

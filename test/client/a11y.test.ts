@@ -5,7 +5,8 @@
 // client/src/main.tsx and client/src/helpdesk/Console.tsx, so new pages are covered), in light
 // and dark colour schemes, with no `serious` or `critical` violation; the dark scheme gives a
 // dark background; the browser's German gives German text and <html lang="de"> and the header's
-// switch changes the language (kept across reloads); at 390 px the console and the viewer do not
+// switch changes the language (kept across reloads); a helpdesk confirmation, its outcome and a
+// refused login are German too; at 390 px the console and the viewer do not
 // scroll sideways and the helpdesk navigation collapses into a menu button.
 // One broker, one Xvnc and one browser for the file; screenshots go to VDI_TEST_ARTIFACTS.
 import { test, before, after } from 'node:test';
@@ -158,6 +159,33 @@ test('German from the browser: German text and <html lang="de">; the header swit
   await de.getByRole('combobox', { name: 'Language' }).selectOption('de');
   await de.getByRole('heading', { name: 'Sitzungen' }).waitFor();
   await de.screenshot({ path: join(ARTIFACTS, 'a11y-german-sessions.png') });
+});
+
+test('German: a helpdesk confirmation and its outcome, and a refused login, are in German', { timeout: 120_000 }, async () => {
+  assert.equal(missing, null, `prerequisites missing: ${missing}`);
+  const en = await newPage();
+  await logIn(en);
+  const de = await newPage({ locale: 'de-DE', storageState: await en.context().storageState() });
+  await de.goto(`${tb!.url}/helpdesk/pools`);
+  const row = de.locator('tr[data-pool=p1]');
+  const dialog = de.locator('dialog.confirm[open]');
+  await row.getByRole('button', { name: 'Wartung ein' }).click();
+  await dialog.getByRole('heading', { name: 'Wartung von p1 beginnen' }).waitFor();
+  assert.match((await dialog.textContent()) ?? '', /Benutzer können keine neuen Sitzungen starten; laufende gehen weiter\./);
+  await dialog.getByRole('button', { name: 'Wartung beginnen' }).click();
+  await de.getByText('Wartung für p1 eingeschaltet.').waitFor();
+  await de.screenshot({ path: join(ARTIFACTS, 'a11y-german-pool-maintenance.png') });
+  // Back as it was: the other tests launch desktops of p1.
+  await row.getByRole('button', { name: 'Wartung aus' }).click();
+  await dialog.getByRole('button', { name: 'Wartung beenden' }).click();
+  await de.getByText('Wartung für p1 ausgeschaltet.').waitFor();
+  // The portal: a refused login (a user that does not exist, so no account gets locked).
+  const anon = await newPage({ locale: 'de-DE' });
+  await anon.goto(`${tb!.url}/`);
+  await anon.locator('input[name=username]').fill('nobody');
+  await anon.locator('input[name=password]').fill('not the password');
+  await anon.locator('form button.primary').click();
+  await anon.getByText('Falscher Benutzername oder falsches Passwort.').waitFor();
 });
 
 test('at 390 px the console and the viewer do not scroll sideways; the helpdesk navigation is a menu button; Tab reaches the skip link first', { timeout: 300_000 }, async () => {

@@ -182,6 +182,8 @@ test('users, groups and images pages: create, disable, unlock, reset MFA, role, 
       await row.getByRole('button', { name: button, exact: true }).click();
       const d = page.locator('dialog.confirm[open]');
       if (value !== undefined) {
+        // The dialog's field first (it renders after the click): then whether it is a list or a text box.
+        await d.locator('select, input').first().waitFor();
         if (await d.locator('select').count()) await d.locator('select').selectOption(value);
         else await d.locator('input').fill(value);
       }

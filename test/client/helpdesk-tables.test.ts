@@ -84,6 +84,7 @@ test('desktops: server-side pages, sort, search and filters live in the URL; bul
     await page.getByRole('button', { name: 'Previous' }).click();
     await until(async () => (await pageInfo())?.startsWith('1–50 of 60'), 20_000, 'back to page 1');
     assert.ok(!new URL(page.url()).searchParams.has('page'));
+    // The pager names the rows on screen: once it says 1–50, the rows are page 1's.
     assert.equal((await names())[0], 'tp-060');
 
     // Sorting by a header: ascending by name.

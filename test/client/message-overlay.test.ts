@@ -65,7 +65,8 @@ test('the viewer reports its first frame, the helpdesk sees the timeline, and a 
 
   // The helpdesk sees the timeline and sends a message.
   const h = await newPage();
-  await uiLogin(h, 'helen');
+  // Logged in (the cookie set) before the next navigation: a goto during the form's submit would land on the login page.
+  await desk!.uiLogin(h, 'helen');
   await h.goto(tb!.url + '/helpdesk/sessions');
   const row = h.locator(`tr[data-session="${s.id}"]`);
   await row.waitFor();

@@ -8,6 +8,7 @@ import { runInNewContext } from 'node:vm';
 import type { GuacdEndpoint } from '../../server/gateway/index.ts';
 import { encode, InstructionParser } from '../../server/gateway/protocol.ts';
 import { VNC_ARGS } from '../../server/gateway/settings.ts';
+import { RfbClient } from '../../server/gateway/rfb.client.ts';
 import { FakeRfbServer, solidRawRect } from './support/fake-rfb.ts';
 import { grantedGateway } from './support/granted.ts';
 import { GuacTestClient } from './support/guac-client.ts';
@@ -160,6 +161,52 @@ describe('gateway fuzzing', () => {
       } catch (e) {
         assert.equal((e as Error).name, 'GuacError');
       }
+    }
+  });
+});
+
+/** Waits for a condition (3 s at most). */
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  for (const end = Date.now() + ms; !cond(); ) {
+    if (Date.now() > end) assert.fail('condition not met within ' + ms + ' ms');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('a hostile VNC server', () => {
+  it('a ZRLE rectangle with corrupt zlib data ends that connection with an error, and the next connection decodes ZRLE', async () => {
+    const rfb = await FakeRfbServer.start({ width: 64, height: 32 });
+    const clients: RfbClient[] = [];
+    try {
+      const sink = (c: RfbClient) => ({ resized() {}, damaged() {}, copied() {}, cursor() {}, clipboard() {}, updateDone: () => c.requestUpdate(true) });
+      // As to a remote server: ZRLE offered (loopback would get Raw).
+      const bad = await RfbClient.connect({ host: '127.0.0.1', port: rfb.port, encodings: [16, 0], loopbackRaw: false });
+      clients.push(bad);
+      const ran = bad.run(sink(bad));
+      bad.requestUpdate(false);
+      await until(() => rfb.connections.length > 0);
+      const rect = Buffer.alloc(12 + 4 + 64);
+      rect.writeUInt16BE(16, 4); // w
+      rect.writeUInt16BE(16, 6); // h
+      rect.writeInt32BE(16, 8); // ZRLE
+      rect.writeUInt32BE(64, 12);
+      for (let i = 16; i < rect.length; i++) rect[i] = (i * 37) & 0xff; // not a zlib stream
+      rfb.connections[0]!.sendUpdate([rect]);
+      await assert.rejects(ran, /zlib|ZRLE|header/i);
+      // The process and other connections are unaffected: a new one decodes a proper ZRLE rectangle.
+      const good = await RfbClient.connect({ host: '127.0.0.1', port: rfb.port, encodings: [16, 0], loopbackRaw: false });
+      clients.push(good);
+      let damaged = 0;
+      void good.run({ ...sink(good), damaged: () => void damaged++ });
+      good.requestUpdate(false);
+      await until(() => rfb.connections.length > 1);
+      const pixels = Buffer.alloc(64 * 32 * 4, 0x7f);
+      rfb.connections[1]!.sendZrle(0, 0, 64, 32, pixels, 64);
+      await until(() => damaged > 0);
+      assert.equal(good.rectangles.get(16), 1);
+    } finally {
+      clients.forEach((c) => c.close());
+      await rfb.close();
     }
   });
 });

@@ -10,6 +10,7 @@ import {
   encodeBlobs,
   GuacError,
   InstructionParser,
+  InstructionWriter,
   Status,
 } from '../../server/gateway/protocol.ts';
 import { parseConnectArgs, textToClipboard, VNC_ARGS } from '../../server/gateway/settings.ts';
@@ -86,6 +87,23 @@ describe('Guacamole instruction encoding', () => {
       assert.ok(i.args[1]!.length <= BLOB_BASE64_MAX);
     }
     assert.deepEqual(Buffer.concat(ins.map((i) => Buffer.from(i.args[1]!, 'base64'))), data);
+  });
+});
+
+describe('instructions written as bytes', () => {
+  it('writes exactly what encode() and encodeBlobs() write, at every blob boundary and for non-ASCII text', () => {
+    for (const n of [0, 1, 2, 3, 4535, 4536, 4537, 9072, 100_000]) {
+      const data = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) data[i] = (i * 31) & 255;
+      for (const id of [1, 12, 255]) {
+        const w = new InstructionWriter(1); // grows as it goes
+        w.instruction('img', id, 14, 0, 'image/png', 5, 6).blobs(id, data).instruction('end', id);
+        w.text(encode('name', 'Büro 😀')).instruction('name', 'Büro 😀', '').instruction('nop');
+        const want = encode('img', id, 14, 0, 'image/png', 5, 6) + encodeBlobs(id, data) + encode('end', id) + encode('name', 'Büro 😀') + encode('name', 'Büro 😀', '') + encode('nop');
+        assert.equal(w.take().toString('utf8'), want, `${n} bytes on stream ${id}`);
+        assert.equal(w.length, 0, 'take() starts afresh');
+      }
+    }
   });
 });
 

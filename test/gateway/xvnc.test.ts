@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { Status } from '../../server/gateway/protocol.ts';
+import { preferredEncodings, RfbClient } from '../../server/gateway/rfb.client.ts';
+import { hasPainterDeps, startPainter, type Painter } from '../../bench/support/painter.ts';
 import { grantedGateway, type GrantedGateway } from './support/granted.ts';
 import { GuacTestClient, type Frame } from './support/guac-client.ts';
 import { freePort, hasXvnc, startXvnc, type Xvnc } from './support/xvnc.ts';
@@ -164,5 +166,71 @@ describe('gateway with a real Xvnc', () => {
     assert.ok(!owner.received.slice(mark).some((i) => i.opcode === 'sync'), 'no frame while the viewer owes a sync');
     viewer.send('sync', held.ts);
     await waitForColour(owner, 10, 10, [255, 0, 255]);
+  });
+});
+
+describe('RFB client with a real Xvnc, Raw on loopback and ZRLE on request', () => {
+  const painterMissing = missing ?? (hasPainterDeps() ? null : 'painter build dependencies missing (cc, libx11-dev, libxft-dev, fonts-dejavu-core)');
+  let x: Xvnc | undefined;
+  const painters: Painter[] = [];
+  const clients: RfbClient[] = [];
+
+  before(async () => {
+    if (painterMissing) return;
+    x = await startXvnc({ width: 640, height: 480 });
+  });
+
+  after(async () => {
+    clients.forEach((c) => c.close());
+    for (const p of painters) await p.stop();
+    await x?.stop();
+  });
+
+  /** Streams updates into the client's framebuffer until its RGB equals `want` (RGBA), or fails. */
+  async function untilEqual(c: RfbClient, want: Buffer, what: string): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    const differs = () => {
+      const fb = c.fb.data;
+      for (let i = 0; i < want.length; i += 4) if (fb[i] !== want[i] || fb[i + 1] !== want[i + 1] || fb[i + 2] !== want[i + 2]) return true;
+      return false;
+    };
+    while (differs()) {
+      if (Date.now() > deadline) assert.fail(`${what}: the framebuffer never matched the X server's pixels`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function stream(loopbackRaw: boolean): Promise<RfbClient> {
+    const c = await RfbClient.connect({ host: '127.0.0.1', port: x!.port, encodings: [16, 1, 0, -223, -224], loopbackRaw });
+    clients.push(c);
+    const sink = { resized() {}, damaged() {}, copied() {}, cursor() {}, clipboard() {}, updateDone: () => c.requestUpdate(true) };
+    void c.run(sink);
+    c.requestUpdate(false);
+    return c;
+  }
+
+  it('decodes Xvnc\'s ZRLE (one zlib stream over many rectangles) and Raw into the exact pixels', async () => {
+    assert.equal(painterMissing, null, `prerequisites missing: ${painterMissing}`);
+    const [zrle, raw] = await Promise.all([stream(false), stream(true)]);
+    // Two different screens, so later rectangles continue the first ones' zlib stream.
+    for (const [mode, seed] of [['text', 1], ['photo', 2], ['text', 3]] as const) {
+      const p = await startPainter({ display: x!.display, mode, fps: 0, dump: true, seed });
+      painters.push(p);
+      await untilEqual(zrle, p.pixels!, `ZRLE, ${mode} ${seed}`);
+      await untilEqual(raw, p.pixels!, `Raw, ${mode} ${seed}`);
+      await p.stop();
+    }
+    assert.ok((zrle.rectangles.get(16) ?? 0) > 3, `ZRLE rectangles: ${[...zrle.rectangles]}`);
+    assert.equal(raw.rectangles.get(16), undefined, 'a server on loopback is not offered ZRLE');
+    assert.ok((raw.rectangles.get(0) ?? 0) > 0, `Raw rectangles: ${[...raw.rectangles]}`);
+  });
+
+  it('offers ZRLE to a remote server as configured, and leaves it out on loopback', () => {
+    const configured = [16, 1, 0, -223, -308, -224, -239];
+    assert.deepEqual(preferredEncodings(configured, '192.0.2.10'), configured);
+    assert.deepEqual(preferredEncodings(configured, '2001:db8::1'), configured);
+    assert.deepEqual(preferredEncodings(configured, '127.0.0.1'), [1, 0, -223, -308, -224, -239]);
+    assert.deepEqual(preferredEncodings(configured, '::ffff:127.0.0.2'), [1, 0, -223, -308, -224, -239]);
+    assert.deepEqual(preferredEncodings(configured, '::1'), [1, 0, -223, -308, -224, -239]);
   });
 });

@@ -4,7 +4,8 @@
 // (redis.sentinels, redis.name, redis.waitReplicas: 1). Users log in and request desktops while
 // the primary is SIGKILLed (and started again, as its supervisor would: it comes back as a
 // replica): the broker follows the promotion, answers only 503 with Retry-After during the
-// switch, and every acknowledged assignment survives on the new primary, once.
+// switch, and every acknowledged assignment survives on the new primary, once. A login is
+// answered only once a replica holds its session (a paused replica: 503).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -153,4 +154,32 @@ test('the broker follows a Sentinel failover under load: 503 with Retry-After on
     owners.set(id, u);
   }
   console.log(`failover: ${unavailable.length} answers 503 over ${unavailable.length ? unavailable.at(-1)! - killedAt : 0} ms after the kill`);
+});
+
+test('a login is answered only once a replica holds its session: with the replica paused it is 503 with Retry-After (other requests are not held up), not a login a failover could lose', { timeout: 60_000 }, async () => {
+  const b = tb!;
+  // The old primary, started again, is now the new primary's replica.
+  await waitFor(async () => String(await answer(primaryPort, 'INFO', 'replication')).includes('master_link_status:up'), 30_000, 100);
+  const c = new ApiClient(b.url);
+  const other = new ApiClient(b.url);
+  assert.equal((await other.login('ha01')).status, 200);
+  primary.kill('SIGSTOP');
+  try {
+    const waiting = c.login('ha00');
+    // The login's WAIT holds only its own connection: other requests are answered meanwhile.
+    await waitFor(async () => String(await answer(replicaPort, 'CLIENT', 'LIST')).includes('cmd=wait'), 900, 10); // the WAIT is under way (waitTimeoutMs: 1000)
+    const t = Date.now();
+    assert.equal((await other.get('/me')).status, 200);
+    assert.ok(Date.now() - t < 500, `GET /me took ${Date.now() - t} ms behind another request's WAIT`);
+    const r = await waiting;
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'redis_unavailable');
+    assert.ok(r.headers.get('retry-after'), '503 without Retry-After');
+  } finally {
+    primary.kill('SIGCONT');
+  }
+  // Resumed, the replica acknowledges again within a second or so (REPLCONF ACK): the client's retry logs in.
+  const again = new ApiClient(b.url);
+  await waitFor(async () => (await again.login('ha00')).status === 200, 30_000, 200);
+  assert.equal((await again.get('/me')).status, 200);
 });

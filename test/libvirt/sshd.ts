@@ -20,7 +20,8 @@ export interface TestSshd {
   stop(): Promise<void>;
 }
 
-export async function startSshd(dir: string): Promise<TestSshd> {
+/** `pathFirst`: a directory put first in the sessions' PATH (e.g. a `date` that lies). */
+export async function startSshd(dir: string, o: { pathFirst?: string } = {}): Promise<TestSshd> {
   const file = (n: string) => path.join(dir, n);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   for (const n of ['host_key', 'client_key']) await pexec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', n, '-f', file(n)]);
@@ -30,7 +31,9 @@ export async function startSshd(dir: string): Promise<TestSshd> {
   fs.writeFileSync(file('sshd_config'), [
     `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${file('host_key')}`, `AuthorizedKeysFile ${file('authorized_keys')}`,
     'PermitRootLogin prohibit-password', 'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'StrictModes no', 'UsePAM no',
-    `PidFile ${file('sshd.pid')}`, '',
+    `PidFile ${file('sshd.pid')}`,
+    // SetEnv overrides the session's environment.
+    ...(o.pathFirst ? [`SetEnv PATH=${o.pathFirst}:/usr/local/bin:/usr/bin:/bin`] : []), '',
   ].join('\n'));
   fs.mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege-separation directory
   const sshd: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', file('sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -185,9 +185,7 @@ export class SerialShell {
     while (Date.now() < deadline) {
       const e = this.buf.indexOf(end);
       const b = this.buf.indexOf(begin);
-      // The demo guest's agent, booted without a secret by these driver tests, says so on the
-      // console (it respawns every 30 s): its line is console noise, not the command's output.
-      if (b >= 0 && e > b) return this.buf.slice(b + begin.length, e).replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '').split('\n').filter((l) => !l.startsWith('vdi-agent: ')).join('\n').trim();
+      if (b >= 0 && e > b) return this.buf.slice(b + begin.length, e).replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '').trim();
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`serial command timed out: ${cmd}`);

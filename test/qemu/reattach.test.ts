@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { QemuProvider } from '../../server/providers/qemu/qemu.provider.ts';
 import { vncHello } from '../../server/providers/qemu/machine.ts';
-import { IMAGE_ROOT, SerialShell, TestEnv, ensureDemoImage, makeSpec, processAlive } from './helpers.ts';
+import { IMAGE_ROOT, SerialShell, TestEnv, ensureDemoImage, makeSpec, processAlive, waitFor } from './helpers.ts';
 
 describe('qemu driver: a new provider instance re-attaches to running desktops', () => {
   let env: TestEnv;
@@ -72,6 +72,11 @@ describe('qemu driver: a new provider instance re-attaches to running desktops',
     assert.equal(await second.pid(running.id), pid);
     const sh = await SerialShell.open((await second.serial(running.id)).socket);
     assert.equal(await sh.run('cat /run/vdi-name'), running.name);
+    // Booted without an agent secret (a driver test), the guest's agent says so in its own log
+    // and idles: nothing on the console (the shell's output) and no respawn every 30 s.
+    await waitFor(async () => (await sh.run('cat /run/vdi/agent.log 2>/dev/null')).includes('no agent secret or desktop id: idle until the next boot') || undefined, 30_000, 'the agent idles');
+    assert.equal(await sh.run('grep -c "no agent secret" /run/vdi/agent.log'), '1');
+    assert.equal(await sh.run('dmesg | grep -c "vdi-agent" || true'), '0');
     sh.close();
   });
 

@@ -86,7 +86,9 @@ test('a recorded session plays back with the live pixels; the file holds no pass
   assert.deepEqual(result, { ok: true });
   const livePixel = (x: number, y: number) => p.evaluate<number[] | null>(`window.pixel(${x}, ${y})`);
   await until(async () => near(await livePixel(10, 10), RED), 15_000, 'first colour live');
-  await new Promise((r) => setTimeout(r, 1000)); // a second of red in the recording
+  // A span of time is what is being made here, not a condition awaited: a still screen sends no
+  // syncs, so the recording's timeline only gets its second of red from the clock.
+  await new Promise((r) => setTimeout(r, 1000));
   await xvnc!.x('xsetroot', '-solid', '#1e90ff');
   await until(async () => near(await livePixel(10, 10), BLUE), 15_000, 'second colour live');
   const liveEnd = [await livePixel(10, 10), await livePixel(300, 190)];

@@ -10,6 +10,7 @@ import { t } from '../i18n/index.ts';
 import { formatDateTime } from '../i18n/format.ts';
 
 const KEYS = ['q', 'actor', 'action', 'targetType', 'target', 'outcome'] as const;
+const OUTCOMES = { ok: 'audit.ok', denied: 'audit.denied', failed: 'audit.failed' } as const;
 
 export function Audit() {
   const url = useUrlQuery();
@@ -41,12 +42,12 @@ export function Audit() {
     <section>
       <h1>{t('audit.auditLog')}</h1>
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
-        {input('q', 'Search', { type: 'search' })}
-        {input('actor', 'Actor')}
-        {input('action', 'Action', { placeholder: 'session.logoff' })}
-        {input('targetType', 'Target type')}
-        {input('target', 'Target')}
-        <label>{t('audit.outcome')}{' '}<select name="outcome" value={text.outcome ?? ''} onChange={set('outcome')}><option value="">{t('audit.any')}</option><option>{t('audit.ok')}</option><option>{t('audit.denied')}</option><option>{t('audit.failed')}</option></select></label>
+        {input('q', t('audit.search'), { type: 'search' })}
+        {input('actor', t('audit.actor'))}
+        {input('action', t('audit.action'), { placeholder: 'session.logoff' })}
+        {input('targetType', t('audit.targetType'))}
+        {input('target', t('audit.target'))}
+        <label>{t('audit.outcome')}{' '}<select name="outcome" value={text.outcome ?? ''} onChange={set('outcome')}><option value="">{t('audit.any')}</option><option value="ok">{t('audit.ok')}</option><option value="denied">{t('audit.denied')}</option><option value="failed">{t('audit.failed')}</option></select></label>
       </form>
       <ErrorLine error={error} />
       <table class="grid">
@@ -58,7 +59,7 @@ export function Audit() {
               <td>{e.actor} <span class="muted">({e.role})</span></td>
               <td>{e.action}</td>
               <td>{e.targetType}:{e.target}</td>
-              <td class={e.outcome === 'ok' ? '' : 'bad'}>{e.outcome}</td>
+              <td class={e.outcome === 'ok' ? '' : 'bad'}>{t(OUTCOMES[e.outcome])}</td>
               <td>{e.address}</td>
               <td class="small"><code>{JSON.stringify(e.details)}</code></td>
             </tr>

@@ -3,6 +3,7 @@
 import { api, enc } from '../api.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
 import { t } from '../i18n/index.ts';
+import { formatNumber } from '../i18n/format.ts';
 
 interface AuthenticatorInfo {
   name: string;
@@ -30,17 +31,17 @@ export function Authentication() {
       {banner}
       {data?.authenticators.map((a) => (
         <article key={a.name} class="card" data-authenticator={a.name}>
-          <h2>{a.label} <span class="muted small">({a.name}, {a.kind}{a.default ? ', default' : ''})</span></h2>
+          <h2>{a.label} <span class="muted small">({a.default ? t('authentication.kindDefault', { name: a.name, kind: a.kind }) : t('authentication.kind', { name: a.name, kind: a.kind })})</span></h2>
           <table class="grid">
             <tbody>
               <tr><th>{t('authentication.domains')}</th><td>{a.domains.join(', ') || '—'}</td></tr>
-              <tr><th>{t('authentication.groupCache')}</th><td>{a.kind === 'local' ? 'groups kept by the broker' : a.groupCacheSeconds ? `${a.groupCacheSeconds} s` : 'at login only'}</td></tr>
+              <tr><th>{t('authentication.groupCache')}</th><td>{a.kind === 'local' ? t('authentication.groupsLocal') : a.groupCacheSeconds ? t('units.s', { s: formatNumber(a.groupCacheSeconds) }) : t('authentication.groupsAtLogin')}</td></tr>
               {Object.entries(a.settings).map(([k, v]) => <tr key={k}><th>{k}</th><td class="small">{show(v)}</td></tr>)}
             </tbody>
           </table>
           {a.testable && (
             <button type="button" onClick={() => ask({
-              title: `Test ${a.label}`, action: t('authentication.testConnection'),
+              title: t('authentication.testName', { name: a.label }), action: t('authentication.testConnection'),
               body: <p>{t('authentication.connectsToTheDirectoryAs')}</p>,
               run: async () => {
                 const r = await api.post<TestResult>(`/auth/authenticators/${enc(a.name)}/test`);

@@ -50,8 +50,8 @@ function MigrateDialog(props: { desktop: Desktop | null; targets: string[]; onCl
             setBusy(false);
           }
         }}>
-          <h2>{t('hdDesktops.migrate')}{' '}{d.name}</h2>
-          <p>{t('hdDesktops.liveMigratesTheRunningDesktop')}{' '}{d.host}{' '}{t('hdDesktops.toAnotherHostTheUser')}</p>
+          <h2>{t('hdDesktops.migrateName', { name: d.name })}</h2>
+          <p>{t('hdDesktops.migrateBody', { host: d.host })}</p>
           <label>{t('hdDesktops.targetHost')}<select name="host" value={host} aria-invalid={err?.field === 'host'} aria-describedby="migrate-host-error" onChange={(e) => setHost((e.target as HTMLSelectElement).value)}>
               {props.targets.map((h) => <option key={h} value={h}>{h}</option>)}
             </select>
@@ -60,7 +60,7 @@ function MigrateDialog(props: { desktop: Desktop | null; targets: string[]; onCl
           {err && err.field !== 'host' && <p class="banner bad" role="alert">{err.text}</p>}
           <div class="buttons">
             <button type="button" onClick={props.onClose} disabled={busy}>{t('hdDesktops.cancel')}</button>
-            <button type="submit" class="primary" disabled={busy}>{busy ? 'Working…' : 'Migrate'}</button>
+            <button type="submit" class="primary" disabled={busy}>{busy ? t('common.working') : t('hdDesktops.migrate')}</button>
           </div>
         </form>
       )}
@@ -82,12 +82,12 @@ export function Desktops() {
   const columns: Column<Desktop>[] = [
     { key: 'name', label: t('hdDesktops.name'), sortable: true, render: (d) => <>{d.name}{d.lastError && <div class="muted small" title={d.lastError}>⚠ {d.lastError.slice(0, 60)}</div>}</> },
     { key: 'pool', label: t('hdDesktops.pool'), sortable: true, render: (d) => d.pool },
-    { key: 'state', label: t('hdDesktops.state'), sortable: true, render: (d) => <><StateBadge state={d.state} />{!!d.unreachableSince && <div class="bad small" data-testid="unreachable" title={t('hdDesktops.itsHostDoesNotAnswer')}>{t('hdDesktops.unreachableSince')}{' '}{formatTime(d.unreachableSince)}</div>}</> },
+    { key: 'state', label: t('hdDesktops.state'), sortable: true, render: (d) => <><StateBadge state={d.state} />{!!d.unreachableSince && <div class="bad small" data-testid="unreachable" title={t('hdDesktops.itsHostDoesNotAnswer')}>{t('hdDesktops.unreachableSince', { time: formatTime(d.unreachableSince) })}</div>}</> },
     { key: 'host', label: t('hdDesktops.host'), sortable: true, render: (d) => `${d.provider}/${d.host}` },
     { key: 'user', label: t('hdDesktops.user'), sortable: true, render: (d) => d.user },
     { key: 'image', label: t('hdDesktops.image'), sortable: true, render: (d) => d.image },
   ];
-  const names = (rows: Desktop[]) => <p class="small">{rows.slice(0, 20).map((d) => d.name).join(', ')}{rows.length > 20 ? ` and ${rows.length - 20} more` : ''}</p>;
+  const names = (rows: Desktop[]) => <p class="small">{rows.slice(0, 20).map((d) => d.name).join(', ')}{rows.length > 20 ? ` ${t('hdDesktops.andMore', { count: rows.length - 20 })}` : ''}</p>;
   const bulk: BulkAction<Desktop>[] = [
     { label: t('hdDesktops.refresh'), danger: true, done: t('hdDesktops.beingRefreshed'), describe: (rows) => <><p>{t('hdDesktops.endsTheSessionsOnThese')}</p>{names(rows)}</>, run: (rows) => bulkDesktops('refresh', rows.map((d) => d.id)) },
     { label: t('hdDesktops.reset'), danger: true, done: t('hdDesktops.reset2'), describe: (rows) => <><p>{t('hdDesktops.powerCyclesTheseDesktopsSessions')}</p>{names(rows)}</>, run: (rows) => bulkDesktops('reset', rows.map((d) => d.id)) },
@@ -123,18 +123,18 @@ export function Desktops() {
           const targets = migrationTargets(d, hosts);
           return (
             <>
-              <button type="button" onClick={() => act({ title: `Refresh ${d.name}`, action: t('hdDesktops.refresh'), danger: true, body: <p>{t('hdDesktops.endsTheSessionOnIt')}</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/refresh`); return t('hdDesktopsM.nameIsBeingRefreshed', { name: d.name }); } })}>{t('hdDesktops.refresh')}</button>
-              <button type="button" onClick={() => act({ title: `Reset ${d.name}`, action: t('hdDesktops.reset'), danger: true, body: <p>{t('hdDesktops.powerCyclesTheDesktopThe')}</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/reset`); return t('hdDesktopsM.nameWasReset', { name: d.name }); } })}>{t('hdDesktops.reset')}</button>
-              <button type="button" onClick={() => act({ title: `Delete ${d.name}`, action: t('hdDesktops.delete'), danger: true, body: <p>{t('hdDesktops.endsItsSessionAndDestroys')}</p>, run: async () => { await api.del(`/desktops/${enc(d.id)}`); return t('hdDesktopsM.nameIsBeingDeleted', { name: d.name }); } })}>{t('hdDesktops.delete')}</button>
+              <button type="button" onClick={() => act({ title: t('hdDesktops.refreshName', { name: d.name }), action: t('hdDesktops.refresh'), danger: true, body: <p>{t('hdDesktops.endsTheSessionOnIt')}</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/refresh`); return t('hdDesktopsM.nameIsBeingRefreshed', { name: d.name }); } })}>{t('hdDesktops.refresh')}</button>
+              <button type="button" onClick={() => act({ title: t('hdDesktops.resetName', { name: d.name }), action: t('hdDesktops.reset'), danger: true, body: <p>{t('hdDesktops.powerCyclesTheDesktopThe')}</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/reset`); return t('hdDesktopsM.nameWasReset', { name: d.name }); } })}>{t('hdDesktops.reset')}</button>
+              <button type="button" onClick={() => act({ title: t('hdDesktops.deleteName', { name: d.name }), action: t('hdDesktops.delete'), danger: true, body: <p>{t('hdDesktops.endsItsSessionAndDestroys')}</p>, run: async () => { await api.del(`/desktops/${enc(d.id)}`); return t('hdDesktopsM.nameIsBeingDeleted', { name: d.name }); } })}>{t('hdDesktops.delete')}</button>
               {d.user ? (
-                <button type="button" onClick={() => act({ title: `Unassign ${d.name}`, action: t('hdDesktops.unassign'), body: <p>{t('hdDesktops.takesTheDesktopBackFrom')}{' '}{d.user}.</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/unassign`); return t('hdDesktopsM.nameUnassignedFromUser', { name: d.name, user: d.user }); } })}>{t('hdDesktops.unassign')}</button>
+                <button type="button" onClick={() => act({ title: t('hdDesktops.unassignName', { name: d.name }), action: t('hdDesktops.unassign'), body: <p>{t('hdDesktops.unassignBody', { user: d.user })}</p>, run: async () => { await api.post(`/desktops/${enc(d.id)}/unassign`); return t('hdDesktopsM.nameUnassignedFromUser', { name: d.name, user: d.user }); } })}>{t('hdDesktops.unassign')}</button>
               ) : (
-                <button type="button" onClick={() => act({ title: `Assign ${d.name}`, action: t('hdDesktops.assign'), body: <p>{t('hdDesktops.givesThisReadyDesktopOf')}</p>, input: { label: t('hdDesktops.user') }, run: async (u) => { await api.post(`/desktops/${enc(d.id)}/assign`, { user: u }); return t('hdDesktopsM.nameAssignedToU', { name: d.name, u: u }); } })}>{t('hdDesktops.assign')}</button>
+                <button type="button" onClick={() => act({ title: t('hdDesktops.assignName', { name: d.name }), action: t('hdDesktops.assign'), body: <p>{t('hdDesktops.givesThisReadyDesktopOf')}</p>, input: { label: t('hdDesktops.user') }, run: async (u) => { await api.post(`/desktops/${enc(d.id)}/assign`, { user: u }); return t('hdDesktopsM.nameAssignedToU', { name: d.name, u: u }); } })}>{t('hdDesktops.assign')}</button>
               )}
-              <button type="button" onClick={() => act({ title: `Snapshot ${d.name}`, action: t('hdDesktops.takeSnapshot'), body: <p>{t('hdDesktops.savesDiskAndMemorySnapshots')}</p>, input: { label: t('hdDesktops.snapshotName'), value: `snap-${new Date().toISOString().slice(0, 16).replace(/[-:T]/g, '')}` }, run: async (n) => { await api.post(`/desktops/${enc(d.id)}/snapshots`, { name: n }); return t('hdDesktopsM.snapshotNOfNameTaken', { n: n, name: d.name }); } })}>{t('hdDesktops.snapshot')}</button>
+              <button type="button" onClick={() => act({ title: t('hdDesktops.snapshotName2', { name: d.name }), action: t('hdDesktops.takeSnapshot'), body: <p>{t('hdDesktops.savesDiskAndMemorySnapshots')}</p>, input: { label: t('hdDesktops.snapshotName'), value: `snap-${new Date().toISOString().slice(0, 16).replace(/[-:T]/g, '')}` }, run: async (n) => { await api.post(`/desktops/${enc(d.id)}/snapshots`, { name: n }); return t('hdDesktopsM.snapshotNOfNameTaken', { n: n, name: d.name }); } })}>{t('hdDesktops.snapshot')}</button>
               <button type="button" onClick={async () => {
                 const { snapshots } = await api.get<{ snapshots: { name: string }[] }>(`/desktops/${enc(d.id)}/snapshots`).catch(() => ({ snapshots: [] }));
-                act({ title: `Revert ${d.name}`, action: t('hdDesktops.revert'), danger: true, body: <p>{snapshots.length ? 'Reverts the desktop to the chosen snapshot; changes since are lost.' : 'This desktop has no snapshots.'}</p>, input: { label: t('hdDesktops.snapshot'), options: snapshots.map((s) => s.name) }, run: async (n) => { await api.post(`/desktops/${enc(d.id)}/snapshots/${enc(n)}/revert`); return t('hdDesktopsM.nameRevertedToN', { name: d.name, n: n }); } });
+                act({ title: t('hdDesktops.revertName', { name: d.name }), action: t('hdDesktops.revert'), danger: true, body: <p>{snapshots.length ? t('hdDesktops.revertBody') : t('hdDesktops.noSnapshots')}</p>, input: { label: t('hdDesktops.snapshot'), options: snapshots.map((s) => s.name) }, run: async (n) => { await api.post(`/desktops/${enc(d.id)}/snapshots/${enc(n)}/revert`); return t('hdDesktopsM.nameRevertedToN', { name: d.name, n: n }); } });
               }}>{t('hdDesktops.revert')}</button>
               {targets.length > 0 && <button type="button" onClick={() => setMigrating(d)}>{t('hdDesktops.migrate')}</button>}
             </>

@@ -4,7 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, describeError, enc } from '../api.ts';
 import type { Me } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
-import { t } from '../i18n/index.ts';
+import { t, tParts } from '../i18n/index.ts';
 import { formatDateTime } from '../i18n/format.ts';
 
 interface DeviceRow {
@@ -44,7 +44,7 @@ function NewCode(props: { onMade: () => void }) {
     >
       <h2>{t('devices.newEnrolmentCode')}</h2>
       <label>{t('devices.location')}{' '}<input name="location" required pattern="[a-z0-9][a-z0-9._\-]*" placeholder={t('devices.lab1')} /></label>
-      <label>{t('devices.mode')}{' '}<select value={mode} onChange={(e) => setMode((e.target as HTMLSelectElement).value)}>{MODES.map((m) => <option key={m}>{m}</option>)}</select></label>
+      <label>{t('devices.mode')}{' '}<select value={mode} onChange={(e) => setMode((e.target as HTMLSelectElement).value)}>{MODES.map((m) => <option key={m} value={m}>{t(`devices.modes.${m}`)}</option>)}</select></label>
       <label>{t('devices.name')}{' '}<input name="name" placeholder={t('devices.optional')} /></label>
       {mode === 'room-display' && <label>{t('devices.poolShown')}{' '}<input name="displayPool" required /></label>}
       {mode === 'shared-lab' && <label>{t('devices.idleLogoffS')}{' '}<input name="idleSeconds" type="number" min={0} max={86400} placeholder="300" /></label>}
@@ -54,7 +54,7 @@ function NewCode(props: { onMade: () => void }) {
       <ErrorLine error={error} />
       {made && (
         <p class="banner ok" role="status" data-testid="code-made">
-          {t('devices.codeFor')}{' '}{made.location}: <code data-testid="code">{made.code}</code>{' '}{t('devices.shownOnlyNowOnThe')}{' '}<code>{made.url}</code>{' '}{t('devices.orTypeItAtEnroll')}</p>
+          {tParts('devices.codeMade', { code: <code data-testid="code">{made.code}</code>, url: <code>{made.url}</code> }, { location: made.location })}</p>
       )}
     </form>
   );
@@ -86,23 +86,23 @@ export function Devices() {
             <tr key={d.id} data-device={d.id}>
               <td>{d.name}</td>
               <td>{d.location}</td>
-              <td>{d.mode}{d.displayPool ? ` (${d.displayPool})` : ''}</td>
+              <td>{t(`devices.modes.${d.mode}`, { defaultValue: d.mode })}{d.displayPool ? ` (${d.displayPool})` : ''}</td>
               <td><StateBadge state={d.state} /></td>
               <td>{d.user ?? '—'}</td>
               <td class="small">{when(d.lastSeenAt)} {d.lastSeenAddress}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `Rename ${d.name}`, action: t('devices.rename'), body: <p>{t('devices.theNameTheHelpdeskAnd')}</p>, input: { label: t('devices.newName'), value: d.name },
+                  title: t('devices.renameName', { name: d.name }), action: t('devices.rename'), body: <p>{t('devices.theNameTheHelpdeskAnd')}</p>, input: { label: t('devices.newName'), value: d.name },
                   run: async (name) => { await api.patch(`/devices/${enc(d.id)}`, { name }); reload(); return t('devicesM.renamedToName', { name: name }); },
                 })}>{t('devices.rename')}</button>
                 <button type="button" onClick={() => ask({
-                  title: `Move ${d.name}`, action: t('devices.move'), body: <p>{t('devices.poolsRestrictedToLocationsFollow')}</p>, input: { label: t('devices.location'), value: d.location },
+                  title: t('devices.moveName', { name: d.name }), action: t('devices.move'), body: <p>{t('devices.poolsRestrictedToLocationsFollow')}</p>, input: { label: t('devices.location'), value: d.location },
                   run: async (loc) => { await api.patch(`/devices/${enc(d.id)}`, { location: loc }); reload(); return t('devicesM.nameMovedToLoc', { name: d.name, loc: loc }); },
                 })}>{t('devices.move')}</button>
                 {d.state === 'active' && (
                   <button type="button" class="danger" onClick={() => ask({
-                    title: `Revoke ${d.name}`, action: t('devices.revoke'), danger: true,
-                    body: <p>{d.name}{' '}{t('devices.stopsWorkingAtOnceAnd')}</p>,
+                    title: t('devices.revokeName', { name: d.name }), action: t('devices.revoke'), danger: true,
+                    body: <p>{t('devices.revokeBody', { name: d.name })}</p>,
                     run: async () => { await api.post(`/devices/${enc(d.id)}/revoke`); reload(); return t('devicesM.nameWasRevoked', { name: d.name }); },
                   })}>{t('devices.revoke')}</button>
                 )}

@@ -6,6 +6,8 @@ import { ErrorLine } from '../ui.tsx';
 import { useT } from '../i18n/index.ts';
 import { formatTime } from '../i18n/format.ts';
 
+const STATUS = { ok: 'doctor.ok', warn: 'doctor.warn', fail: 'doctor.fail', skipped: 'doctor.skipped' } as const;
+
 interface Check { id: string; target: string; status: 'ok' | 'warn' | 'fail' | 'skipped'; message: string; fix?: string; details?: Record<string, unknown> }
 interface Report { version: 1; ranAt: string; durationMs: number; summary: { ok: number; warn: number; fail: number }; checks: Check[] }
 
@@ -51,7 +53,7 @@ export function Doctor() {
           <tbody>
             {rows.map((c, i) => (
               <tr key={`${c.id}/${c.target}/${i}`} data-check={c.id} data-status={c.status}>
-                <td class={c.status === 'fail' ? 'bad' : c.status === 'warn' ? 'warn' : 'muted'}>{t(`doctor.${c.status}`)}</td>
+                <td class={c.status === 'fail' ? 'bad' : c.status === 'warn' ? 'warn' : 'muted'}>{t(STATUS[c.status])}</td>
                 <td><code>{c.id}</code></td>
                 <td>{c.target}</td>
                 <td>{c.message}</td>

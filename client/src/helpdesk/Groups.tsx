@@ -62,18 +62,18 @@ export function Groups() {
                 <td>{g.displayName || g.name}<br /><span class="muted">{g.name}</span></td>
                 <td data-testid="members">{g.members.join(', ') || <span class="muted">{t('groups.none')}</span>}</td>
                 <td data-testid="entitled">{entitled.map((p) => (
-                  <span key={p.name} class="badge">{p.name} <button type="button" aria-label={`Remove ${g.name} from ${p.name}`} onClick={() => ask({
-                    title: t('groupsM.takeNameFromName2', { name: p.name, name2: g.name }), action: t('groups.removeEntitlement'), danger: true, body: <p>{t('groups.membersOf')}{' '}{g.name}{' '}{t('groups.canNoLongerLaunch')}{' '}{p.name}{' '}{t('groups.unlessEntitledOtherwise')}</p>,
+                  <span key={p.name} class="badge">{p.name} <button type="button" aria-label={t('groups.removeFrom', { group: g.name, pool: p.name })} onClick={() => ask({
+                    title: t('groupsM.takeNameFromName2', { name: p.name, name2: g.name }), action: t('groups.removeEntitlement'), danger: true, body: <p>{t('groups.removeBody', { group: g.name, pool: p.name })}</p>,
                     run: async () => { await entitle(p, g.name, false); return t('groupsM.nameIsNoLongerEntitled', { name: g.name, name2: p.name }); },
                   })}>×</button></span>
                 ))}</td>
                 <td class="actions">
                   <button type="button" onClick={() => ask({
                     title: t('groupsM.membersOfName', { name: g.name }), action: t('groups.saveMembers'), body: <p>{t('groups.userNamesSeparatedByCommas')}</p>, input: { label: t('groups.members'), value: g.members.join(', ') || ' ' },
-                    run: async (m) => { await api.patch(`/groups/${enc(g.name)}`, { members: list(m) }); reload(); return t('groupsM.nameHasLengthMembers', { name: g.name, length: list(m).length }); },
+                    run: async (m) => { await api.patch(`/groups/${enc(g.name)}`, { members: list(m) }); reload(); return t('groups.hasMembers', { name: g.name, count: list(m).length }); },
                   })}>{t('groups.members')}</button>
                   <button type="button" disabled={!others.length} onClick={() => ask({
-                    title: t('groupsM.entitleNameToAPool', { name: g.name }), action: t('groups.entitle'), body: <p>{t('groups.membersOf')}{' '}{g.name}{' '}{t('groups.mayLaunchDesktopsOfThe')}</p>, input: { label: t('groups.pool'), options: others.map((p) => p.name) },
+                    title: t('groupsM.entitleNameToAPool', { name: g.name }), action: t('groups.entitle'), body: <p>{t('groups.entitleBody', { group: g.name })}</p>, input: { label: t('groups.pool'), options: others.map((p) => p.name) },
                     run: async (name) => { const p = others.find((x) => x.name === name)!; await entitle(p, g.name, true); return t('groupsM.nameIsEntitledToName2', { name: g.name, name2: name }); },
                   })}>{t('groups.entitleToPool')}</button>
                   <button type="button" class="danger" onClick={() => ask({

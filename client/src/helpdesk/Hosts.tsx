@@ -3,6 +3,7 @@ import { api, enc } from '../api.ts';
 import type { Host } from '../types.ts';
 import { ErrorLine, useActions, usePoll } from '../ui.tsx';
 import { t } from '../i18n/index.ts';
+import { formatNumber } from '../i18n/format.ts';
 
 const pct = (a: number, b: number) => (b ? Math.round((100 * a) / b) : 0);
 
@@ -13,11 +14,15 @@ interface DrainSummary {
 }
 type HostRow = Host & { drain: DrainSummary | null };
 
+const DRAIN_ENDED = { done: 'hosts.drainDone', failed: 'hosts.drainFailed', cancelled: 'hosts.drainCancelled' } as const;
+
 function DrainStatus(props: { drain: DrainSummary | null }) {
   const d = props.drain;
   if (!d) return null;
   const p = d.progress;
-  const text = d.state === 'running' ? `draining: ${p.moved}/${p.total} moved${p.failed ? `, ${p.failed} failed` : ''}` : `drain ${d.state}: ${p.moved}/${p.total} moved`;
+  const text = d.state === 'running'
+    ? t('hosts.draining', { moved: p.moved, total: p.total }) + (p.failed ? t('hosts.drainFailedCount', { failed: p.failed }) : '')
+    : t(DRAIN_ENDED[d.state], { moved: p.moved, total: p.total });
   return (
     <div class="muted" data-testid="drain" data-state={d.state}>
       {d.state === 'running' && <progress max={Math.max(1, p.total)} value={p.moved} />} {text}
@@ -42,22 +47,22 @@ export function Hosts() {
               <td>{h.name} <span class="muted">({h.provider})</span></td>
               <td>{h.used.desktops}</td>
               <td><meter min={0} max={100} high={85} value={pct(h.used.vcpu, h.capacity.vcpu)} /> {h.used.vcpu}/{h.capacity.vcpu}</td>
-              <td><meter min={0} max={100} high={85} value={pct(h.used.memoryMiB, h.capacity.memoryMiB)} /> {Math.round(h.used.memoryMiB / 1024)}/{Math.round(h.capacity.memoryMiB / 1024)} GiB</td>
-              <td>{h.reachable === false && <div class="bad" data-testid="unreachable" title={t('hosts.itsHypervisorDoesNotAnswer')}>{t('hosts.unreachable')}</div>}{h.maintenance ? 'maintenance' : 'active'}<DrainStatus drain={h.drain} /></td>
+              <td><meter min={0} max={100} high={85} value={pct(h.used.memoryMiB, h.capacity.memoryMiB)} /> {t('hosts.memoryGiB', { used: formatNumber(Math.round(h.used.memoryMiB / 1024)), capacity: formatNumber(Math.round(h.capacity.memoryMiB / 1024)) })}</td>
+              <td>{h.reachable === false && <div class="bad" data-testid="unreachable" title={t('hosts.itsHypervisorDoesNotAnswer')}>{t('hosts.unreachable')}</div>}{h.maintenance ? t('hosts.inMaintenance') : t('hosts.active')}<DrainStatus drain={h.drain} /></td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: t('hostsM.vMaintenanceOnName', { v: h.maintenance ? 'End' : 'Start', name: h.name }), action: h.maintenance ? 'End maintenance' : 'Start maintenance',
-                  body: <p>{h.maintenance ? 'The host takes new desktops again.' : 'The host takes no new desktops; running ones stay until moved.'}</p>,
-                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/maintenance`, { on: !h.maintenance }); reload(); return t('hostsM.maintenanceVForName', { v: h.maintenance ? 'off' : 'on', name: h.name }); },
-                })}>{h.maintenance ? 'Maintenance off' : 'Maintenance on'}</button>
+                  title: t(h.maintenance ? 'hosts.endMaintenanceOn' : 'hosts.startMaintenanceOn', { name: h.name }), action: h.maintenance ? t('hosts.endMaintenance') : t('hosts.startMaintenance'),
+                  body: <p>{h.maintenance ? t('hosts.endMaintenanceBody') : t('hosts.startMaintenanceBody')}</p>,
+                  run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/maintenance`, { on: !h.maintenance }); reload(); return t(h.maintenance ? 'hosts.maintenanceOffFor' : 'hosts.maintenanceOnFor', { name: h.name }); },
+                })}>{h.maintenance ? t('hosts.maintenanceOff') : t('hosts.maintenanceOn')}</button>
                 <button type="button" class="danger" onClick={() => ask({
-                  title: `Drain ${h.name}`, action: t('hosts.drain'), danger: true,
-                  body: <p>{t('hosts.puts')}{' '}{h.name}{' '}{t('hosts.inMaintenanceAndLiveMigrates')}</p>,
+                  title: t('hosts.drainName', { name: h.name }), action: t('hosts.drain'), danger: true,
+                  body: <p>{t('hosts.drainBody', { name: h.name })}</p>,
                   run: async () => { await api.post(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return t('hostsM.drainingName', { name: h.name }); },
                 })}>{t('hosts.drain')}</button>
                 {h.drain?.state === 'running' && <button type="button" onClick={() => ask({
                   title: t('hostsM.cancelTheDrainOfName', { name: h.name }), action: t('hosts.cancelDrain'),
-                  body: <p>{t('hosts.stopsMovingDesktopsAwayA')}{' '}{h.name}{' '}{t('hosts.staysInMaintenance')}</p>,
+                  body: <p>{t('hosts.cancelDrainBody', { name: h.name })}</p>,
                   run: async () => { await api.del(`/hosts/${enc(h.provider)}/${enc(h.name)}/drain`); reload(); return t('hostsM.drainOfNameCancelled', { name: h.name }); },
                 })}>{t('hosts.cancelDrain')}</button>}
               </td>

@@ -49,7 +49,7 @@ export function Images() {
         return (
           <div class="card" key={img.name} data-image={img.name}>
             <h2>{img.displayName || img.name} <span class="muted">{img.name}</span></h2>
-            <p>{t('images.published')}{' '}{img.current ? `version ${img.current}` : 'none yet'}</p>
+            <p>{img.current ? t('images.publishedVersion', { version: img.current }) : t('images.publishedNone')}</p>
             <table class="grid">
               <thead><tr><th>{t('images.version')}</th><th>{t('images.path')}</th><th>{t('images.added')}</th><th></th></tr></thead>
               <tbody>
@@ -57,10 +57,10 @@ export function Images() {
                   <tr key={ver.version} data-version={ver.version}>
                     <td>{ver.version}{ver.version === img.current && <span class="badge">{t('images.published2')}</span>}</td>
                     <td><code>{ver.path}</code></td>
-                    <td>{formatDateTime(ver.createdAt)}{' '}{t('images.by')}{' '}{ver.createdBy}</td>
+                    <td>{t('images.addedBy', { when: formatDateTime(ver.createdAt), user: ver.createdBy })}</td>
                     <td>{ver.version !== img.current && <button type="button" onClick={() => ask({
                       title: t('imagesM.publishNameVersionVersion', { name: img.name, version: ver.version }), action: t('images.publish'), danger: true,
-                      body: <p>{t('images.idleDesktopsOf')}{' '}{using.length ? using.map((p) => p.name).join(', ') : 'pools using it'}{' '}{t('images.areRebuiltAtOnceBusy')}</p>,
+                      body: <p>{using.length ? t('images.publishBody', { pools: using.map((p) => p.name).join(', ') }) : t('images.publishBodyNoPool')}</p>,
                       run: async () => { await api.post(`/images/${enc(img.name)}/publish`, { version: ver.version }); reload(); return t('imagesM.nameVersionVersionPublishedRollout', { name: img.name, version: ver.version }); },
                     })}>{t('images.publish')}</button>}</td>
                   </tr>
@@ -78,7 +78,7 @@ export function Images() {
                 <thead><tr><th>{t('images.pool')}</th><th>{t('images.upToDate')}</th></tr></thead>
                 <tbody>{using.map((p) => {
                   const pct = p.rollout.total ? Math.round((100 * p.rollout.upToDate) / p.rollout.total) : 100;
-                  return <tr key={p.name} data-rollout={p.name}><td>{p.name}</td><td><progress max={100} value={pct} /> {p.rollout.upToDate}/{p.rollout.total}{' '}{t('images.on')}{' '}{p.rollout.target || '—'}</td></tr>;
+                  return <tr key={p.name} data-rollout={p.name}><td>{p.name}</td><td><progress max={100} value={pct} /> {t('images.rollout', { upToDate: p.rollout.upToDate, total: p.rollout.total, target: p.rollout.target || '—' })}</td></tr>;
                 })}</tbody>
               </table>
             )}

@@ -1,6 +1,7 @@
 // Logins: users whose logins are locked, throttled or failing, addresses blocked for password
 // spraying, and the Unlock a locked-out user calls the helpdesk for.
-import { api, enc, formatWait } from '../api.ts';
+import { api, enc } from '../api.ts';
+import { formatWait } from '../i18n/format.ts';
 import type { Lockouts } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
 import { UserFactors } from './UserFactors.tsx';
@@ -16,8 +17,8 @@ export function Logins() {
       <h1>{t('logins.logins')}</h1>
       <p class="muted">
         {data?.mode === 'hard'
-          ? 'Hard lockout: after too many failed logins an account stays locked, even for the right password, until it expires or you unlock it.'
-          : 'Progressive: failed logins make further attempts wait (capped); accounts are never locked. Unlock clears the waits.'}
+          ? t('logins.modeHard')
+          : t('logins.modeProgressive')}
       </p>
       <ErrorLine error={error} />
       {banner}
@@ -30,11 +31,11 @@ export function Logins() {
               <td><StateBadge state={a.state} /></td>
               <td>{a.failures}</td>
               <td>{wait(a.retryAfterSeconds)}</td>
-              <td class="small">{a.addresses.map((x) => `${x.address} (${x.failures}${x.blocked ? ', blocked' : ''})`).join(', ') || '—'}</td>
+              <td class="small">{a.addresses.map((x) => t(x.blocked ? 'logins.addressBlocked' : 'logins.addressFailures', { address: x.address, failures: x.failures })).join(', ') || '—'}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
-                  title: `Unlock ${a.user}`, action: t('logins.unlock'),
-                  body: <p>{t('logins.clears')}{' '}{a.user}{t('logins.sFailedLoginCountWaits')}</p>,
+                  title: t('logins.unlockName', { user: a.user }), action: t('logins.unlock'),
+                  body: <p>{t('logins.unlockBody', { user: a.user })}</p>,
                   run: async () => { await api.post(`/users/${enc(a.user)}/unlock`); reload(); return t('loginsM.userWasUnlocked', { user: a.user }); },
                 })}>{t('logins.unlock')}</button>
               </td>

@@ -81,7 +81,7 @@ function CsvImport(props: { onDone: (ok: boolean, text: string) => void }) {
         try {
           const r = await api.post<ImportResult>('/machines/import', { csv });
           setResult(r);
-          props.onDone(r.failed.length === 0, t('machinesM.lengthMachinesAddedV', { length: r.added.length, v: r.failed.length ? `, ${r.failed.length} lines refused` : '' }));
+          props.onDone(r.failed.length === 0, r.failed.length ? t('machines.importedSomeRefused', { count: r.added.length, refused: t('machines.linesRefused', { count: r.failed.length }) }) : t('machines.imported', { count: r.added.length }));
         } catch (err) {
           props.onDone(false, t('machinesM.importFailedErr', { err: describeError(err) }));
         }
@@ -92,7 +92,7 @@ function CsvImport(props: { onDone: (ok: boolean, text: string) => void }) {
       <textarea name="csv" rows={5} cols={70} required aria-label={t('machines.csvLabel')} style={{ maxWidth: '100%' }} />
       <div class="buttons"><button>{t('machines.importCsv')}</button></div>
       {result && result.failed.length > 0 && (
-        <ul class="bad">{result.failed.map((f) => <li key={f.line}>{t('machines.line')}{' '}{f.line} {f.name}: {f.field} {f.message}</li>)}</ul>
+        <ul class="bad">{result.failed.map((f) => <li key={f.line}>{t('machines.lineRefused', { line: f.line, name: f.name, field: f.field, message: f.message })}</li>)}</ul>
       )}
     </form>
   );
@@ -121,10 +121,10 @@ export function Machines() {
             <tr key={m.id} data-machine={m.name}>
               <td>{m.name}{m.mac && <div class="muted">{t('machines.wol')}{' '}{m.mac}</div>}</td>
               <td>{m.pool}</td>
-              <td>{m.protocol.toUpperCase()} {m.address}:{m.port}{m.protocol === 'rdp' && <div class="muted">{m.security}{m.domain ? `, ${m.domain}` : ''}{m.ignoreCert ? ', cert ignored' : ''}</div>}</td>
-              <td data-health={m.health} title={m.healthError}>{m.health === 'answering' ? 'answering' : m.health === 'silent' ? `not answering${m.healthError ? ` (${m.healthError})` : ''}` : 'not checked yet'}</td>
+              <td>{m.protocol.toUpperCase()} {m.address}:{m.port}{m.protocol === 'rdp' && <div class="muted">{m.security}{m.domain ? `, ${m.domain}` : ''}{m.ignoreCert ? t('machines.certIgnored') : ''}</div>}</td>
+              <td data-health={m.health} title={m.healthError}>{m.health === 'answering' ? t('machines.answering') : m.health === 'silent' ? (m.healthError ? t('machines.notAnsweringWhy', { error: m.healthError }) : t('machines.notAnswering')) : t('machines.notChecked')}</td>
               <td>{m.desktop ? <><StateBadge state={m.desktop.state} />{m.desktop.user && <span class="muted"> {m.desktop.user}</span>}</> : '—'}</td>
-              <td>{m.hasUsername ? 'user' : ''}{m.hasUsername && m.hasPassword ? ' + ' : ''}{m.hasPassword ? 'password' : ''}{!m.hasUsername && !m.hasPassword ? 'none' : ''}</td>
+              <td>{m.hasUsername && m.hasPassword ? t('machines.credUserPassword') : m.hasUsername ? t('machines.credUser') : m.hasPassword ? t('machines.credPassword') : t('machines.credNone')}</td>
               <td class="actions">
                 <button type="button" onClick={() => ask({
                   title: t('machinesM.newPasswordForName', { name: m.name }), action: t('machines.setPassword'), input: { label: t('machines.password') },
@@ -132,9 +132,9 @@ export function Machines() {
                   run: async (pw) => { await api.patch(`/machines/${enc(m.name)}`, { password: pw }); reload(); return t('machinesM.passwordOfNameChanged', { name: m.name }); },
                 })}>{t('machines.password')}</button>
                 <button type="button" class="danger" onClick={() => ask({
-                  title: `Remove ${m.name}`, action: t('machines.remove'), danger: true,
-                  body: <p>{m.name}{' '}{t('machines.leavesPool')}{' '}{m.pool}{t('machines.theMachineItselfIsNot')}</p>,
-                  run: async () => { await api.del(`/machines/${enc(m.name)}`); reload(); return `${m.name} removed.`; },
+                  title: t('machines.removeName', { name: m.name }), action: t('machines.remove'), danger: true,
+                  body: <p>{t('machines.removeBody', { name: m.name, pool: m.pool })}</p>,
+                  run: async () => { await api.del(`/machines/${enc(m.name)}`); reload(); return t('machines.removed', { name: m.name }); },
                 })}>{t('machines.remove')}</button>
               </td>
             </tr>

@@ -30,7 +30,7 @@ export function Chart(props: { samples: Sample[] }) {
   const y = (v: number) => H - P - (v / max) * (H - 2 * P);
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={t('overview.chartLabel', { minutes: Math.max(1, Math.round((t1 - t0) / 60_000)), samples: s.length })} data-samples={s.length} data-from={s[0]!.t}>
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={t('overview.chart', { count: Math.max(1, Math.round((t1 - t0) / 60_000)), samples: s.length })} data-samples={s.length} data-from={s[0]!.t}>
         <line x1={P} y1={H - P} x2={W - P} y2={H - P} stroke="#999" />
         <text x={2} y={y(max) + 4} font-size="10">{max}</text>
         <text x={2} y={H - P + 4} font-size="10">0</text>

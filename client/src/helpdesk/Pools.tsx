@@ -49,7 +49,7 @@ export function PoolForm(props: {
   const { mode, pool } = props;
   const initial = () => {
     const v = valuesOf(pool, props.providers[0] ?? '');
-    if (mode === 'clone') return { ...v, name: '', displayName: `${v.displayName} (copy)`, naming: '' };
+    if (mode === 'clone') return { ...v, name: '', displayName: t('pools.copyName', { name: v.displayName }), naming: '' };
     return v;
   };
   const [values, setValues] = useState<Values>(initial);
@@ -84,7 +84,7 @@ export function PoolForm(props: {
   const field = (k: keyof Values, label: string, input: preact.JSX.Element) => <label data-field={k}>{label} {input}{err(k)}</label>;
   const text = (k: keyof Values, extra: Record<string, unknown> = {}) => <input name={k} value={values[k]} onInput={set(k)} aria-invalid={!!errors[k]} {...extra} />;
   const number = (k: keyof Values, min: number) => text(k, { type: 'number', min });
-  const select = (k: keyof Values, options: string[]) => <select name={k} value={values[k]} onChange={set(k)} aria-invalid={!!errors[k]}>{options.map((o) => <option key={o} value={o}>{o}</option>)}</select>;
+  const select = (k: keyof Values, options: string[]) => <select name={k} value={values[k]} onChange={set(k)} aria-invalid={!!errors[k]}>{options.map((o) => <option key={o} value={o}>{t(`pools.opt.${o}`, { defaultValue: o })}</option>)}</select>;
 
   const save = async (e: Event) => {
     e.preventDefault();
@@ -99,7 +99,7 @@ export function PoolForm(props: {
     try {
       if (mode === 'edit' && pool) {
         await api.patch(`/pools/${enc(pool.name)}`, common);
-        props.onSaved(`Pool ${pool.name} saved.`);
+        props.onSaved(t('pools.saved', { name: pool.name }));
       } else {
         const hidden: Record<string, unknown> = {};
         if (mode === 'clone' && pool) for (const k of HIDDEN_SETTINGS) if ((pool as unknown as Record<string, unknown>)[k] !== undefined) hidden[k] = (pool as unknown as Record<string, unknown>)[k];
@@ -108,19 +108,19 @@ export function PoolForm(props: {
           size: { min: Number(v.min), max: Number(v.max), spare: Number(v.spare) },
           resources: { ...(mode === 'clone' && pool ? pool.resources : { network: 'default', graphics: 'vga' }), vcpu: Number(v.vcpu), memoryMiB: Number(v.memoryMiB), diskGiB: Number(v.diskGiB) },
         });
-        props.onSaved(mode === 'clone' && pool ? `Pool ${v.name} created as a copy of ${pool.name}.` : `Pool ${v.name} created.`);
+        props.onSaved(mode === 'clone' && pool ? t('pools.createdAsCopy', { name: v.name, source: pool.name }) : t('pools.created', { name: v.name }));
       }
     } catch (x) {
       const f = fieldError(x);
       const k = f ? formKey(f.field) : '';
       if (f && k in values) setErrors({ [k]: f.message });
-      else setFailure(`Saving failed: ${f ? `${f.field}: ${f.message}` : describeError(x)}`);
+      else setFailure(t('pools.savingFailed', { error: f ? `${f.field}: ${f.message}` : describeError(x) }));
     } finally {
       setBusy(false);
     }
   };
 
-  const title = mode === 'edit' ? `Edit ${pool?.name}` : mode === 'clone' ? `Clone ${pool?.name}` : 'New pool';
+  const title = mode === 'edit' ? t('pools.editName', { name: pool?.name }) : mode === 'clone' ? t('pools.cloneName', { name: pool?.name }) : t('pools.newPool');
   return (
     <form class="card pool-form" onSubmit={save} data-testid="pool-form" noValidate={false}>
       <h2>{title}</h2>
@@ -131,28 +131,28 @@ export function PoolForm(props: {
         </p>
       )}
       {failure && <p class="banner bad" role="alert">{failure}</p>}
-      {mode !== 'edit' && field('name', 'Name', text('name', { required: true, pattern: POOL_NAME_PATTERN, title: t('pools.lowerCaseLettersDigitsAnd') }))}
-      {field('displayName', 'Display name', text('displayName', { required: true }))}
-      {field('description', 'Description', text('description'))}
-      {field('persistence', 'Persistence', select('persistence', ['refresh', 'delete', 'persistent']))}
+      {mode !== 'edit' && field('name', t('pools.fName'), text('name', { required: true, pattern: POOL_NAME_PATTERN, title: t('pools.lowerCaseLettersDigitsAnd') }))}
+      {field('displayName', t('pools.fDisplayName'), text('displayName', { required: true }))}
+      {field('description', t('pools.fDescription'), text('description'))}
+      {field('persistence', t('pools.fPersistence'), select('persistence', ['refresh', 'delete', 'persistent']))}
       {mode !== 'edit' && (
         <>
-          {field('assignment', 'Assignment', select('assignment', ['floating', 'dedicated']))}
-          {field('image', 'Image', text('image', { required: true }))}
-          {field('provider', 'Provider', props.providers.length ? select('provider', props.providers.includes(values.provider) || !values.provider ? props.providers : [values.provider, ...props.providers]) : text('provider', { required: true }))}
-          {field('naming', 'Naming', text('naming', { required: true, placeholder: 'lab-{n:03}' }))}
-          {field('clone', 'Clone', select('clone', ['linked', 'full']))}
-          {field('min', 'min', number('min', 0))}
-          {field('max', 'max', number('max', 0))}
-          {field('spare', 'spare', number('spare', 0))}
+          {field('assignment', t('pools.fAssignment'), select('assignment', ['floating', 'dedicated']))}
+          {field('image', t('pools.fImage'), text('image', { required: true }))}
+          {field('provider', t('pools.fProvider'), props.providers.length ? select('provider', props.providers.includes(values.provider) || !values.provider ? props.providers : [values.provider, ...props.providers]) : text('provider', { required: true }))}
+          {field('naming', t('pools.fNaming'), text('naming', { required: true, placeholder: 'lab-{n:03}' }))}
+          {field('clone', t('pools.fClone'), select('clone', ['linked', 'full']))}
+          {field('min', t('pools.fMin'), number('min', 0))}
+          {field('max', t('pools.fMax'), number('max', 0))}
+          {field('spare', t('pools.fSpare'), number('spare', 0))}
           {field('vcpu', 'vCPU', number('vcpu', 1))}
-          {field('memoryMiB', 'Memory MiB', number('memoryMiB', 64))}
-          {field('diskGiB', 'Disk GiB', number('diskGiB', 1))}
+          {field('memoryMiB', t('pools.fMemoryMiB'), number('memoryMiB', 64))}
+          {field('diskGiB', t('pools.fDiskGiB'), number('diskGiB', 1))}
         </>
       )}
-      {field('users', 'Entitled users', text('users'))}
-      {field('groups', 'Entitled groups', text('groups'))}
-      <div class="buttons"><button type="button" onClick={props.onCancel}>{t('pools.cancel')}</button><button class="primary" disabled={busy}>{busy ? 'Saving…' : 'Save'}</button></div>
+      {field('users', t('pools.fUsers'), text('users'))}
+      {field('groups', t('pools.fGroups'), text('groups'))}
+      <div class="buttons"><button type="button" onClick={props.onCancel}>{t('pools.cancel')}</button><button class="primary" disabled={busy}>{busy ? t('pools.saving') : t('pools.save')}</button></div>
     </form>
   );
 }
@@ -195,16 +195,16 @@ export function Pools() {
             return (
               <tr key={p.name} data-pool={p.name}>
                 <td>{p.displayName}<br /><span class="muted">{p.name}</span></td>
-                <td>{p.assignment}, {p.persistence}</td>
+                <td>{t(`pools.opt.${p.assignment}`, { defaultValue: p.assignment })}, {t(`pools.opt.${p.persistence}`, { defaultValue: p.persistence })}</td>
                 <td>{p.size.min} / {p.size.max} / {p.size.spare}</td>
                 <td data-testid="pool-desktops">{poolDesktops(p)}</td>
-                <td><progress max={100} value={pct} /> {p.rollout.upToDate}/{p.rollout.total}{' '}{t('pools.on')}{' '}{p.rollout.target || p.image}</td>
-                <td>{p.deleting ? 'deleting' : p.maintenance ? 'maintenance' : p.enabled ? 'enabled' : 'disabled'}</td>
+                <td><progress max={100} value={pct} /> {t('images.rollout', { upToDate: p.rollout.upToDate, total: p.rollout.total, target: p.rollout.target || p.image })}</td>
+                <td>{p.deleting ? t('pools.stDeleting') : p.maintenance ? t('pools.stMaintenance') : p.enabled ? t('pools.stEnabled') : t('pools.stDisabled')}</td>
                 <td class="actions">
                   <button type="button" onClick={() => setEditing({ mode: 'edit', name: p.name })}>{t('pools.edit')}</button>
                   <button type="button" onClick={() => setEditing({ mode: 'clone', source: p })}>{t('pools.clone')}</button>
                   <button type="button" onClick={() => ask({
-                    title: `Resize ${p.name}`, action: t('pools.resize'), body: <p>{t('pools.enterMinMaxSpareNow')}{' '}{p.size.min},{p.size.max},{p.size.spare}).</p>,
+                    title: t('pools.resizeName', { name: p.name }), action: t('pools.resize'), body: <p>{t('pools.resizeBody', { now: `${p.size.min},${p.size.max},${p.size.spare}` })}</p>,
                     input: { label: t('pools.minMaxSpare'), value: `${p.size.min},${p.size.max},${p.size.spare}` },
                     run: async (v) => {
                       const [min, max, spare] = v.split(',').map((x) => Number(x.trim()));
@@ -214,20 +214,20 @@ export function Pools() {
                     },
                   })}>{t('pools.resize')}</button>
                   <button type="button" onClick={() => ask({
-                    title: t('poolsM.vMaintenanceOfName', { v: p.maintenance ? 'End' : 'Start', name: p.name }), action: p.maintenance ? 'End maintenance' : 'Start maintenance',
-                    body: <p>{p.maintenance ? 'Users can launch desktops again.' : 'Users cannot launch new sessions; running ones continue.'}</p>,
+                    title: t(p.maintenance ? 'pools.endMaintenanceOf' : 'pools.startMaintenanceOf', { name: p.name }), action: p.maintenance ? t('hosts.endMaintenance') : t('hosts.startMaintenance'),
+                    body: <p>{p.maintenance ? t('pools.endMaintenanceBody') : t('pools.startMaintenanceBody')}</p>,
                     run: async () => {
                       await api.patch(`/pools/${enc(p.name)}`, { maintenance: !p.maintenance });
                       reload();
-                      return t('poolsM.maintenanceVForName', { v: p.maintenance ? 'off' : 'on', name: p.name });
+                      return t(p.maintenance ? 'hosts.maintenanceOffFor' : 'hosts.maintenanceOnFor', { name: p.name });
                     },
-                  })}>{p.maintenance ? 'Maintenance off' : 'Maintenance on'}</button>
+                  })}>{p.maintenance ? t('hosts.maintenanceOff') : t('hosts.maintenanceOn')}</button>
                   <button type="button" class="danger" disabled={p.deleting} onClick={() => ask({
                     title: t('poolsM.deletePoolName', { name: p.name }), action: t('pools.deletePool'), danger: true,
-                    body: <p>{t('pools.endsEverySessionIn')}{' '}{p.name}{' '}{t('pools.andDestroysIts')}{' '}{poolDesktops(p)}{' '}{t('pools.desktopsTypeThePoolS')}</p>,
+                    body: <p>{t('pools.deleteBody', { name: p.name, count: poolDesktops(p) })}</p>,
                     input: { label: t('pools.poolName'), value: '' },
                     run: async (v) => {
-                      if (v.trim() !== p.name) throw new Error(`Type ${p.name} to delete it.`);
+                      if (v.trim() !== p.name) throw new Error(t('pools.typeNameToDelete', { name: p.name }));
                       await api.del(`/pools/${enc(p.name)}`);
                       reload();
                       return t('poolsM.poolNameIsBeingDeleted', { name: p.name });

@@ -78,11 +78,11 @@ function Player(props: { rec: RecordingRow; onClose: () => void }) {
   // play and seek wait for onload (an earlier seek would replay empty frames).
   const p = state.loaded ? player.current : null;
   return (
-    <section class="recording-player" data-testid="recording-player" data-loaded={String(state.loaded)} aria-label={`Recording of ${props.rec.user}'s session`}>
-      <h2>{props.rec.user}{' '}{t('recordings.on')}{' '}{props.rec.pool} — {formatDateTime(props.rec.startedAt)}</h2>
+    <section class="recording-player" data-testid="recording-player" data-loaded={String(state.loaded)} aria-label={t('recordings.playerLabel', { user: props.rec.user })}>
+      <h2>{t('recordings.playerTitle', { user: props.rec.user, pool: props.rec.pool, when: formatDateTime(props.rec.startedAt) })}</h2>
       <ErrorLine error={error} />
       <div class="buttons">
-        <button type="button" data-testid="recording-play" disabled={!p} onClick={() => (p?.isPlaying() ? p.pause() : p?.play())}>{state.playing ? 'Pause' : 'Play'}</button>
+        <button type="button" data-testid="recording-play" disabled={!p} onClick={() => (p?.isPlaying() ? p.pause() : p?.play())}>{state.playing ? t('recordings.pause') : t('recordings.play')}</button>
         <input
           type="range" data-testid="recording-seek" aria-label={t('recordings.position')} min={0} max={Math.max(1, state.duration)} step={100} value={state.position} disabled={!p}
           onInput={(e) => p?.seek(Number((e.target as HTMLInputElement).value))}
@@ -116,7 +116,7 @@ export function Recordings() {
     try {
       await api.del(`/recordings/${enc(r.id)}`);
       if (playing?.id === r.id) setPlaying(null);
-      setMsg('Recording deleted.');
+      setMsg(t('recordings.deleted'));
       reload();
     } catch (e) {
       setMsg(describeError(e));
@@ -144,7 +144,7 @@ export function Recordings() {
               <td>{r.user}</td>
               <td>{r.pool}</td>
               <td class="small">{r.desktop}</td>
-              <td>{r.durationMs === null ? 'recording…' : formatDuration(r.durationMs)}</td>
+              <td>{r.durationMs === null ? t('recordings.recording') : formatDuration(r.durationMs)}</td>
               <td>{formatBytes(r.bytes)}</td>
               <td class="buttons">
                 <button type="button" data-testid="recording-open" onClick={() => setPlaying(r)}>{t('recordings.play')}</button>
@@ -159,7 +159,7 @@ export function Recordings() {
       <div class="buttons">
         <button type="button" disabled={offset === 0} onClick={() => setOffset(Math.max(0, offset - limit))}>{t('recordings.newer')}</button>
         <button type="button" disabled={!data || offset + limit >= data.total} onClick={() => setOffset(offset + limit)}>{t('recordings.older')}</button>
-        {data && <span class="muted">{data.total}{' '}{t('recordings.recordings2')}</span>}
+        {data && <span class="muted">{t('recordings.total', { count: data.total })}</span>}
       </div>
     </section>
   );

@@ -4,7 +4,7 @@
 // disconnect (close the user's tunnel, the session stays), message, shadow.
 import { api, enc } from '../api.ts';
 import { t as tr, useT } from '../i18n/index.ts';
-import { formatBytes, formatDateTime, formatDuration } from '../i18n/format.ts';
+import { formatBytes, formatDateTime, formatDuration, formatMs } from '../i18n/format.ts';
 import { navigate } from '../router.tsx';
 import { LOGON_PHASES, type LogonTimeline, type Session } from '../types.ts';
 import { ErrorLine, StateBadge, useActions, usePoll } from '../ui.tsx';
@@ -34,7 +34,7 @@ export function browserOf(ua: string): string {
   if (!ua) return '—';
   const b = /Edg\/(\d+)/.exec(ua) ? `Edge ${/Edg\/(\d+)/.exec(ua)![1]}` : /Firefox\/(\d+)/.exec(ua) ? `Firefox ${/Firefox\/(\d+)/.exec(ua)![1]}` : /Chrom(?:e|ium)\/(\d+)/.exec(ua) ? `Chrome ${/Chrom(?:e|ium)\/(\d+)/.exec(ua)![1]}` : /Version\/(\d+).*Safari/.exec(ua) ? `Safari ${/Version\/(\d+)/.exec(ua)![1]}` : tr('detail.browser');
   const os = /Windows/.test(ua) ? 'Windows' : /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Mac OS X/.test(ua) ? 'macOS' : /CrOS/.test(ua) ? 'ChromeOS' : /Linux/.test(ua) ? 'Linux' : tr('detail.unknownDevice');
-  return tr('detail.browserOn', { browser: `${b}${/Headless/.test(ua) ? ' (headless)' : ''}`, os });
+  return tr('detail.browserOn', { browser: /Headless/.test(ua) ? tr('detail.headless', { browser: b }) : b, os });
 }
 
 function Phases(props: { logon: LogonTimeline | undefined }) {
@@ -75,7 +75,7 @@ export function SessionDetail(props: { id: string }) {
     [t('detail.disconnected'), s.disconnectedAt ? `${time(s.disconnectedAt)}` : '—', 'disconnected-at'],
     [t('detail.bytes'), st ? `${bytes(st.bytesToClient)} / ${bytes(st.bytesFromClient)}` : t('detail.bytesClosed', { out: bytes(s.bytesOut ?? 0), in: bytes(s.bytesIn ?? 0) }), 'bytes'],
     [t('detail.bandwidth'), st ? rate(st.bandwidthBps) : '—', 'bandwidth'],
-    [t('detail.rtt'), st?.rttMs !== null && st?.rttMs !== undefined ? `${Math.round(st.rttMs)} ms` : '—', 'rtt'],
+    [t('detail.rtt'), st?.rttMs !== null && st?.rttMs !== undefined ? formatMs(st.rttMs) : '—', 'rtt'],
     [t('detail.idle'), data?.idleSeconds !== null && data?.idleSeconds !== undefined ? formatDuration(data.idleSeconds * 1000) : '—', 'idle'],
   ] : [];
   return (

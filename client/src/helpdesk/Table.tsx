@@ -97,7 +97,11 @@ export function Table<T>(props: {
   api.set('offset', String((page - 1) * size));
   for (const k of props.filterKeys ?? []) if (url.get(k)) api.set(k, url.get(k));
   const apiQuery = api.toString();
-  const { data, error, reload } = usePoll(() => props.load(apiQuery), 10_000, [apiQuery], true);
+  // Each answer remembers the page it is: until the next page's answer arrives, the pager names
+  // the rows on screen, not the page asked for.
+  const { data: shown, error, reload } = usePoll(() => props.load(apiQuery).then((d) => ({ d, page })), 10_000, [apiQuery], true);
+  const data = shown?.d ?? null;
+  const shownPage = shown?.page ?? page;
   useEffect(() => { if (props.reloadKey) reload(); }, [props.reloadKey]);
 
   // The search box keeps what is typed; the URL follows after a short pause.
@@ -174,7 +178,7 @@ export function Table<T>(props: {
       {data && rows.length === 0 && <p class="muted">{props.empty ?? t('table.empty')}</p>}
       <nav class="pager" aria-label={t('table.pages')}>
         <button type="button" disabled={page <= 1} onClick={() => url.set({ page: page > 2 ? String(page - 1) : '' })}>{t('table.previous')}</button>
-        <span data-testid="page-info">{total ? t('table.range', { from: (page - 1) * size + 1, to: Math.min(total, page * size), total }) : t('table.none')} · {t('table.page', { page, pages })}</span>
+        <span data-testid="page-info">{total ? t('table.range', { from: (shownPage - 1) * size + 1, to: Math.min(total, shownPage * size), total }) : t('table.none')} · {t('table.page', { page: shownPage, pages })}</span>
         <button type="button" disabled={page >= pages} onClick={() => url.set({ page: String(page + 1) })}>{t('table.next')}</button>
       </nav>
       <BulkConfirm

@@ -4,7 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, describeError, enc } from '../api.ts';
 import type { FactorStatus } from '../portal/Security.tsx';
 import { useActions } from '../ui.tsx';
-import { t } from '../i18n/index.ts';
+import { t, tParts } from '../i18n/index.ts';
 
 export function UserFactors() {
   const [user, setUser] = useState('');
@@ -34,11 +34,16 @@ export function UserFactors() {
       {status && s && (
         <div data-testid="factors-of" data-user={status.user}>
           <p>
-            <strong>{status.user}</strong>: {s.totp.enabled ? 'authenticator app' : 'no authenticator app'}, {s.passkeys.length}{' '}{t('userfactors.passkey')}{s.passkeys.length === 1 ? '' : 's'}, {s.recoveryCodesLeft}{' '}{t('userfactors.recoveryCode')}{s.recoveryCodesLeft === 1 ? '' : 's'}{' '}{t('userfactors.left')}{s.required ? ' (a second factor is required for this account)' : ''}.
+            {tParts('userfactors.summary', { user: <strong>{status.user}</strong> }, {
+              app: s.totp.enabled ? t('userfactors.app') : t('userfactors.noApp'),
+              passkeys: t('userfactors.passkeys', { count: s.passkeys.length }),
+              codes: t('userfactors.codesLeft', { count: s.recoveryCodesLeft }),
+              required: s.required ? t('userfactors.required') : '',
+            })}
           </p>
           <button type="button" class="danger" data-testid="reset-factors" disabled={!s.totp.enabled && s.passkeys.length === 0 && s.recoveryCodesLeft === 0} onClick={() => ask({
             title: t('userfactorsM.resetUserSSecondFactors', { user: status.user }), action: t('userfactors.reset'), danger: true,
-            body: <p>{t('userfactors.removes')}{' '}{status.user}{t('userfactors.sAuthenticatorAppPasskeysAnd')}</p>,
+            body: <p>{t('userfactors.resetBody', { user: status.user })}</p>,
             run: async () => { await api.del(`/users/${enc(status.user)}/mfa`); await look(status.user); return t('userfactorsM.userSSecondFactorsWere', { user: status.user }); },
           })}>{t('userfactors.resetSecondFactors')}</button>
         </div>

@@ -45,6 +45,11 @@ export function formatDuration(ms: number): string {
   return h ? t('units.hMin', { h, m }) : m ? t('units.minS', { m, s: s % 60 }) : t('units.s', { s });
 }
 
+/** A wait the broker asked for (Retry-After seconds): "45 s", "3 min". */
+export function formatWait(s: number): string {
+  return s < 90 ? t('units.s', { s: formatNumber(s) }) : t('units.min', { m: formatNumber(Math.ceil(s / 60)) });
+}
+
 /** Milliseconds, short: "850 ms", "2.35 s". */
 export function formatMs(ms: number): string {
   return ms < 1000 ? `${fixed(ms, 0)} ms` : `${fixed(ms / 1000, ms < 10_000 ? 2 : 1)} s`;

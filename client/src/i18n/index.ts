@@ -1,13 +1,14 @@
 // Internationalisation: every user-facing string of the client comes from one catalogue
-// (en.json, de.json: identical key sets, test/unit/i18n-catalogue.test.ts checks it) through
+// (en.json, de.json: identical key sets, test/client/i18n-catalogue.test.ts checks it) through
 // i18next. The language is the one picked in the page header (kept in localStorage under
 // `vdi.lang`), else the browser's (navigator.languages), else English. `<html lang>` follows.
 // Components call useT(), which re-renders them when the language changes.
 import i18next, { type TFunction } from 'i18next';
 import LanguageDetector from 'i18next-browser-languagedetector';
+import type { ComponentChild } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import en from './en.json';
-import de from './de.json';
+import en from './en.json' with { type: 'json' };
+import de from './de.json' with { type: 'json' };
 
 export const LANGUAGES = [
   { code: 'en', name: 'English' },
@@ -52,6 +53,15 @@ export function setLanguage(code: Language): void {
 
 /** Translates outside components (strings built when something happens, not at module load). */
 export const t = ((...args: unknown[]) => (i18next.t as unknown as (...a: unknown[]) => string)(...args)) as unknown as TFunction;
+
+/**
+ * A sentence with elements in it (a <code>, a link): each `{{name}}` of `parts` in the
+ * translation becomes that element, so the sentence keeps its own language's word order.
+ */
+export function tParts(key: string, parts: Record<string, ComponentChild>, options: Record<string, unknown> = {}): ComponentChild[] {
+  const marks = Object.fromEntries(Object.keys(parts).map((k) => [k, `\u0000${k}\u0000`]));
+  return t(key, { ...options, ...marks }).split('\u0000').map((piece, i) => (i % 2 ? parts[piece] : piece));
+}
 
 /** The translation function for a component; the component re-renders on a language change. */
 export function useT(): TFunction {

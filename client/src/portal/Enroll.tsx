@@ -59,11 +59,11 @@ export function Enroll() {
         {s.state === 'unknown' && <p class="banner bad" role="alert">{t('enroll.thisDeviceSEnrolmentIs')}</p>}
         {s.state === 'none' && s.requireEnrolledKiosk && <p class="banner" role="status">{t('enroll.kiosksMustBeEnrolledBefore')}</p>}
         {done ? (
-          <p class="banner ok" role="status" data-testid="enrolled">{t('enroll.enrolledAs')}{' '}{done.name} ({done.location}{t('enroll.starting')}</p>
+          <p class="banner ok" role="status" data-testid="enrolled">{t('enroll.enrolled', { name: done.name, location: done.location })}</p>
         ) : (
           <>
             <label>{t('enroll.enrolmentCode')}{' '}<input name="code" autocomplete="off" autocapitalize="characters" spellcheck={false} maxLength={64} required autofocus placeholder={t('enroll.xxxxXxxxXxxxXxxx')} /></label>
-            <button class="primary" disabled={busy}>{busy ? 'Enrolling…' : 'Enrol'}</button>
+            <button class="primary" disabled={busy}>{busy ? t('enroll.enrolling') : t('enroll.enrol')}</button>
           </>
         )}
         {error && <p class="banner bad" role="alert" data-testid="enroll-error">{error}</p>}

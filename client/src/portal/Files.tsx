@@ -7,7 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, call, csrfToken, describeError, enc } from '../api.ts';
 import { navigate, useLocation } from '../router.tsx';
 import { t } from '../i18n/index.ts';
-import { formatBytes, formatDateTime } from '../i18n/format.ts';
+import { formatBytes, formatDateTime, formatNumber } from '../i18n/format.ts';
 
 /** The API says `folder` (server/shares/files.service.ts); `dir` is accepted too. */
 interface Entry { name: string; type: 'file' | 'folder' | 'dir' | 'link' | 'other'; sizeBytes: number; modifiedAt: string }
@@ -43,7 +43,10 @@ async function countItems(path: string): Promise<{ n: number; more: boolean }> {
   return { n, more: false };
 }
 
-/** PUTs one file with upload progress; resolves when stored, rejects with the broker's message (or 'cancelled'). */
+/** An upload the person cancelled (not a failure to report). */
+class UploadCancelled extends Error {}
+
+/** PUTs one file with upload progress; resolves when stored, rejects with the broker's message (or UploadCancelled). */
 function put(path: string, f: File, onProgress: (loaded: number) => void, register: (abort: () => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
@@ -53,7 +56,7 @@ function put(path: string, f: File, onProgress: (loaded: number) => void, regist
     x.upload.onprogress = (e) => onProgress(e.loaded);
     x.onload = () => {
       if (x.status >= 200 && x.status < 300) return resolve();
-      let msg = `Upload failed (HTTP ${x.status}).`;
+      let msg = t('files.uploadFailedHttp', { status: x.status });
       try {
         msg = (JSON.parse(x.responseText) as { error?: { message?: string } }).error?.message ?? msg;
       } catch {
@@ -61,8 +64,8 @@ function put(path: string, f: File, onProgress: (loaded: number) => void, regist
       }
       reject(new Error(msg));
     };
-    x.onerror = () => reject(new Error('The upload was interrupted (network).'));
-    x.onabort = () => reject(new Error('cancelled'));
+    x.onerror = () => reject(new Error(t('files.uploadInterrupted')));
+    x.onabort = () => reject(new UploadCancelled());
     register(() => x.abort());
     x.send(f);
   });
@@ -124,20 +127,20 @@ export function MyFiles() {
         });
         done.push(f.name);
       } catch (e) {
-        failure = (e as Error).message === 'cancelled' ? `Upload of ${f.name} cancelled.` : `${f.name}: ${(e as Error).message}`;
+        failure = e instanceof UploadCancelled ? t('files.uploadCancelled', { name: f.name }) : t('files.uploadFailed', { name: f.name, error: (e as Error).message });
         break;
       }
     }
     setUpload(null);
     if (picker.current) picker.current.value = '';
-    const ok = done.length ? `Uploaded ${done.length === 1 ? done[0] : `${done.length} files`}.` : '';
+    const ok = done.length === 1 ? t('files.uploadedOne', { name: done[0] }) : done.length ? t('files.uploadedMany', { count: done.length }) : '';
     setMessage(failure ? { ok: false, text: [ok, failure].filter(Boolean).join(' ') } : { ok: true, text: ok });
     await load();
   };
 
   const remove = async (e: Entry, path: string) => {
     if (!isFolder(e)) {
-      if (confirm(t('filesM.deleteName', { name: e.name }))) await act(`Deleted ${e.name}.`, () => call('DELETE', `/me/files?path=${enc(path)}`));
+      if (confirm(t('filesM.deleteName', { name: e.name }))) await act(t('files.deleted', { name: e.name }), () => call('DELETE', `/me/files?path=${enc(path)}`));
       return;
     }
     let count: { n: number; more: boolean };
@@ -146,9 +149,9 @@ export function MyFiles() {
     } catch (err) {
       return setMessage({ ok: false, text: describeError(err) });
     }
-    const what = count.n === 0 ? 'It is empty.' : `It contains ${count.more ? 'more than ' : ''}${count.n} item${count.n === 1 ? '' : 's'} (files and folders), which are deleted too.`;
+    const what = count.n === 0 ? t('files.folderEmpty') : t(count.more ? 'files.folderHoldsMore' : 'files.folderHolds', { count: count.n });
     if (!confirm(t('filesM.deleteTheFolderNameWhat', { name: e.name, what: what }))) return;
-    await act(`Deleted the folder ${e.name}${count.n ? ` and ${count.more ? 'more than ' : ''}${count.n} item${count.n === 1 ? '' : 's'} in it` : ''}.`, () => call('DELETE', `/me/files?path=${enc(path)}${count.n ? '&recursive=true' : ''}`));
+    await act(count.n ? t(count.more ? 'files.deletedFolderWithMore' : 'files.deletedFolderWith', { name: e.name, count: count.n }) : t('files.deletedFolder', { name: e.name }), () => call('DELETE', `/me/files?path=${enc(path)}${count.n ? '&recursive=true' : ''}`));
   };
 
   const parts = dir ? dir.split('/') : [];
@@ -177,10 +180,10 @@ export function MyFiles() {
         <div class={usage.overSoft ? 'quota over' : 'quota'} data-testid="usage">
           <div class="quota-bar" role="meter" aria-label={t('files.storageUsed')} aria-valuemin={0} aria-valuemax={usage.hardBytes} aria-valuenow={usage.usedBytes}>
             <span class="quota-used" style={{ width: `${pct}%` }} />
-            {usage.softBytes > 0 && usage.hardBytes > 0 && usage.softBytes < usage.hardBytes && <span class="quota-soft" style={{ left: `${(usage.softBytes / usage.hardBytes) * 100}%` }} title={`Soft limit ${size(usage.softBytes)}`} />}
+            {usage.softBytes > 0 && usage.hardBytes > 0 && usage.softBytes < usage.hardBytes && <span class="quota-soft" style={{ left: `${(usage.softBytes / usage.hardBytes) * 100}%` }} title={t('files.softLimit', { size: size(usage.softBytes) })} />}
           </div>
           <span class={usage.overSoft ? 'banner bad' : 'muted'}>
-            {size(usage.usedBytes)}{' '}{t('files.usedOf')}{' '}{size(usage.hardBytes)} ({Math.round(pct)}%){usage.overSoft ? ' — over your soft limit: please tidy up.' : ''}
+            {t('files.usage', { used: size(usage.usedBytes), hard: size(usage.hardBytes), pct: formatNumber(Math.round(pct)) })}{usage.overSoft ? t('files.overSoft') : ''}
           </span>
         </div>
       )}
@@ -196,13 +199,15 @@ export function MyFiles() {
       <div class="file-actions">
         <label class="button">{t('files.upload')}{' '}<input ref={picker} type="file" multiple hidden disabled={!!upload} onChange={() => void uploadFiles(Array.from(picker.current?.files ?? []))} data-testid="upload" /></label>
         <button type="button" onClick={() => {
-          const name = prompt('Name of the new folder');
-          if (name) void act(`Made folder ${name}.`, () => call('POST', `/me/files/folder?path=${enc(join(dir, name))}`));
+          const name = prompt(t('files.newFolderPrompt'));
+          if (name) void act(t('files.madeFolder', { name }), () => call('POST', `/me/files/folder?path=${enc(join(dir, name))}`));
         }}>{t('files.newFolder')}</button>
       </div>
       {upload && (
         <div class="upload-progress" role="status" data-testid="upload-progress">
-          <span>{t('files.uploading')}{' '}{upload.name}{upload.count > 1 ? ` (${upload.done + 1} of ${upload.count})` : ''}: {size(upload.loaded)}{' '}{t('files.of')}{' '}{size(upload.total)}</span>
+          <span>{upload.count > 1
+            ? t('files.uploadingNth', { name: upload.name, nth: upload.done + 1, count: upload.count, loaded: size(upload.loaded), total: size(upload.total) })
+            : t('files.uploadingOne', { name: upload.name, loaded: size(upload.loaded), total: size(upload.total) })}</span>
           <progress max={upload.total || 1} value={upload.loaded} />
           <button type="button" onClick={() => upload.cancel()}>{t('files.cancel')}</button>
         </div>
@@ -225,8 +230,8 @@ export function MyFiles() {
                 <td>{formatDateTime(e.modifiedAt)}</td>
                 <td>
                   <button type="button" onClick={() => {
-                    const to = prompt(`Rename ${e.name} to`, e.name);
-                    if (to && to !== e.name) void act(`Renamed to ${to}.`, () => call('POST', `/me/files/rename?path=${enc(path)}&to=${enc(join(dir, to))}`));
+                    const to = prompt(t('files.renamePrompt', { name: e.name }), e.name);
+                    if (to && to !== e.name) void act(t('files.renamed', { name: to }), () => call('POST', `/me/files/rename?path=${enc(path)}&to=${enc(join(dir, to))}`));
                   }}>{t('files.rename')}</button>{' '}
                   <button type="button" onClick={() => void remove(e, path)}>{t('files.delete')}</button>
                 </td>

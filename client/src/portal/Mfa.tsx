@@ -67,7 +67,7 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
       await fn();
     } catch (e) {
       // The pending login is gone (expired, or the broker forgot it): back to the password.
-      if (e instanceof ApiError && e.code === 'mfa_required') return props.onCancel('Your login took too long. Please log in again.');
+      if (e instanceof ApiError && e.code === 'mfa_required') return props.onCancel(t('mfa.tookTooLong'));
       setError(describe(e));
     } finally {
       setBusy(false);
@@ -115,7 +115,7 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
         <details><summary>{t('mfa.cannotScanTypeThisKey')}</summary><code class="secret" data-testid="totp-secret">{totp.secret}</code></details>
         <form onSubmit={submitCode('/auth/mfa/totp')}>
           <label>{t('mfa.code')}{' '}<input name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
-          <button class="primary" disabled={busy}>{busy ? 'Checking…' : 'Confirm and log in'}</button>
+          <button class="primary" disabled={busy}>{busy ? t('mfa.checking') : t('mfa.confirmAndLogIn')}</button>
         </form>
         {error_}
         {back}
@@ -125,7 +125,7 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
 
   if (step === 'choose') {
     return (
-      <Card kiosk={props.kiosk} title={enrol ? 'Set up a second factor' : 'Confirm it is you'}>
+      <Card kiosk={props.kiosk} title={enrol ? t('mfa.setUp') : t('mfa.confirmItIsYou')}>
         {enrol ? <p>{t('mfa.yourAccountMustUseA')}</p> : <p>{t('mfa.useYourPasskeyToFinish')}</p>}
         <div class="buttons stacked">
           {enrol && (
@@ -135,7 +135,7 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
             })}>{t('mfa.authenticatorApp')}</button>
           )}
           {methods.includes('webauthn') && (
-            <button type="button" class={enrol ? '' : 'primary'} disabled={busy} data-testid="use-passkey" onClick={() => void passkey()}>{enrol ? 'Passkey (this device or a security key)' : 'Use my passkey'}</button>
+            <button type="button" class={enrol ? '' : 'primary'} disabled={busy} data-testid="use-passkey" onClick={() => void passkey()}>{enrol ? t('mfa.enrolPasskey') : t('mfa.usePasskey')}</button>
           )}
           {!enrol && methods.includes('totp') && <button type="button" class="link" onClick={() => setStep('totp')}>{t('mfa.useMyAuthenticatorAppInstead')}</button>}
           {!enrol && methods.includes('recovery') && <button type="button" class="link" data-testid="use-recovery" onClick={() => setStep('recovery')}>{t('mfa.useARecoveryCode')}</button>}
@@ -155,7 +155,7 @@ export function Mfa(props: { challenge: MfaChallenge; kiosk?: boolean; onLogin: 
         ) : (
           <label>{t('mfa.codeFromYourAuthenticatorApp')}{' '}<input key="totp" name="code" inputMode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,8}" required autofocus data-testid="totp-code" /></label>
         )}
-        <button class="primary" disabled={busy}>{busy ? 'Checking…' : 'Log in'}</button>
+        <button class="primary" disabled={busy}>{busy ? t('mfa.checking') : t('login.submit')}</button>
       </form>
       {error_}
       <div class="buttons stacked">

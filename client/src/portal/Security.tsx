@@ -30,7 +30,7 @@ export function Security() {
       await fn();
     } catch (e) {
       const name = (e as { name?: string } | null)?.name;
-      setProblem(name === 'NotAllowedError' ? 'The passkey prompt was cancelled or timed out.' : describeError(e));
+      setProblem(name === 'NotAllowedError' ? t('security.passkeyCancelled') : describeError(e));
     } finally {
       setBusy(false);
       reload();
@@ -41,7 +41,7 @@ export function Security() {
     <main class="page">
       <h1>{t('security.signInSecurity')}</h1>
       <p class="muted">
-        {data?.required ? 'Your account must use a second factor at every login.' : 'A second factor protects your account if your password leaks; once set up, it is asked at every login.'}
+        {data?.required ? t('security.required') : t('security.why')}
       </p>
       <ErrorLine error={error ?? problem} />
       {banner}
@@ -57,7 +57,7 @@ export function Security() {
       <section class="tile" data-testid="factor-totp">
         <h2>{t('security.authenticatorApp')}</h2>
         {data?.totp.enabled ? (
-          <p>{t('security.setUpOn')}{' '}{day(data.totp.createdAt)}.{' '}
+          <p>{t('security.setUpOnDay', { day: day(data.totp.createdAt) })}{' '}
             <button type="button" class="danger" disabled={busy} onClick={() => ask({
               title: t('security.removeTheAuthenticatorApp'), action: t('security.remove'), danger: true,
               body: <p>{t('security.codesFromYourAppWill')}</p>,
@@ -91,7 +91,7 @@ export function Security() {
         <ul class="plain">
           {data?.passkeys.map((p) => (
             <li key={p.id} data-passkey={p.name}>
-              {p.name} <span class="muted small">{t('security.added')}{' '}{day(p.createdAt)}{t('security.lastUsed')}{' '}{day(p.lastUsedAt || null)}</span>{' '}
+              {p.name} <span class="muted small">{t('security.addedLastUsed', { added: day(p.createdAt), used: day(p.lastUsedAt || null) })}</span>{' '}
               <button type="button" class="danger" onClick={() => ask({
                 title: t('securityM.removeThePasskeyName', { name: p.name }), action: t('security.remove'), danger: true,
                 body: <p>{t('security.itWillNoLongerLog')}</p>,
@@ -117,7 +117,7 @@ export function Security() {
 
       <section class="tile" data-testid="factor-recovery">
         <h2>{t('security.recoveryCodes')}</h2>
-        <p>{data ? `${data.recoveryCodesLeft} unused code${data.recoveryCodesLeft === 1 ? '' : 's'} left.` : '…'}</p>
+        <p>{data ? t('security.codesLeft', { count: data.recoveryCodesLeft }) : '…'}</p>
         <button type="button" disabled={busy || !data || (!data.totp.enabled && data.passkeys.length === 0)} onClick={() => ask({
           title: t('security.newRecoveryCodes'), action: t('security.makeNewCodes'),
           body: <p>{t('security.yourOldRecoveryCodesStop')}</p>,

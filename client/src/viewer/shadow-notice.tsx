@@ -6,7 +6,7 @@
 // POST /me/sessions/{id}/shadow/{consent|control}. Mounted by Viewer.tsx for the user's own session.
 import { useEffect, useState } from 'preact/hooks';
 import { api, describeError, enc } from '../api.ts';
-import { useT } from '../i18n/index.ts';
+import { tParts, useT } from '../i18n/index.ts';
 
 export interface MyShadow {
   shadowed: boolean;
@@ -79,7 +79,7 @@ export function ShadowNotice(props: { session: string | undefined }) {
       <div class="overlay shadow-ask">
         <div class="overlay-box" role="alertdialog" aria-modal="true" aria-labelledby="shadow-ask-title" data-testid="shadow-consent" data-local-keys>
           <h2 id="shadow-ask-title">{t('shadowNotice.askTitle')}</h2>
-          <p><strong>{who}</strong> {t('shadowNotice.askBody', { left })}</p>
+          <p>{tParts('shadowNotice.askBody', { who: <strong>{who}</strong> }, { left })}</p>
           {error && <p class="bad" role="alert">{error}</p>}
           <button type="button" disabled={busy} onClick={answer('consent', false)}>{t('shadowNotice.deny')}</button>{' '}
           <button type="button" class="primary" disabled={busy} onClick={answer('consent', true)}>{t('shadowNotice.allow')}</button>
@@ -92,8 +92,8 @@ export function ShadowNotice(props: { session: string | undefined }) {
     <>
       <div class="shadow-notice" role="status" aria-live="polite" data-testid="shadow-notice" data-local-keys>
         {s.control === 'granted'
-          ? <><strong>{who}</strong> {t('shadowNotice.controlling')}</>
-          : <><strong>{who}</strong> {t('shadowNotice.watching')}</>}
+          ? tParts('shadowNotice.controlling', { who: <strong>{who}</strong> })
+          : tParts('shadowNotice.watching', { who: <strong>{who}</strong> })}
         {s.control === 'granted' && <button type="button" class="danger" disabled={busy} onClick={answer('control', false)}>{t('shadowNotice.takeBack')}</button>}
         {error && <span class="bad"> {error}</span>}
       </div>
@@ -101,7 +101,7 @@ export function ShadowNotice(props: { session: string | undefined }) {
         <div class="overlay shadow-ask">
           <div class="overlay-box" role="alertdialog" aria-modal="true" aria-labelledby="shadow-control-title" data-testid="shadow-control" data-local-keys>
             <h2 id="shadow-control-title">{t('shadowNotice.controlTitle')}</h2>
-            <p><strong>{who}</strong> {t('shadowNotice.controlBody', { left })}</p>
+            <p>{tParts('shadowNotice.controlBody', { who: <strong>{who}</strong> }, { left })}</p>
             <button type="button" disabled={busy} onClick={answer('control', false)}>{t('shadowNotice.refuse')}</button>{' '}
             <button type="button" class="primary" disabled={busy} onClick={answer('control', true)}>{t('shadowNotice.allowControl')}</button>
           </div>

@@ -3,6 +3,7 @@
 // reconnects by itself with backoff, asking for a fresh ticket each time.
 import Guacamole from 'guacamole-common-js';
 import { describeStatus, type StatusInfo } from './status.ts';
+import { t } from '../i18n/index.ts';
 import { ticketTunnel } from './ticket-tunnel.ts';
 
 export type ViewerPhase = 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -91,6 +92,8 @@ export class DesktopViewer {
   private stopped = false;
   private generation = 0;
   private remoteCursor = false;
+  /** The mouse's last position over the display (element pixels), for placing the desktop's pointer when it arrives. */
+  private pointer: { x: number; y: number } | null = null;
   private typing: ReturnType<typeof setTimeout> | undefined;
 
   constructor(private readonly host: HTMLElement, private readonly o: ViewerOptions) {
@@ -140,6 +143,12 @@ export class DesktopViewer {
         this.remoteCursor = true;
         el.classList.add('remote-cursor');
         display.showCursor(true);
+        // Drawn where the mouse is now, not where it was when the display began: the mouse may
+        // not move again for a while.
+        if (this.pointer) {
+          const scale = display.getScale() || 1;
+          (display as CursorDisplay).moveCursor(Math.floor(this.pointer.x / scale), Math.floor(this.pointer.y / scale));
+        }
         this.o.onRemoteCursor?.();
       }
     };
@@ -193,7 +202,7 @@ export class DesktopViewer {
 
   private retry(status: StatusInfo): void {
     const attempt = this.state.attempt + 1;
-    if (attempt > (this.o.maxAttempts ?? 8)) return this.finish({ ...status, message: `${status.message} Gave up after ${attempt - 1} attempts.`, retry: false });
+    if (attempt > (this.o.maxAttempts ?? 8)) return this.finish({ ...status, message: `${status.message} ${t('viewer.gaveUp', { count: attempt - 1 })}`, retry: false });
     const delay = BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)]!;
     this.set({ phase: 'reconnecting', status, attempt, nextAttemptAt: Date.now() + delay });
     this.timer = setTimeout(() => void this.open(), delay);
@@ -215,11 +224,12 @@ export class DesktopViewer {
     const mouse = new Guacamole.Mouse(el);
     mouse.onEach(['mousedown', 'mousemove', 'mouseup'], (e) => {
       client.sendMouseState(e.state, true);
+      const p = pointOf(e.state);
+      this.pointer = { x: p.x, y: p.y };
       // The remote pointer follows the mouse at once (the desktop's answer would lag).
       if (this.remoteCursor) {
         const d = client.getDisplay() as CursorDisplay;
         const scale = d.getScale() || 1;
-        const p = pointOf(e.state);
         d.moveCursor(Math.floor(p.x / scale), Math.floor(p.y / scale));
       }
     });
@@ -318,7 +328,7 @@ export class DesktopViewer {
   /** Puts text on the desktop's clipboard; resolves when the gateway accepted it (or could not say). */
   sendClipboard(text: string): Promise<void> {
     const c = this.client;
-    if (!c || this.o.readOnly || this.state.phase !== 'connected') return Promise.reject(new Error('The desktop is not connected.'));
+    if (!c || this.o.readOnly || this.state.phase !== 'connected') return Promise.reject(new Error(t('viewer.notConnected')));
     const stream = c.createClipboardStream('text/plain');
     const w = new Guacamole.StringWriter(stream) as AckWriter;
     return new Promise((resolve, reject) => {
@@ -330,7 +340,7 @@ export class DesktopViewer {
         else resolve();
       };
       w.onack = (status) => {
-        if (status?.isError?.()) done(new Error(`The desktop refused the clipboard (${status.message || `status 0x${status.code.toString(16)}`}).`));
+        if (status?.isError?.()) done(new Error(t('viewer.clipRefused', { reason: status.message || `status 0x${status.code.toString(16)}` })));
       };
       w.sendText(text);
       w.sendEnd();

@@ -11,6 +11,10 @@ STATE=/run/vdi
 FIFO=$STATE/events.fifo
 AGENT=vdi-agent-sh/1
 mkdir -p "$STATE" && chmod 0700 "$STATE"
+# Our own log, not the console: the serial console is the guest's shell (tests and admins type
+# there), and a line printed into it interleaves with whatever runs.
+LOG=$STATE/agent.log
+log() { echo "$(date +%FT%T) vdi-agent: $*" >> "$LOG"; }
 grep -qs '^virtio_console ' /proc/modules || insmod /lib/modules/virtio_console.ko 2>/dev/null
 
 port=""
@@ -22,14 +26,16 @@ while [ -z "$port" ] && [ $i -lt 100 ]; do
   [ -n "$port" ] && [ -c "$port" ] && break
   port=""; i=$((i + 1)); sleep 0.1
 done
-if [ -z "$port" ]; then echo "vdi-agent: no $PORT_NAME port" > /dev/console; sleep 30; exit 1; fi
+if [ -z "$port" ]; then log "no $PORT_NAME port"; sleep 30; exit 1; fi
 
 SECRET="$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/vdi/agent-secret/raw 2>/dev/null)"
 ID=""
 for w in $(cat /proc/cmdline); do case "$w" in vdi.id=*) ID="${w#vdi.id=}" ;; esac; done
 BOOT="$(cat /proc/sys/kernel/random/boot_id)"
 case "$ID" in *[!A-Za-z0-9_.-]*) ID="" ;; esac
-if [ -z "$SECRET" ] || [ -z "$ID" ]; then echo "vdi-agent: no agent secret or desktop id" > /dev/console; sleep 30; exit 1; fi
+# Both come with this boot (fw_cfg, kernel command line) and cannot appear later: without them
+# the agent idles for the rest of the boot instead of being respawned every 30 s by init.
+if [ -z "$SECRET" ] || [ -z "$ID" ]; then log "no agent secret or desktop id: idle until the next boot"; while :; do sleep 3600; done; fi
 
 # The fields of the request in $line as shell variables j_<key> (one awk per line: forks are
 # what costs time in a guest under emulation). String values keep their JSON escapes; only the

@@ -38,6 +38,8 @@ export interface ImportResult {
 
 /** Desktop states in which the machine is someone's right now (removal waits for logoff). */
 const BUSY: ReadonlySet<DesktopState> = new Set(['in_use']);
+/** Tries at taking a machine's desktop to `deleting` while the reconcilers move it. */
+const REMOVE_ATTEMPTS = 5;
 
 export class MachineService {
   constructor(
@@ -145,11 +147,15 @@ export class MachineService {
    */
   async remove(actor: Actor, idOrName: string): Promise<void> {
     const m = await this.find(idOrName);
-    const d = await this.store.desktops.get(m.id);
-    if (d && BUSY.has(d.state)) throw new BrokerError('desktop_in_use', `Machine "${m.name}" has a live session; log the user off first.`);
-    if (d && d.state !== 'deleting' && d.state !== 'deleted') {
+    // The reconcilers move a machine's desktop between ready, refreshing and error by themselves:
+    // a race with one of them is retried here rather than answered with "try again".
+    for (let attempt = 1; ; attempt++) {
+      const d = await this.store.desktops.get(m.id);
+      if (d && BUSY.has(d.state)) throw new BrokerError('desktop_in_use', `Machine "${m.name}" has a live session; log the user off first.`);
+      if (!d || d.state === 'deleting' || d.state === 'deleted') break;
       const r = await this.store.desktops.transition(d.id, 'deleting', { expect: [d.state], reason: 'machine removed', now: this.now() });
-      if (!r.ok) throw new BrokerError('conflict', `Machine "${m.name}" changed state meanwhile (${r.current}); try again.`);
+      if (r.ok) break;
+      if (attempt >= REMOVE_ATTEMPTS) throw new BrokerError('conflict', `Machine "${m.name}" keeps changing state (${r.current}); try again.`);
     }
     await this.store.machines.remove(m.id);
     await this.audit.record(actor, 'machine.delete', { type: 'machine', id: m.name }, { pool: m.pool });

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     for (let rep = 0; rep < REPEAT; rep++) {
       for (const mode of MODES) {
         painter = await startPainter({ display: xvnc.display, mode, fps: FPS });
-        await new Promise((r) => setTimeout(r, 1500));
+        await new Promise((r) => setTimeout(r, 1500)); // warm-up: a time window, not a condition
         const s0: ClientStats = structuredClone(client.stats);
         const u0 = await gatewayProcess.usage!();
         const th0 = threadCpu(pid);

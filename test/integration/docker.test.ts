@@ -1,4 +1,4 @@
-// test-lane: light (builds and runs the image; no VM boots) · test-start: early (the longest light file)
+// test-lane: vm (no VM boots, but building the base image and the image is as CPU- and disk-heavy as one: on a fresh machine it must not starve the VM files, which time out under it) · test-start: early (the longest file)
 // The production image as an operator builds and runs it: `docker build .` on a base image made
 // locally from Debian packages (no registry is reachable here; test/support/docker-base-image.sh),
 // then the container against the real Redis with a 0600 secret file owned by the image's user and

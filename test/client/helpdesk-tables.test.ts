@@ -81,8 +81,23 @@ test('desktops: server-side pages, sort, search and filters live in the URL; bul
     await until(async () => (await pageInfo())?.startsWith('51–60 of 60'), 20_000, 'page 2 of the pool tp');
     assert.deepEqual((await names()).slice(0, 3), ['tp-010', 'tp-009', 'tp-008']);
     assert.equal(await page.locator('select[name=pool]').inputValue(), 'tp');
+    // Page 1's answer is held back in the browser: while page 2's rows are on screen, the pager
+    // still names them (it moved ahead of the rows before).
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    let asked = false;
+    await page.route((u) => u.pathname === '/api/v1/desktops' && u.searchParams.get('offset') !== '50' && u.searchParams.get('pool') === 'tp', async (route) => {
+      asked = true;
+      await held;
+      await route.continue();
+    });
     await page.getByRole('button', { name: 'Previous' }).click();
+    await until(async () => asked, 20_000, "page 1's request sent");
+    assert.match((await pageInfo()) ?? '', /^51–60 of 60/, 'the pager names the rows on screen while the next page loads');
+    assert.equal((await names())[0], 'tp-010');
+    release();
     await until(async () => (await pageInfo())?.startsWith('1–50 of 60'), 20_000, 'back to page 1');
+    await page.unrouteAll();
     assert.ok(!new URL(page.url()).searchParams.has('page'));
     // The pager names the rows on screen: once it says 1–50, the rows are page 1's.
     assert.equal((await names())[0], 'tp-060');

@@ -14,21 +14,17 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { startTestBroker, PASSWORD, type TestBroker } from '../support/harness.ts';
+import type { BrowserContext, Page } from 'playwright-core';
+import { PASSWORD, type TestBroker } from '../support/harness.ts';
 import { until } from '../tunnel/support/fixtures.ts';
-import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
-import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
-import { hasXvnc, startXvnc, type Xvnc } from '../gateway/support/xvnc.ts';
+import { deskMissing, startDesk, type Desk } from './support/desk.ts';
 
 const require = createRequire(import.meta.url);
 const AXE = require.resolve('axe-core/axe.min.js');
 const ARTIFACTS = process.env.VDI_TEST_ARTIFACTS || '/tmp/vdi-artifacts';
-const missing = webClientMissing() ?? (!hasXvnc() ? 'Xvnc/xsetroot/vncpasswd not installed' : null);
+const missing = deskMissing();
+let desk: Desk | undefined;
 let tb: TestBroker | undefined;
-let xvnc: Xvnc | undefined;
-let chrome: LaunchedChromium<Browser> | undefined;
-const contexts: BrowserContext[] = [];
 
 /** Client routes from the sources: the helpdesk's pages and the portal's fixed paths. */
 function routes(): { portal: string[]; helpdesk: string[] } {
@@ -42,26 +38,14 @@ function routes(): { portal: string[]; helpdesk: string[] } {
 before(async () => {
   if (missing) return;
   mkdirSync(ARTIFACTS, { recursive: true });
-  xvnc = await startXvnc({ width: 800, height: 500 });
-  tb = await startTestBroker({ name: 'a11y', config: { jobs: { enabled: true } } });
-  tb.provider.consoleEndpoint = { protocol: 'vnc', host: '127.0.0.1', port: xvnc.port };
-  await tb.addUser('ada', 'admin');
-  await tb.app.broker.pools.create(tb.pool({ name: 'p1', displayName: 'Office desktops', size: { min: 0, max: 2, spare: 1 }, entitlements: { users: ['ada'], groups: [] } }), SYSTEM_ACTOR);
-  tb.app.startJobs();
-  chrome = await launchChromium<Browser>();
+  desk = await startDesk({ name: 'a11y', users: [['ada', 'admin']], pool: { name: 'p1', displayName: 'Office desktops', size: { min: 0, max: 2, spare: 1 }, entitlements: { users: ['ada'], groups: [] } }, xvnc: { width: 800, height: 500 } });
+  tb = desk.tb;
 });
 
-after(async () => {
-  for (const c of contexts) await c.close().catch(() => undefined);
-  await chrome?.stop();
-  await tb?.close();
-  await xvnc?.stop();
-});
+after(async () => desk?.close());
 
-async function newPage(opts: { width?: number; height?: number; locale?: string; storageState?: Awaited<ReturnType<BrowserContext['storageState']>> } = {}): Promise<Page> {
-  const ctx = await chrome!.browser.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 }, locale: opts.locale ?? 'en-US', storageState: opts.storageState, bypassCSP: true });
-  contexts.push(ctx);
-  return ctx.newPage();
+function newPage(opts: { width?: number; height?: number; locale?: string; storageState?: Awaited<ReturnType<BrowserContext['storageState']>> } = {}): Promise<Page> {
+  return desk!.newPage({ width: opts.width ?? 1280, height: opts.height ?? 900 }, { locale: opts.locale ?? 'en-US', storageState: opts.storageState, bypassCSP: true });
 }
 
 async function logIn(p: Page): Promise<void> {

@@ -3,7 +3,7 @@
 // and one Chromium; each test opens its own contexts (one per person) and they close with it.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, BrowserContextOptions, Page } from 'playwright-core';
 import { startTestBroker, PASSWORD, type TestBroker } from '../../support/harness.ts';
 import { hasXvnc, startXvnc, type Xvnc } from '../../gateway/support/xvnc.ts';
 import { launchChromium, webClientMissing, type LaunchedChromium } from '../../support/chromium.ts';
@@ -29,7 +29,7 @@ export interface Desk {
   tb: TestBroker;
   chrome: LaunchedChromium<Browser>;
   /** A new browser context (a new person) and its page. */
-  newPage(viewport?: { width: number; height: number }): Promise<Page>;
+  newPage(viewport?: { width: number; height: number }, options?: BrowserContextOptions): Promise<Page>;
   /** Logs in through the login form; waits until the page shows the logged-in header unless told not to. */
   uiLogin(p: Page, user: string, o?: { password?: string; goto?: boolean; waitLoggedIn?: boolean }): Promise<void>;
   /** A screenshot into the artifacts folder, named `<prefix>-<name>.png`. */
@@ -69,8 +69,8 @@ export async function startDesk(o: {
   const c = chrome;
   return {
     xvnc, tb: b, chrome: c, close,
-    async newPage(viewport = { width: 1100, height: 720 }) {
-      const ctx = await c.browser.newContext({ viewport });
+    async newPage(viewport = { width: 1100, height: 720 }, options = {}) {
+      const ctx = await c.browser.newContext({ ...options, viewport });
       contexts.push(ctx);
       return ctx.newPage();
     },

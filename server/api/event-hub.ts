@@ -51,7 +51,7 @@ export class EventHub {
   /** Reads `key` (or every topic) now instead of at its next tick. */
   wake(key?: string): void {
     const now = Date.now();
-    for (const t of this.topics.values()) if (key === undefined || t.key === key) t.nextAt = Math.min(t.nextAt, now);
+    for (const t of this.topics.values()) if (key === undefined || t.key === key) this.readSoon(t, now);
     this.schedule();
   }
 
@@ -67,7 +67,7 @@ export class EventHub {
       this.topics.set(key, t as Topic<unknown>);
     } else {
       if (t.last) queueMicrotask(() => t!.listeners.has(listener) && t!.last && listener(t!.last));
-      t.nextAt = Date.now();
+      this.readSoon(t, Date.now());
     }
     t.listeners.add(listener);
     this.schedule();
@@ -75,6 +75,12 @@ export class EventHub {
       t!.listeners.delete(listener);
       if (t!.listeners.size === 0 && this.topics.get(key) === t) this.topics.delete(key);
     };
+  }
+
+  /** Read at once; a read under way (its answer may predate the news) is followed by another. */
+  private readSoon(t: { reading: boolean; again: boolean; nextAt: number }, now: number): void {
+    if (t.reading) t.again = true;
+    else t.nextAt = Math.min(t.nextAt, now);
   }
 
   private schedule(): void {
@@ -107,7 +113,8 @@ export class EventHub {
     }
     t.reading = false;
     t.last = r;
-    t.nextAt = Date.now() + t.intervalMs;
+    t.nextAt = t.again ? Date.now() : Date.now() + t.intervalMs;
+    t.again = false;
     for (const l of [...t.listeners]) {
       try {
         l(r);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startTestBroker, waitFor, type TestBroker } from '../support/harness.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 import { login } from '../tunnel/support/fixtures.ts';
-import { eventHubOf } from '../../server/api/event-hub.ts';
+import { EventHub, eventHubOf } from '../../server/api/event-hub.ts';
 
 let tb: TestBroker | undefined;
 const aborts: AbortController[] = [];
@@ -73,4 +73,27 @@ test('4 consoles and 3 message streams on one replica: one read per topic per ti
   // Streams gone: topics dropped, the loop sleeps.
   for (const a of aborts) a.abort();
   await waitFor(async () => hub.size.streams === 0 && hub.size.topics === 0, 5000);
+});
+
+test('a wake while a topic is being read is not lost: the topic is read again as soon as that read ends', async () => {
+  const hub = new EventHub();
+  let release: () => void = () => undefined;
+  let reads = 0;
+  const read = () => {
+    reads++;
+    // The first read hangs until released (a slow Redis answer); later ones answer at once.
+    return reads === 1 ? new Promise<number>((r) => (release = () => r(reads))) : Promise.resolve(reads);
+  };
+  const seen: number[] = [];
+  const un = hub.subscribe('slow', 60_000, read, (r) => void (r.ok && seen.push(r.value as number)));
+  try {
+    await waitFor(async () => reads === 1, 2000, 5);
+    hub.wake('slow'); // news arrives while the first read is under way
+    release();
+    await waitFor(async () => seen.length >= 2, 2000, 5);
+    assert.deepEqual(seen, [1, 2], 'read again at once, not at the next tick a minute later');
+  } finally {
+    un();
+    await hub.close();
+  }
 });

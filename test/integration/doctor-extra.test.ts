@@ -302,7 +302,7 @@ test('identity.ip: two libvirt guests whose qemu-guest-agent reports the same IP
   // A libvirtd in its own network namespace: the guests' tap devices live there, not on this machine.
   guestsd = new TestLibvirtd('doctor-ip', { listen: '127.0.0.1' });
   guestsd.spawn();
-  await waitFor(async () => fs.existsSync(`/proc/${guestsd!.pid}/ns/net`), 5000, 20);
+  await guestsd.namespaced();
   await pexec('nsenter', [`--net=${guestsd.netns}`, 'ip', 'link', 'set', 'lo', 'up']);
   fs.writeFileSync(path.join(guestsd.root, 'net-ready'), '');
   await guestsd.waitReady();

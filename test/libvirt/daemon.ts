@@ -60,6 +60,29 @@ export class TestLibvirtd {
     return `/proc/${this.child!.pid}/ns/net`;
   }
 
+  /**
+   * Resolves once the daemon's own namespaces exist. Until unshare(2) has run in the spawned
+   * process, /proc/<pid>/ns/* are still this machine's: an `nsenter` then acts on the machine
+   * (a veth created in the root namespace, `lo` of the wrong stack).
+   */
+  async namespaced(): Promise<void> {
+    const kinds = this.opts.listen ? ['mnt', 'net'] : ['mnt'];
+    const own = (k: string) => fs.readlinkSync(`/proc/self/ns/${k}`);
+    const theirs = (k: string) => {
+      try {
+        return fs.readlinkSync(`/proc/${this.child!.pid}/ns/${k}`);
+      } catch {
+        return own(k); // not yet visible
+      }
+    };
+    const deadline = Date.now() + 10_000;
+    while (kinds.some((k) => theirs(k) === own(k))) {
+      if (this.child!.exitCode !== null) throw new Error(`namespace process exited: ${this.stderr()}`);
+      if (Date.now() > deadline) throw new Error(`namespaces ${kinds.join(', ')} not created within 10 s`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   /** Starts the namespace; with opts.listen the daemons wait for linkHosts() to set up the network. */
   spawn(): void {
     // Only empty mount points are created in the machine's tree (none exist without systemd).
@@ -153,6 +176,7 @@ export class TestLibvirtd {
 /** A veth pair between two namespaced daemons (addresses /24 inside their namespaces only), then both start. */
 export async function linkHosts(a: TestLibvirtd, b: TestLibvirtd, addrA: string, addrB: string): Promise<void> {
   const inNs = (d: TestLibvirtd, ...args: string[]) => pexec('nsenter', [`--net=${d.netns}`, ...args], { timeout: 10_000 });
+  await Promise.all([a.namespaced(), b.namespaced()]);
   await inNs(a, 'ip', 'link', 'add', 'vdia', 'type', 'veth', 'peer', 'name', 'vdib', 'netns', String(b.pid));
   for (const [d, dev, addr] of [[a, 'vdia', addrA], [b, 'vdib', addrB]] as const) {
     await inNs(d, 'ip', 'addr', 'add', `${addr}/24`, 'dev', dev);

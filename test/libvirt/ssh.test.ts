@@ -17,6 +17,7 @@ import type { LibvirtHostConfig } from '../../server/providers/libvirt/config.ts
 import { Virsh } from '../../server/providers/libvirt/virsh.ts';
 import { stopChild } from '../support/process.ts';
 import { waitFor } from '../support/harness.ts';
+import { freePort } from '../support/redis.ts';
 import { TestLibvirtd } from './daemon.ts';
 import { hostOf, libvirtProvider } from './helpers.ts';
 
@@ -27,13 +28,6 @@ const file = (n: string) => path.join(dir, n);
 let sshd: ChildProcess | undefined;
 let port = 0;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 const keygen = (name: string) => pexec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file(name)]);
 

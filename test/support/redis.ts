@@ -1,7 +1,7 @@
 // Real Redis for tests: the machine's server with a private key prefix, or a private
 // redis-server (own port, own dir, AOF on) for tests that stop or restart it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -31,15 +31,45 @@ export async function dropPrefix(url: string, prefix: string): Promise<void> {
   }
 }
 
+/**
+ * A port on 127.0.0.1 that nothing listens on now, for a server the test starts later. It is
+ * picked below the machine's ephemeral range: a port from listen(0) is handed out again by the
+ * kernel to the next listen(0) or outgoing connection (another worker's), and a test's haproxy
+ * once lost its port that way between the pick and its bind.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [ephemeralLow] = ephemeralRange();
+  const low = Math.max(1024, Math.min(20_000, ephemeralLow - 4096));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    if (picked.has(port)) continue;
+    if (await listenable(port)) {
+      picked.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${low}-${ephemeralLow - 1}`);
+}
+
+/** Ports this process has handed out (a server may not be bound on them yet). */
+const picked = new Set<number>();
+
+/** The machine's ephemeral port range (net.ipv4.ip_local_port_range). */
+export function ephemeralRange(): [number, number] {
+  try {
+    const [a = 0, b = 0] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (a > 1024 && b >= a) return [a, b];
+  } catch {
+    // not Linux: the IANA range
+  }
+  return [49152, 65535];
+}
+
+function listenable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen({ port, host: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(true)));
   });
 }
 

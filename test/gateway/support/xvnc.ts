@@ -7,19 +7,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stopChild } from '../../support/process.ts';
+import { freePort } from '../../support/redis.ts';
 
 const run = promisify(execFile);
 
 export const XVNC = '/usr/bin/Xvnc';
 export const hasXvnc = () => existsSync(XVNC) && existsSync('/usr/bin/xsetroot') && existsSync('/usr/bin/vncpasswd');
 
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort };
 
 let nextDisplay = 40 + (process.pid % 50);
 function freeDisplay(): number {

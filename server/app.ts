@@ -78,6 +78,9 @@ export interface BrokerApp {
 }
 
 function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
+  // The histogram's series by method, route and status (a bounded set: routes are declared), so a
+  // request does not build and hash its label set again.
+  const series = new Map<string, { observe: (seconds: number) => void }>();
   return (req, res, next) => {
     const start = performance.now();
     const id = requestIdOf(req.headers);
@@ -86,7 +89,14 @@ function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
     res.once('finish', () => {
       const ms = performance.now() - start;
       const route = (req.route?.path as string | undefined) ?? 'unmatched';
-      metrics.httpDuration.observe({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) }, ms / 1000);
+      const key = `${req.method} ${req.baseUrl}${route} ${res.statusCode}`;
+      let h = series.get(key);
+      if (!h) {
+        if (series.size >= 10_000) series.clear();
+        series.set(key, (h = metrics.httpDuration.labels({ method: req.method, route: `${req.baseUrl}${route}`, status: String(res.statusCode) })));
+      }
+      h.observe(ms / 1000);
+      if (res.locals.lean) metrics.httpLean.inc();
       // The line (and its object) only when it is written: access lines are debug, 5xx warn.
       const level = res.statusCode >= 500 ? 'warn' : 'debug';
       if (logger.isLevelEnabled(level)) logger[level]({ reqId: id, ...(res.locals.session ? { session: res.locals.session } : {}), method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
@@ -270,7 +280,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const shadow = new ShadowService(store, new ShadowRepository(store.redis, store.keys.sessionShadow), broker.audit, o.now);
   const history = new HistoryRepository(store.redis, store.keys.poolHistory);
   const overview = new OverviewService(store, history, broker.sessions, broker.audit, () => Promise.all(shares.shares.shares.map(async (s) => ({ name: s.name, ...(await shares.shares.health(s)) }))), o.now);
-  const { router: api, table } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, recordings: store.recordings, devices, shadow, overview }, config.server.bodyLimitBytes, (t) => {
+  const { router: api, table, lean } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, recordings: store.recordings, devices, shadow, overview }, config.server.bodyLimitBytes, (t) => {
     metricsRoute(t);
     // The doctor reads the running broker's own parts (agents are made below; routes run later).
     doctorRoutes(t, () => doctorContext({ config, store, providers, guests: agents, mode: 'broker' }));
@@ -318,6 +328,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.server.trustProxy);
+  // No ETag on answers: the API's are live state (a hash of every answer cost CPU on the hot
+  // path and no client revalidates them); the web client's files keep theirs (serve-static).
+  app.set('etag', false);
   // Strict CSP (no inline scripts). No upgrade-insecure-requests: TLS is the proxy's business,
   // and the quick start serves plain HTTP. HSTS only on requests that arrived over TLS
   // (req.secure honours server.trustProxy and X-Forwarded-Proto): over plain HTTP it means nothing.
@@ -354,7 +367,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     } catch (err) {
       next(doc ? undefined : err);
     }
-  }, fastJsonBody(config.server.bodyLimitBytes), api));
+  }, fastJsonBody(config.server.bodyLimitBytes), lean, api));
   // The web client (`npm run build:client`). Hashed assets are cached; index.html is not, and
   // it answers every client route (/desktop/..., /helpdesk/...) so deep links and reloads work.
   const clientDir = join(ROOT, 'client/dist');

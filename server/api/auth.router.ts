@@ -86,6 +86,8 @@ export function authRoutes(t: RouteTable, { auth, identity }: ApiDeps): void {
     tag: 'me',
     summary: 'The caller, with a CSRF token for cookie sessions',
     role: 'user',
+    // A session made by a redirect login (OIDC) gets its CSRF token here, on first use.
+    writesSession: true,
     handler: async ({ req }) => {
       const p = req.principal!;
       if (p.kind === 'apikey') return { kind: 'apikey', id: p.id, role: p.role };

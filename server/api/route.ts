@@ -42,6 +42,12 @@ export interface RouteDef<B = unknown, Q = unknown, P = unknown> {
    * derived from the path (POST /pools -> pool.create, POST /desktops/:id/migrate -> desktop.migrate).
    */
   auditAction?: string;
+  /**
+   * The handler may write the HTTP session (login state, CSRF token): it is never served by the
+   * lean lane (lean-lane.ts), whose session is read only. The groups /auth, /oidc, /mfa and
+   * /devices are treated so as a whole.
+   */
+  writesSession?: boolean;
   handler: (ctx: HandlerContext<B, Q, P>) => Promise<unknown>;
 }
 
@@ -83,6 +89,9 @@ export class RouteTable {
    * caller (invalid input, forbidden for the role, not found, conflict, provider error) writes one
    * audit entry, unless the service behind it already audited that refusal itself.
    */
+  /** Each route's express handler (role guard, validation, audit of refusals, answer), once mounted. */
+  readonly handlers = new Map<RouteDef<any, any, any>, (req: Request, res: Response, next: NextFunction) => Promise<void>>();
+
   mount(router: Router, audit?: AuditService): void {
     // Routes are grouped by their first path segment (/me, /pools, ...), each group in a router of
     // its own, in declaration order: a request is matched against its group only, not against
@@ -100,7 +109,7 @@ export class RouteTable {
       if (!group) groups.set(segment, (group = Router({ strict: false, caseSensitive: true })));
       const audited = audit && def.method !== 'get' && (def.role === 'helpdesk' || def.role === 'admin');
       const aboutSession = /^\/(me\/)?sessions\/:id(\/|$)/.test(def.path);
-      group[def.method](def.path, async (req: Request, res: Response, next: NextFunction) => {
+      const handler = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
         const call: AuditedCall = { refusalRecorded: false };
         try {
           // The role guard, inline (requireRole's checks, without a promise per request).
@@ -125,14 +134,32 @@ export class RouteTable {
           const out = await def.handler(ctx);
           if (res.headersSent) return;
           if (out === undefined) res.status(def.status ?? 204).end();
-          else res.status(status).json(out);
+          else answerJson(req, res, status, out);
         } catch (err) {
           if (audited && !call.refusalRecorded) await auditRefusal(audit, def, req, err);
           next(err);
         }
-      });
+      };
+      this.handlers.set(def, handler);
+      group[def.method](def.path, handler);
     }
   }
+}
+
+/**
+ * res.json's answer (the same headers, no ETag: app setting) without res.send's generic
+ * machinery (type lookups, charset parsing, freshness), a visible share of a request's CPU.
+ */
+function answerJson(req: Request, res: Response, status: number, out: unknown): void {
+  if (res.hasHeader('Content-Type')) {
+    res.status(status).json(out);
+    return;
+  }
+  const body = JSON.stringify(out);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(req.method === 'HEAD' ? undefined : body);
 }
 
 /** `POST /pools` -> pool.create, `PATCH /pools/:name` -> pool.update, `POST /desktops/:id/migrate` -> desktop.migrate. */

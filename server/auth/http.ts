@@ -109,7 +109,7 @@ interface Prefetched {
 class SessionWithUserStore extends RedisStore {
   readonly prefetched = new Map<string, Prefetched>();
 
-  constructor(o: ConstructorParameters<typeof RedisStore>[0], private readonly readWithUser: NonNullable<HttpAuthOptions['sessionWithUser']>) {
+  constructor(o: ConstructorParameters<typeof RedisStore>[0], readonly readWithUser: NonNullable<HttpAuthOptions['sessionWithUser']>) {
     super(o);
   }
 
@@ -280,6 +280,64 @@ export class HttpAuth {
       });
     };
     return [bearer, cookie];
+  }
+
+  /**
+   * The login of an API request settled without express-session, for the lean lane
+   * (server/api/lean-lane.ts), which serves routes that change nothing in the session: a bearer
+   * API key, or a logged-in cookie session read with its user in one round trip. On success
+   * req.principal, authKind and sessionID are set (and req.session is the stored data, frozen:
+   * read only) and it answers true. It answers false, having set nothing, whenever the request
+   * must take the full middleware path, which then decides exactly as before: no login or an
+   * unknown one, a session not logged in or due for its refresh, a disabled user, a thin
+   * client's device cookie, anything unusual.
+   */
+  /** Signed session cookies (their exact text) whose signature was checked, and their session ids. */
+  private readonly verifiedCookies = new Map<string, string>();
+
+  async leanLogin(req: Request, deviceCookie: string): Promise<boolean> {
+    const h = req.headers;
+    const cookies = h.cookie;
+    if (cookies && cookieValue(cookies, deviceCookie) !== null) return false;
+    if (h.authorization !== undefined) {
+      const m = /^Bearer (\S+)$/i.exec(h.authorization);
+      const p = m ? await this.identity.principalOfToken(m[1]!) : null;
+      if (!p) return false;
+      req.principal = p;
+      req.authKind = 'bearer';
+      return true;
+    }
+    if (!cookies) return false;
+    const raw = cookieValue(cookies, this.cookieName);
+    if (!raw || !(this.sessions instanceof SessionWithUserStore)) return false;
+    // A cookie whose signature was checked once is known by its exact text: no HMAC per request.
+    let sid = this.verifiedCookies.get(raw);
+    if (sid === undefined) {
+      const checked = unsignSessionCookie(raw, await this.loadSecret());
+      if (!checked) return false;
+      if (this.verifiedCookies.size >= 10_000) this.verifiedCookies.clear();
+      this.verifiedCookies.set(raw, (sid = checked));
+    }
+    const r = await this.sessions.readWithUser(sid);
+    if (!r.session || r.userId === undefined) return false;
+    let s: SessionData & { cookie?: { expires?: string | null } };
+    try {
+      s = JSON.parse(r.session) as typeof s;
+    } catch {
+      return false;
+    }
+    const now = Date.now();
+    if (s.passport?.user !== r.userId || s.pendingLogin !== undefined) return false;
+    if (s.cookie?.expires && Date.parse(s.cookie.expires) <= now) return false;
+    if (!(typeof s.refreshedAt === 'number' && now - s.refreshedAt < this.refreshAfterMs && s.refreshedAt <= now)) return false;
+    const p = await this.identity.principalOfStored(r.user ?? null);
+    if (!p) return false;
+    req.principal = p;
+    req.user = p;
+    req.authKind = 'cookie';
+    req.sessionID = sid;
+    req.session = Object.freeze(s) as unknown as Request['session'];
+    return true;
   }
 
   /**

@@ -10,6 +10,11 @@ export class Metrics {
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly httpLean = new Counter({
+    name: 'vdi_http_lean_requests_total',
+    help: 'API requests served by the lean lane (logged-in callers of routes that leave the HTTP session alone), of all in vdi_http_request_duration_seconds',
+    registers: [this.registry],
+  });
   readonly assignments = new Counter({
     name: 'vdi_assignments_total',
     help: 'Desktop requests by pool and outcome',

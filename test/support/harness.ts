@@ -140,7 +140,10 @@ export class ApiClient {
       payload = typeof body === 'string' ? body : JSON.stringify(body);
       h['content-type'] ??= 'application/json';
     }
-    const res = await fetch(`${this.base}/api/v1${path}`, { method, headers: h, body: payload, redirect: 'manual' });
+    // A request the broker never answers fails the test naming it, instead of hanging the file.
+    const res = await fetch(`${this.base}/api/v1${path}`, { method, headers: h, body: payload, redirect: 'manual', signal: AbortSignal.timeout(60_000) }).catch((e: Error) => {
+      throw new Error(`${method} ${path}: ${e.name === 'TimeoutError' ? 'no answer within 60 s' : e.message}`, { cause: e });
+    });
     const set = res.headers.getSetCookie();
     for (const c of set) {
       const [kv] = c.split(';');

@@ -77,6 +77,16 @@ export class HomeShares implements HomeHook {
     return { path: share.guacdPathOf(user), name: this.shares.rdpDriveName, download: pool.fileTransfer?.download ?? true, upload: pool.fileTransfer?.upload ?? true };
   }
 
+  prepared(pool: Pool, user: string): boolean {
+    let share;
+    try {
+      share = this.shares.forPool(pool);
+    } catch {
+      return false;
+    }
+    return !(share.smb && !share.smb.userName(user)) && this.shares.homeVerified(share, user);
+  }
+
   async prepare(actor: Actor, pool: Pool, user: string): Promise<void> {
     let share;
     try {

@@ -177,6 +177,11 @@ export class ShareService {
    */
   private readonly verifiedHomes = new Map<string, number>();
 
+  /** ensureHome() would answer at once without touching anything: the folder was verified a moment ago on a share that is healthy. */
+  homeVerified(share: Share, userId: string): boolean {
+    return share.health.ok && this.now() - share.health.checkedAt < this.cfg.healthCacheMs && (this.verifiedHomes.get(`${share.name}/${userId}`) ?? 0) > this.now();
+  }
+
   async ensureHome(actor: Actor, share: Share, userId: string, context: Record<string, unknown> = {}): Promise<string> {
     const h = await this.health(share);
     const home = share.homePath(userId);

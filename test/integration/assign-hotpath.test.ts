@@ -57,7 +57,7 @@ async function commandsDuring(fn: () => Promise<void>): Promise<string[]> {
   }
 }
 
-test('a desktop request and its logoff through the HTTP API take 9 Redis commands: session and user in one read, no agent look-ups for an image without one', async () => {
+test('a desktop request and its logoff through the HTTP API take 8 Redis commands: session and user in one read, no agent look-ups for an image without one, no live-session look-up when the user\'s folder was verified a moment ago', async () => {
   const c = new ApiClient(tb.url);
   assert.equal((await c.login('ah-user')).status, 200);
   // Warm: the first request after login may write the session (its expiry) and make the user's folder.
@@ -74,7 +74,8 @@ test('a desktop request and its logoff through the HTTP API take 9 Redis command
     assert.equal(off.status, 200);
     assert.equal(off.body.session.state, 'ended', 'the logoff answers with the ended session');
   });
-  assert.ok(cmds.length <= 9, `at most 9 commands, got ${cmds.length}:\n${cmds.join('\n')}`);
+  assert.ok(cmds.length <= 8, `at most 8 commands, got ${cmds.length}:\n${cmds.join('\n')}`);
+  assert.equal(cmds.filter((s) => /^hget .*:assign /i.test(s)).length, 0, `no look-up of the user's live session when the folder is verified:\n${cmds.join('\n')}`);
   assert.equal(cmds.filter((s) => /^hgetall .*desktop:/i.test(s)).length, 0, `no desktop read for agent questions:\n${cmds.join('\n')}`);
   assert.equal(cmds.filter((s) => /^(multi|exec)\b/i.test(s)).length, 0, 'no MULTI for the user read');
   assert.equal(cmds.filter((s) => /^xadd .*audit/i.test(s)).length, 2, 'session.start and session.logoff are audited');

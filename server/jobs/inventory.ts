@@ -4,6 +4,12 @@ import { SYSTEM_ACTOR, type AuditService, type Desktop } from '../broker/index.t
 import type { JobContext } from './runner.ts';
 
 /**
+ * A migration record whose last progress sample is older than this is taken as left over (a
+ * broker that stopped mid-migration): the inventory acts on that desktop again.
+ */
+export const MIGRATION_QUIET_MS = 10 * 60_000;
+
+/**
  * Compares what each provider runs with what the broker believes: orphans (in the hypervisor,
  * owned by no desktop) are destroyed; desktops the hypervisor no longer has are marked error;
  * usable desktops found powered off are started again; desktops whose host does not answer are
@@ -45,16 +51,19 @@ export class InventoryReconciler {
           await this.audit.record(SYSTEM_ACTOR, 'desktop.orphan_removed', { type: 'desktop', id: item.desktopId }, { provider: provider.name, host: item.host });
         } else if ((item.power === 'unreachable') !== d.unreachableSince > 0) {
           await this.markReachability(d, item.power === 'unreachable', provider.name, item.host, ctx);
-        } else if (item.power === 'stopped' && d.state === 'in_use' && !this.busy(d.id) && this.poweredOff && (await this.poweredOff(d.id))) {
+        } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state) && (this.busy(d.id) || (await this.moving(d.id, ctx.now)))) {
+          // Being worked on, or live-migrating: a stopped source at the switch-over is not a guest that powered off.
+          continue;
+        } else if (item.power === 'stopped' && d.state === 'in_use' && this.poweredOff && (await this.poweredOff(d.id))) {
           // The user's session ended with the guest; the desktop went back per pool policy (next pass acts on that).
           log.info({ desktop: d.id }, 'session ended: its desktop was found powered off');
-        } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state) && !this.busy(d.id)) {
+        } else if (item.power === 'stopped' && ['ready', 'assigned', 'in_use'].includes(d.state)) {
           log.info({ desktop: d.id }, 'starting a usable desktop found powered off');
           await provider.start(d.id).catch((err: Error) => log.warn({ err: err.message }, 'start failed'));
         }
       }
       for (const d of mine.values()) {
-        if (seen.has(d.id) || !['ready', 'assigned', 'in_use'].includes(d.state) || this.busy(d.id)) continue;
+        if (seen.has(d.id) || !['ready', 'assigned', 'in_use'].includes(d.state) || this.busy(d.id) || (await this.moving(d.id, ctx.now))) continue;
         log.warn({ desktop: d.id, name: d.name }, 'desktop missing from its hypervisor');
         const r = await this.store.desktops.transition(d.id, 'error', {
           expect: [d.state],
@@ -65,6 +74,16 @@ export class InventoryReconciler {
         if (r.ok) await this.audit.record(SYSTEM_ACTOR, 'desktop.missing', { type: 'desktop', id: d.id }, { provider: provider.name }, 'failed');
       }
     }
+  }
+
+  /**
+   * A live migration moves the desktop now (its record carries the running migration, sampled
+   * recently): what the hosts show of it is in flux (a stopped source at the switch-over, no
+   * domain for a moment). Read fresh: the pass's list of desktops may predate the migration.
+   */
+  private async moving(id: string, now: number): Promise<boolean> {
+    const m = (await this.store.desktops.get(id))?.migration;
+    return !!m && now - m.updatedAt < MIGRATION_QUIET_MS;
   }
 
   /**

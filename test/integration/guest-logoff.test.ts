@@ -89,6 +89,24 @@ test('a desktop in use that the inventory finds powered off ends its session, an
   await until(async () => (await tb.provider.power(desktop)) === 'running', 20_000, 'the kept desktop started again');
 });
 
+test('a desktop being live-migrated that the inventory sees stopped (the source at the switch-over) keeps its session and is not started; once the migration is over, a stopped desktop ends it as before', async () => {
+  const { session, desktop } = await launch('pf');
+  const now = Date.now();
+  await tb.app.store.desktops.setMigration(desktop, { toHost: 'elsewhere', startedAt: now, percent: 99, transferredBytes: 1, remainingBytes: 0, updatedAt: now });
+  await tb.provider.stop(desktop);
+  // Three inventory passes that saw it stopped (the counter moves after each pass).
+  const passes = async () => (await tb.app.metrics.reconcileRuns.get()).values.filter((v) => v.labels.job === 'inventory').reduce((n, v) => n + v.value, 0);
+  const from = await passes();
+  await until(async () => (await passes()) >= from + 3, 20_000, 'three inventory passes');
+  assert.equal((await tb.app.store.sessions.get(session))?.state !== 'ended', true, 'the session survives the migration');
+  assert.equal(await tb.provider.power(desktop), 'stopped', 'not started behind the migration\'s back');
+  assert.equal((await tb.app.store.desktops.get(desktop))?.state, 'in_use');
+  // The migration is over and the desktop is still stopped: the guest is off, the session ends.
+  await tb.app.store.desktops.setMigration(desktop, null);
+  await until(async () => (await tb.app.store.sessions.get(session))?.state === 'ended', 20_000, 'session ended by the inventory');
+  assert.equal((await tb.app.store.sessions.get(session))?.endReason, 'guest powered off');
+});
+
 test('the guest logon fills guest_logon, also when the agent reports it before the request was answered', async () => {
   const { session, desktop } = await launch('np');
   const at = Date.now();

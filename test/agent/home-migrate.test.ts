@@ -240,7 +240,7 @@ test('live-migrate a desktop with a home mounted and keep writing to it: same bo
     // and the broker's agent channel reaches the guest there (a helpdesk message is answered).
     const s = await helpdesk.get(`/sessions/${a.session}`);
     assert.equal(s.status, 200);
-    assert.notEqual(s.body.session.state, 'ended');
+    assert.notEqual(s.body.session.state, 'ended', `the session ended mid-migration: ${JSON.stringify((await tb.app.store.sessions.get(a.session!))?.endReason)}`);
     assert.equal(d.session, a.session);
     (await openConsole(a)).close();
     await waitFor(async () => tb.app.agents.message(d, { title: 'moved', text: 'your desktop moved' }), 60_000, 1000);

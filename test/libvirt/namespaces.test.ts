@@ -27,13 +27,17 @@ test('hosts linked right after they are spawned get the veth pair in their own n
     a.spawn();
     // Held before it can unshare (exec of `unshare` has not got that far yet): the link set-up
     // must wait for the namespace, not act on the machine's.
+    // It goes on once the set-up waits for the namespaces (a set-up that never waits acts while it is held).
     process.kill(a.pid!, 'SIGSTOP');
     b.spawn();
-    const resume = setTimeout(() => process.kill(a.pid!, 'SIGCONT'), 300);
+    const namespaced = a.namespaced.bind(a);
+    a.namespaced = () => {
+      process.kill(a.pid!, 'SIGCONT');
+      return namespaced();
+    };
     try {
       await linkHosts(a, b, '10.231.79.1', '10.231.79.2');
     } finally {
-      clearTimeout(resume);
       process.kill(a.pid!, 'SIGCONT');
     }
     assert.notEqual(fs.readlinkSync(`/proc/${a.pid}/ns/net`), fs.readlinkSync('/proc/self/ns/net'));

@@ -1,8 +1,8 @@
 // Shared start-up for the broker process (main.ts) and the quick start (quickstart.ts).
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import { loadConfig, ConfigError, type Config } from './config/index.ts';
 import { createLogger, type Logger } from './observability/index.ts';
-import { createBrokerApp, type BrokerApp } from './app.ts';
+import { createBrokerApp, createHttpServer, type BrokerApp } from './app.ts';
 import type { Provider } from './providers/index.ts';
 import { attachTunnel, type AttachedTunnel } from './tunnel/index.ts';
 
@@ -81,7 +81,7 @@ export interface RunningBroker {
 /** Builds the broker, listens, starts the reconcilers and stops gracefully on SIGTERM/SIGINT. */
 export async function runBroker(config: Config, logger: Logger, providers: Provider[] | 'configured' = 'configured', onStop?: () => Promise<void>): Promise<RunningBroker> {
   const broker = await createBrokerApp({ config, logger, providers });
-  const server = createServer(broker.app);
+  const server = createHttpServer(broker.app);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -8,12 +8,11 @@
 // {usage: true} answers this process's and the gateway's CPU and memory (after a GC),
 // {exit: true} closes everything, drops its Redis keys and exits. The bench gets
 // {ready: {url, password}} once it listens.
-import { createServer } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createBrokerApp } from '../../server/app.ts';
+import { createBrokerApp, createHttpServer } from '../../server/app.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import { attachTunnel } from '../../server/tunnel/index.ts';
 import { PASSWORD, testConfig } from '../../test/support/harness.ts';
@@ -32,7 +31,7 @@ const config = testConfig(prefix, {
 } as never);
 const logger = createLogger('warn');
 const app = await createBrokerApp({ config, logger, providers: 'configured' });
-const server = createServer(app.app);
+const server = createHttpServer(app.app);
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger, metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req) });

@@ -2,12 +2,12 @@
 // process) and the real broker, driven through headless Chromium across real redirects.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { ApiClient, testConfig, waitFor } from '../support/harness.ts';
 import { launchChromium, webClientMissing, type LaunchedChromium } from '../support/chromium.ts';
 import { startTestIdp, type TestIdp } from '../support/oidc-provider.ts';
 import { dropPrefix, freePort, uniquePrefix } from '../support/redis.ts';
-import { createBrokerApp, type BrokerApp } from '../../server/app.ts';
+import { createBrokerApp, createHttpServer, type BrokerApp } from '../../server/app.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import type { Config } from '../../server/config/index.ts';
 import type { AuditEntry } from '../../server/store/index.ts';
@@ -71,7 +71,7 @@ async function startBroker(idpIssuer: string, over: Record<string, unknown> = {}
     },
   } as never);
   const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: [] });
-  const server = createServer(app.app);
+  const server = createHttpServer(app.app);
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
   return {
     app,

@@ -12,11 +12,10 @@ import { generateSync } from 'otplib';
 import { startTestBroker, ApiClient, PASSWORD, type TestBroker } from '../support/harness.ts';
 import { ROOT } from '../support/process.ts';
 import { webClientMissing, launchChromium, type LaunchedChromium } from '../support/chromium.ts';
-import { createServer } from 'node:http';
 import { testConfig } from '../support/harness.ts';
 import { startTestIdp } from '../support/oidc-provider.ts';
 import { SHARED_REDIS_URL, dropPrefix, freePort, uniquePrefix } from '../support/redis.ts';
-import { createBrokerApp } from '../../server/app.ts';
+import { createBrokerApp, createHttpServer } from '../../server/app.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 
@@ -236,7 +235,7 @@ test('single sign-on without MFA at the identity provider: an admin from the IdP
       },
     } as never);
     const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: [] });
-    const server = createServer(app.app);
+    const server = createHttpServer(app.app);
     stopBroker = async () => {
       await app.close();
       server.closeAllConnections();

@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createBrokerApp, type BrokerApp } from '../../server/app.ts';
+import { createBrokerApp, createHttpServer, type BrokerApp } from '../../server/app.ts';
 import { createLogger } from '../../server/observability/index.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 import type { Config } from '../../server/config/index.ts';
@@ -38,7 +38,7 @@ async function start(redisUrl: string): Promise<{ app: BrokerApp; url: string; c
     providers: [{ name: 'local', kind: 'qemu', accel: 'tcg', stopTimeoutMs: 15000, hosts: [{ name: 'h1', dataDir: path.join(tmp, 'h1'), capacity: { vcpu: 8, memoryMiB: 4096 } }] }],
   } as never, redisUrl);
   const app = await createBrokerApp({ config, logger: createLogger('silent'), providers: 'configured' });
-  const server = createServer(app.app);
+  const server = createHttpServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   running.push({ app, server });
   app.startJobs();

@@ -1,12 +1,12 @@
 // A real broker for tests: in-process, real Redis (own key prefix), listening on 127.0.0.1.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { loadConfig, type Config } from '../../server/config/index.ts';
 import { createLogger } from '../../server/observability/index.ts';
-import { createBrokerApp, type BrokerApp } from '../../server/app.ts';
+import { createBrokerApp, createHttpServer, type BrokerApp } from '../../server/app.ts';
 import { attachTunnel, type AttachedTunnel } from '../../server/tunnel/index.ts';
 import type { Provider } from '../../server/providers/index.ts';
 import { SYSTEM_ACTOR, type PoolSpec, type Role } from '../../server/broker/index.ts';
@@ -62,7 +62,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   const config = testConfig(prefix, over as DeepPartial<Config>, opts.redisUrl);
   const provider = new FakeProvider();
   const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: opts.providers ?? [provider] });
-  const server = createServer(app.app);
+  const server = createHttpServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger: createLogger(config.logging.level), metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req), trustProxy: app.app.get('trust proxy fn') });

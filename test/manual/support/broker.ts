@@ -2,14 +2,14 @@
 // running, the `manual` provider built from config (server/providers/configured.ts) exactly as
 // in production, the tunnel attached, and every log line it writes kept (to prove no secret
 // is ever logged).
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../../../server/config/index.ts';
 import { createLogger } from '../../../server/observability/index.ts';
-import { createBrokerApp, type BrokerApp } from '../../../server/app.ts';
+import { createBrokerApp, createHttpServer, type BrokerApp } from '../../../server/app.ts';
 import { attachTunnel, type AttachedTunnel } from '../../../server/tunnel/index.ts';
 import { SYSTEM_ACTOR, type PoolSpec, type Role } from '../../../server/broker/index.ts';
 import { testConfig, ApiClient, PASSWORD } from '../../support/harness.ts';
@@ -44,7 +44,7 @@ export async function startManualBroker(name: string, o: { guacd?: { host: strin
   const logs: string[] = [];
   const logger = createLogger('trace', { write: (line: string) => void logs.push(line) });
   const app = await createBrokerApp({ config, logger, providers: 'configured' });
-  const server = createServer(app.app);
+  const server = createHttpServer(app.app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger, metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req) });

@@ -54,12 +54,11 @@ export function meRoutes(t: RouteTable, { broker, devices }: ApiDeps): void {
     summary: 'Request a desktop from a pool: my existing one, a ready one, or a new one (202 while it is prepared); a disabled pool or one in maintenance still hands back my live session',
     role: 'user',
     params: myPoolParams,
-    errors: ['not_found', 'pool_location_restricted', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable'],
+    errors: ['not_found', 'pool_location_restricted', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable', 'conflict'],
     handler: async ({ req, res, params, actor, setStatus }) => {
-      const r = await broker.assignment.request(actor, params.pool);
+      // The timeline is bookkeeping (written with the audit entry): a failure to write it never fails the user's request.
+      const r = await broker.assignment.request(actor, params.pool, { alongside: (a) => broker.sessions.recordRequest(a, { loginMs: loginMsOf(req) }).catch(() => undefined) });
       res.locals.session = r.session.id;
-      // The timeline is bookkeeping: a failure to write it never fails the user's request.
-      await broker.sessions.recordRequest(r, { loginMs: loginMsOf(req) }).catch(() => undefined);
       if (actor.device) await devices.recordSession(r.session.id, actor.device);
       if (r.desktop.state !== 'in_use') setStatus(202);
       return { outcome: r.outcome, state: r.desktop.state, session: userSessionView(r.session), desktop: userDesktopView(r.desktop) };

@@ -38,43 +38,72 @@ export class AssignmentService {
     this.home = hook;
   }
 
-  async request(actor: Actor, poolName: string): Promise<DesktopRequestResult> {
+  /**
+   * `alongside`: bookkeeping about the result (the logon timeline) written together with the
+   * session.start audit entry, in one Redis round trip.
+   */
+  async request(actor: Actor, poolName: string, o: { alongside?: (r: DesktopRequestResult) => Promise<unknown> } = {}): Promise<DesktopRequestResult> {
     const requestedAt = this.now();
     const started = performance.now();
     const principal = actor.principal;
-    const pool = await this.store.pools.get(poolName);
-    // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
-    if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) throw new BrokerError('not_found', `No pool named "${poolName}".`);
-    // An entitled user may still be in the wrong place: pools restricted to locations need an enrolled device there.
-    if (!locationAllows(pool, actor.device)) {
-      await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: 'pool_location_restricted', device: actor.device?.id ?? null, location: actor.device?.location ?? null }, 'denied');
-      throw new BrokerError('pool_location_restricted', actor.device ? `Pool "${poolName}" cannot be used from location "${actor.device.location}".` : `Pool "${poolName}" can only be used from enrolled devices at its locations.`);
+    // The pool as this replica read it last (no round trip), checked again by the assignment
+    // script: a pool changed since then answers pool_changed and is read afresh, and so is
+    // one that would refuse the caller (a refusal is never decided on a remembered record).
+    for (let attempt = 0; ; attempt++) {
+      const read = principal ? await this.store.pools.forAssignment(poolName, attempt > 0) : null;
+      const pool = read?.pool;
+      // "No such pool" and "not yours" look the same to the caller; API keys are entitled to nothing.
+      if (!principal || !pool || pool.deleting || !isEntitled(pool, principal)) {
+        if (read?.cached) continue;
+        throw new BrokerError('not_found', `No pool named "${poolName}".`);
+      }
+      // An entitled user may still be in the wrong place: pools restricted to locations need an enrolled device there.
+      if (!locationAllows(pool, actor.device)) {
+        if (read.cached) continue;
+        await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: 'pool_location_restricted', device: actor.device?.id ?? null, location: actor.device?.location ?? null }, 'denied');
+        throw new BrokerError('pool_location_restricted', actor.device ? `Pool "${poolName}" cannot be used from location "${actor.device.location}".` : `Pool "${poolName}" can only be used from enrolled devices at its locations.`);
+      }
+      const r = await this.requestFrom(actor, principal.id, poolName, pool, read.rev, { requestedAt, started }, o);
+      if (r !== 'pool_changed') return r;
+      // Changed twice in a row while we decided: let the caller try again rather than loop.
+      if (attempt >= 2) throw new BrokerError('conflict', `Pool "${poolName}" is being changed; try again.`);
     }
+  }
 
+  private async requestFrom(
+    actor: Actor,
+    user: string,
+    poolName: string,
+    pool: Pool,
+    poolRev: string,
+    t: { requestedAt: number; started: number },
+    o: { alongside?: (r: DesktopRequestResult) => Promise<unknown> },
+  ): Promise<DesktopRequestResult | 'pool_changed'> {
     // Never a desktop without the user's files: the share is checked (and the folder made) first.
     // A user going back to a live session is not stopped by a share outage (that desktop has its
     // files already), nor by a disabled pool or one in maintenance: those refuse only new sessions.
     // A folder verified a moment ago needs neither that check nor the look-up of a live session (one Redis read less per request).
-    const prepare = this.home !== undefined && !this.home.prepared?.(pool, principal.id);
-    const held = prepare ? await this.store.desktops.assignmentOf(poolName, principal.id) : null;
+    const prepare = this.home !== undefined && !this.home.prepared?.(pool, user);
+    const held = prepare ? await this.store.desktops.assignmentOf(poolName, user) : null;
     const live = held ? (await this.store.desktops.get(held))?.session : '';
     if (this.home && prepare && !live) {
       try {
-        await this.home.prepare(actor, pool, principal.id);
+        await this.home.prepare(actor, pool, user);
       } catch (e) {
         this.metrics.assignments.inc({ pool: poolName, outcome: e instanceof BrokerError ? e.code : 'error' });
         throw e;
       }
     }
-    const r = await this.store.sessions.assign(poolName, principal.id, actor.address, this.now());
-    this.metrics.assignmentDuration.observe({ pool: poolName }, (performance.now() - started) / 1000);
+    const r = await this.store.sessions.assign(poolName, user, actor.address, this.now(), poolRev);
+    if (r.outcome === 'error' && r.code === 'pool_changed') return 'pool_changed';
+    this.metrics.assignmentDuration.observe({ pool: poolName }, (performance.now() - t.started) / 1000);
     if (r.outcome === 'error') {
       this.metrics.assignments.inc({ pool: poolName, outcome: r.code });
       if (r.code === 'pool_exhausted') await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: r.code }, 'failed');
       throw new BrokerError(isErrorCode(r.code) ? r.code : 'internal_error', undefined, r.code === 'pool_exhausted' ? { retryAfterSeconds: 30 } : {});
     }
     this.metrics.assignments.inc({ pool: poolName, outcome: r.outcome });
-    const timings: DesktopRequestResult['timings'] = { requestedAt, assignedAt: this.now() };
+    const timings: DesktopRequestResult['timings'] = { requestedAt: t.requestedAt, assignedAt: this.now() };
     // The records come back with the decision (assign.lua): no second round trip.
     const { session, desktop } = r;
     if (!session || !desktop) throw new BrokerError('conflict', 'The desktop changed while it was being assigned; try again.');
@@ -82,7 +111,7 @@ export class AssignmentService {
       try {
         const homeStart = this.now();
         // Timed only when a logon happened (a guest without our agent maps nothing here).
-        if (await this.home.attach(actor, pool, desktop, principal.id)) timings.homeMs = this.now() - homeStart;
+        if (await this.home.attach(actor, pool, desktop, user)) timings.homeMs = this.now() - homeStart;
       } catch (e) {
         // The desktop could not get the user's folder: give it back rather than hand it out without files.
         await this.store.sessions.release(session.id, 'home share not attached', this.now()).catch(() => undefined);
@@ -90,9 +119,11 @@ export class AssignmentService {
         throw e instanceof BrokerError ? e : new BrokerError('share_unavailable', undefined, { retryAfterSeconds: 30, cause: e });
       }
     }
-    if (r.outcome !== 'existing') {
-      await this.audit.record(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome });
-    }
-    return { outcome: r.outcome, session, desktop, timings };
+    const result: DesktopRequestResult = { outcome: r.outcome, session, desktop, timings };
+    await Promise.all([
+      r.outcome !== 'existing' && this.audit.record(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome }),
+      o.alongside?.(result),
+    ]);
+    return result;
   }
 }

@@ -75,6 +75,18 @@ export class AuditService {
   }
 
   /**
+   * The entry of an action that a store script performs and writes with its change, atomically
+   * (the script adds the details it knows): pass `args` to the script, then call `written` with
+   * the details once it has run and written the entry.
+   */
+  forScript(actor: Actor, action: string, target: { type: string; id: string }, outcome: AuditEntry['outcome'] = 'ok'): { args: string[]; written: (details: Record<string, unknown>) => void } {
+    return {
+      args: this.repo.scriptArgs({ actor: actorName(actor), role: actor.principal?.role ?? '', action, targetType: target.type, target: target.id, address: actor.address, outcome }),
+      written: (details) => this.watch?.(action, outcome, details),
+    };
+  }
+
+  /**
    * A refused state-changing call: outcome `denied` when the broker refused it (4xx: invalid,
    * forbidden, not found, conflict), `failed` when it was tried and failed (5xx: provider error).
    */

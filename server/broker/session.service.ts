@@ -110,13 +110,15 @@ export class SessionService {
   async logoff(actor: Actor, id: string, reason = 'logoff'): Promise<Session> {
     const p = actor.principal;
     if (!p || !/^[A-Za-z0-9-]{1,64}$/.test(id)) throw new BrokerError('not_found', 'No such session.');
-    // One script checks that the session is the caller's (helpdesk: anyone's), ends it and
-    // answers with the records (release.lua); an ended session is answered as it is.
-    const r = await this.store.sessions.releaseOwn(id, reason, this.now(), hasRole(p, 'helpdesk') ? '' : p.id);
+    // One script checks that the session is the caller's (helpdesk: anyone's), ends it, writes
+    // the session.logoff audit entry with it and answers with the records (release.lua); an
+    // ended session is answered as it is.
+    const entry = this.audit.forScript(actor, 'session.logoff', { type: 'session', id });
+    const r = await this.store.sessions.releaseOwn(id, reason, this.now(), hasRole(p, 'helpdesk') ? '' : p.id, entry.args);
     if (r.outcome === 'not_found' || (r.outcome === 'not_live' && !r.session)) throw new BrokerError('not_found', 'No such session.');
     if (r.outcome === 'not_live') return r.session!;
     const { release } = r;
-    await this.audit.record(actor, 'session.logoff', { type: 'session', id }, { reason, desktop: release.desktopId, desktopState: release.desktopState });
+    entry.written({ reason, desktop: release.desktopId, desktopState: release.desktopState });
     if (release.session) this.onLogoff?.(release.session.user, release);
     return release.session ?? (await this.get(actor, id));
   }

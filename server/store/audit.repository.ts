@@ -29,17 +29,27 @@ export interface AuditFilter {
   limit: number;
 }
 
+/** An entry's fields as the stream holds them, but its details (JSON). */
+function fieldsOf(e: Omit<AuditEntry, 'id' | 'at' | 'details'>): string[] {
+  return ['actor', e.actor, 'role', e.role, 'action', e.action, 'targetType', e.targetType, 'target', e.target, 'address', e.address, 'outcome', e.outcome];
+}
+
 /** The audit trail: one Redis stream, newest last, trimmed to about maxEntries. */
 export class AuditRepository {
   constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly maxEntries: number) {}
 
   async append(e: Omit<AuditEntry, 'id' | 'at'>): Promise<string> {
-    const id = await this.redis.xadd(
-      this.k.audit, 'MAXLEN', '~', String(this.maxEntries), '*',
-      'actor', e.actor, 'role', e.role, 'action', e.action, 'targetType', e.targetType, 'target', e.target,
-      'address', e.address, 'outcome', e.outcome, 'details', JSON.stringify(e.details),
-    );
+    const id = await this.redis.xadd(this.k.audit, 'MAXLEN', '~', String(this.maxEntries), '*', ...fieldsOf(e), 'details', JSON.stringify(e.details));
     return id ?? '';
+  }
+
+  /**
+   * An entry for a store script to write with the change it records, atomically (prelude.lua
+   * audit_append): the stream's length bound, then append()'s field/value pairs but the
+   * details, which the script adds from what it did.
+   */
+  scriptArgs(e: Omit<AuditEntry, 'id' | 'at' | 'details'>): string[] {
+    return [String(this.maxEntries), ...fieldsOf(e)];
   }
 
   /** Newest first. Reads in pages from the end of the stream until `limit` entries match. */

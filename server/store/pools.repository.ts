@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 import { runScript } from './scripts.ts';
@@ -6,10 +7,11 @@ import { DESKTOP_STATES, type DesktopState } from '../broker/state-machine.ts';
 
 export type PoolCounts = Record<DesktopState, number> & { total: number; sessions: number };
 
-/** The fields the Lua scripts read, mirrored from the spec on every save. */
+/** The fields the Lua scripts read, mirrored from the spec on every save, and a new revision. */
 function scriptFields(p: Pool): (string | number)[] {
   const n = parseNamePattern(p.naming);
   return [
+    'rev', randomUUID(),
     'spec', JSON.stringify(p),
     'max', p.size.max,
     'assignment', p.assignment,
@@ -25,8 +27,48 @@ function scriptFields(p: Pool): (string | number)[] {
   ];
 }
 
+/** A pool as a desktop request sees it, with the revision it was read at (see forAssignment). */
+export interface PoolAtRevision {
+  pool: Pool & { deleting: boolean };
+  /** The pool's revision token ('' for a pool not saved since revisions exist: never cached). */
+  rev: string;
+  /** Read from this replica's memory, not from Redis just now. */
+  cached: boolean;
+}
+
+/** At most this many pools are remembered by forAssignment (a bound, not a working set). */
+const CACHED_POOLS_MAX = 10_000;
+
 export class PoolsRepository {
   constructor(private readonly redis: Redis, private readonly k: Keyspace) {}
+
+  /**
+   * Pools as the last desktop request read them, by name. Never trusted on its own: the
+   * assignment script commits only while the pool's revision is still the one read here
+   * (assign.lua answers pool_changed otherwise), and a refusal decided from it is read again.
+   */
+  private readonly remembered = new Map<string, PoolAtRevision>();
+
+  /**
+   * The pool for a desktop request: from memory when this replica read it before (no Redis
+   * round trip on the hot path), else from Redis. `fresh` skips memory. null: no such pool.
+   */
+  async forAssignment(name: string, fresh = false): Promise<PoolAtRevision | null> {
+    const known = fresh ? undefined : this.remembered.get(name);
+    if (known) return known;
+    const [spec, deleting, rev] = await this.redis.hmget(this.k.pool(name), 'spec', 'deleting', 'rev');
+    if (!spec) {
+      this.remembered.delete(name);
+      return null;
+    }
+    const read: PoolAtRevision = { pool: { ...(JSON.parse(spec) as Pool), deleting: deleting === '1' }, rev: rev ?? '', cached: false };
+    if (read.rev) {
+      if (this.remembered.size >= CACHED_POOLS_MAX) this.remembered.clear();
+      // Shared by every request that finds it here: read only.
+      this.remembered.set(name, { pool: Object.freeze(read.pool), rev: read.rev, cached: true });
+    } else this.remembered.delete(name);
+    return read;
+  }
 
   /** Returns 'ok', 'already_exists' (create) or 'not_found' (update). */
   async save(pool: Pool, mode: 'create' | 'update'): Promise<'ok' | 'already_exists' | 'not_found'> {
@@ -59,7 +101,8 @@ export class PoolsRepository {
     const cur = await this.redis.hget(this.k.pool(name), 'deleting');
     if (cur === null && (await this.redis.exists(this.k.pool(name))) === 0) return 'missing';
     if (cur === '1') return 'already';
-    await this.redis.hset(this.k.pool(name), 'deleting', '1');
+    // A new revision: a desktop request working from the pool as it was is refused by assign.lua.
+    await this.redis.hset(this.k.pool(name), 'deleting', '1', 'rev', randomUUID());
     return 'marked';
   }
 

@@ -99,9 +99,10 @@ export class SessionsRepository {
   }
 
   /** The assignment decision, atomically in Redis (see lua/assign.lua). */
-  async assign(pool: string, user: string, clientAddress: string, now: number): Promise<AssignResult> {
+  /** `poolRev`: the pool's revision the caller decided on (PoolsRepository.forAssignment); pool_changed when it has another now. */
+  async assign(pool: string, user: string, clientAddress: string, now: number, poolRev = ''): Promise<AssignResult> {
     const r = (await runScript(this.redis, 'vdiAssign', [
-      this.k.prefix, pool, user, randomUUID(), randomUUID(), now, clientAddress, this.macs.prefix, this.macs.size,
+      this.k.prefix, pool, user, randomUUID(), randomUUID(), now, clientAddress, this.macs.prefix, this.macs.size, poolRev,
     ])) as [string, string, string?, string[]?, string[]?];
     if (r[0] === 'err') return { outcome: 'error', code: r[1] };
     // With replicas configured, the user hears "this desktop is yours" only once a replica holds
@@ -129,8 +130,8 @@ export class SessionsRepository {
    * The logoff API's release: `owner` (a user id; '' for anyone) must hold the session, checked
    * in the same script. not_live carries the session as it is (null when there is none).
    */
-  async releaseOwn(sessionId: string, reason: string, now: number, owner: string): Promise<{ outcome: 'released'; release: ReleaseResult } | { outcome: 'not_live'; session: Session | null } | { outcome: 'not_found' }> {
-    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason, owner])) as [string, (string | string[])?, string?, string[]?, string[]?];
+  async releaseOwn(sessionId: string, reason: string, now: number, owner: string, audit: string[] = []): Promise<{ outcome: 'released'; release: ReleaseResult } | { outcome: 'not_live'; session: Session | null } | { outcome: 'not_found' }> {
+    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason, owner, ...audit])) as [string, (string | string[])?, string?, string[]?, string[]?];
     if (r[0] === 'not_found') return { outcome: 'not_found' };
     if (r[0] === 'noop') return { outcome: 'not_live', session: toSession(flatHash(r[1] as string[] | undefined)) };
     if (r[0] === 'err') throw new Error(`release ${sessionId}: ${r[1]}`);

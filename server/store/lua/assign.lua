@@ -1,5 +1,6 @@
 -- Hand a user a desktop of a pool, atomically (ARGV: prefix, pool, user, new session id,
--- new desktop id, now ms, client address, MAC prefix, MAC pool size).
+-- new desktop id, now ms, client address, MAC prefix, MAC pool size, and optionally the pool's
+-- revision the caller decided on: pool_changed, and nothing done, when the pool has another).
 -- Order: the user's existing desktop with its live session (handed back whatever the pool's
 -- state: a disabled pool or one in maintenance refuses only NEW sessions; desktop_unavailable
 -- while it is marked unreachable, i.e. its host does not answer), then the pool's
@@ -12,6 +13,9 @@ local pool, user, sid, did, now, addr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV
 local function done(outcome, desktop, session)
   return { outcome, desktop, session, redis.call('HGETALL', k_session(session)), redis.call('HGETALL', k_desktop(desktop)) }
 end
+-- The caller checked entitlements (and location) on the pool at that revision: a pool saved or
+-- marked for deletion since then is decided again on its new record.
+if ARGV[10] and ARGV[10] ~= '' and hget(k_pool(pool), 'rev') ~= ARGV[10] then return { 'err', 'pool_changed' } end
 local p, gate = pool_fields(pool)
 if not p then return { 'err', 'not_found' } end
 

@@ -17,6 +17,19 @@ local function hget(key, field)
   return v
 end
 
+-- The audit entry of the change a script makes, written with it (atomic): ARGV from `at` on are
+-- AuditRepository.scriptArgs (the stream's length bound, then the entry's field/value pairs
+-- but its details, which the script knows). Nothing when the caller passed none.
+local function audit_append(at, details)
+  local maxlen = ARGV[at]
+  if not maxlen or maxlen == '' then return end
+  local fv = {}
+  for i = at + 1, #ARGV do fv[#fv + 1] = ARGV[i] end
+  fv[#fv + 1] = 'details'
+  fv[#fv + 1] = cjson.encode(details)
+  redis.call('XADD', P .. 'audit', 'MAXLEN', '~', maxlen, '*', unpack(fv))
+end
+
 -- Move desktop `id` of `pool` from `from` to `to`; refuses what the state machine forbids.
 local function set_state(id, pool, from, to, now)
   local row = ALLOWED[from]

@@ -1,5 +1,6 @@
 -- Log a session off and give its desktop back per the pool's policy
--- (ARGV: prefix, session id, now ms, reason, [owner]). Returns {'ok', desktop id, new state,
+-- (ARGV: prefix, session id, now ms, reason, [owner, [audit entry from 6 on: prelude's
+-- audit_append, written when the session ends here]]). Returns {'ok', desktop id, new state,
 -- session record, desktop record} (records as HGETALL lists: the caller needs no second round
 -- trip), {'noop', session record} when the session is not live, or {'not_found'} when an owner
 -- is given and the session is not theirs (the logoff API: "not yours" looks like "no such session").
@@ -11,6 +12,7 @@ if not did or not end_session(sid, now, reason) then return { 'noop', redis.call
 
 local dk = k_desktop(did)
 local function ok(state)
+  audit_append(6, { reason = reason, desktop = did, desktopState = state })
   return { 'ok', did, state, redis.call('HGETALL', sk), redis.call('HGETALL', dk) }
 end
 local st = hget(dk, 'state')

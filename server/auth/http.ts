@@ -168,11 +168,21 @@ function unsignSessionCookie(raw: string, secret: string): string | null {
 }
 
 function cookieValue(header: string | undefined, name: string): string | null {
+  return cookieValues(header, [name])[0]!;
+}
+
+/** The values of the cookies `names` in a Cookie header, read in one pass (the first of each name); null where absent. */
+function cookieValues(header: string | undefined, names: readonly string[]): (string | null)[] {
+  const out: (string | null)[] = names.map(() => null);
   for (const part of (header ?? '').split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+    if (eq <= 0) continue;
+    const key = part.slice(0, eq).trim();
+    for (let i = 0; i < names.length; i++) {
+      if (names[i] === key && out[i] === null) out[i] = part.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+    }
   }
-  return null;
+  return out;
 }
 
 export function actorOf(req: Request): Actor {
@@ -298,7 +308,8 @@ export class HttpAuth {
   async leanLogin(req: Request, deviceCookie: string): Promise<boolean> {
     const h = req.headers;
     const cookies = h.cookie;
-    if (cookies && cookieValue(cookies, deviceCookie) !== null) return false;
+    const [device, raw] = cookieValues(cookies, [deviceCookie, this.cookieName]);
+    if (device !== null) return false;
     if (h.authorization !== undefined) {
       const m = /^Bearer (\S+)$/i.exec(h.authorization);
       const p = m ? await this.identity.principalOfToken(m[1]!) : null;
@@ -307,8 +318,6 @@ export class HttpAuth {
       req.authKind = 'bearer';
       return true;
     }
-    if (!cookies) return false;
-    const raw = cookieValue(cookies, this.cookieName);
     if (!raw || !(this.sessions instanceof SessionWithUserStore)) return false;
     // A cookie whose signature was checked once is known by its exact text: no HMAC per request.
     let sid = this.verifiedCookies.get(raw);

@@ -1,7 +1,7 @@
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import { randomUUID } from 'node:crypto';
-import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
+import { createServer, IncomingMessage, ServerResponse, type RequestListener, type Server } from 'node:http';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,8 @@ export interface BrokerAppOptions {
 
 export interface BrokerApp {
   app: Express;
+  /** The HTTP server's request listener: the lean lane, then `app` (createHttpServer). */
+  listener: RequestListener;
   store: Store;
   broker: Broker;
   identity: IdentityService;
@@ -83,7 +85,8 @@ function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
   // request does not build and hash its label set again.
   const series = new Map<string, { observe: (seconds: number) => void }>();
   return (req, res, next) => {
-    const start = performance.now();
+    // The lean lane reads the body and the login before this step: it counts from the request's arrival.
+    const start = (res.locals.startedAt as number | undefined) ?? performance.now();
     const id = requestIdOf(req.headers);
     res.locals.reqId = id;
     res.setHeader('X-Request-Id', id);
@@ -107,13 +110,16 @@ function requestLog(logger: Logger, metrics: Metrics): RequestHandler {
 }
 
 /**
- * The HTTP server for the broker's express app. Its requests and responses are born with
+ * The HTTP server for the broker (its `listener`: the lean lane ahead of the express app), or
+ * for an express app alone. Its requests and responses are born with
  * express's prototypes: express otherwise switches the prototype of every request and response
  * it is handed (Object.setPrototypeOf), which leaves V8's property caches in node's HTTP code
  * megamorphic and was a third of an API request's CPU time (bench:assign). Express still sets
  * them; setting a prototype an object has already is a no-op.
  */
-export function createHttpServer(app: Express): Server {
+export function createHttpServer(target: Express | Pick<BrokerApp, 'app' | 'listener'>): Server {
+  const app = 'listener' in target ? target.app : target;
+  const listener = 'listener' in target ? target.listener : target;
   function BrokerRequest(this: IncomingMessage, socket: ConstructorParameters<typeof IncomingMessage>[0]): void {
     IncomingMessage.call(this, socket);
   }
@@ -122,7 +128,7 @@ export function createHttpServer(app: Express): Server {
     (ServerResponse as unknown as (this: ServerResponse, req: IncomingMessage, options?: object) => void).call(this, req, options);
   }
   BrokerResponse.prototype = app.response;
-  return createServer({ IncomingMessage: BrokerRequest as unknown as typeof IncomingMessage, ServerResponse: BrokerResponse as unknown as typeof ServerResponse }, app);
+  return createServer({ IncomingMessage: BrokerRequest as unknown as typeof IncomingMessage, ServerResponse: BrokerResponse as unknown as typeof ServerResponse }, listener);
 }
 
 /**
@@ -167,6 +173,8 @@ function bodyError(message: string, type: string): Error {
  */
 export function fastJsonBody(limitBytes: number): RequestHandler {
   return (req, _res, next) => {
+    // Read already (by the lean lane, which then passed the request on).
+    if (req.body !== undefined) return next();
     const h = req.headers;
     const len = h['content-length'];
     if (len === undefined || h['transfer-encoding'] !== undefined || h['content-encoding'] !== undefined || !/^\d{1,9}$/.test(len) || Number(len) > limitBytes || !JSON_TYPE.test(h['content-type'] ?? '')) return next();
@@ -300,7 +308,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   const shadow = new ShadowService(store, new ShadowRepository(store.redis, store.keys.sessionShadow), broker.audit, o.now);
   const history = new HistoryRepository(store.redis, store.keys.poolHistory);
   const overview = new OverviewService(store, history, broker.sessions, broker.audit, () => Promise.all(shares.shares.shares.map(async (s) => ({ name: s.name, ...(await shares.shares.health(s)) }))), o.now);
-  const { router: api, table, lean } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, recordings: store.recordings, devices, shadow, overview }, config.server.bodyLimitBytes, (t) => {
+  const { router: api, table, frontDoor } = createApi({ broker, identity, auth, version: VERSION, tickets: new TicketService({ store, broker, providers, config, drive: (pool, user) => shares.home.drive(pool, user) }), files: shares.files, shares: shares.shares, machines: new MachineService(store, providers, broker.audit, o.now), mfa, publicUrl: config.server.publicUrl, recordings: store.recordings, devices, shadow, overview }, config.server.bodyLimitBytes, (t) => {
     metricsRoute(t);
     // The doctor reads the running broker's own parts (agents are made below; routes run later).
     doctorRoutes(t, () => doctorContext({ config, store, providers, guests: agents, mode: 'broker' }));
@@ -355,8 +363,9 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   // and the quick start serves plain HTTP. HSTS only on requests that arrived over TLS
   // (req.secure honours server.trustProxy and X-Forwarded-Proto): over plain HTTP it means nothing.
   const hsts = helmet.strictTransportSecurity();
-  // One express layer for the steps every request takes (each layer costs a router pass).
-  app.use(inSeries(
+  // The steps every request takes, as one express layer (each layer costs a router pass); the
+  // lean lane runs the same ones (lean-lane.ts).
+  const everyRequest = inSeries(
     precomputedHeaders(helmet({ contentSecurityPolicy: { directives: { 'connect-src': connectSources(config.tunnel.allowedOrigins), 'img-src': ["'self'", 'data:', 'blob:'], 'upgrade-insecure-requests': null } }, strictTransportSecurity: false })),
     (req, res, next) => (req.secure ? hsts(req, res, next) : next()),
     requestLog(logger, metrics),
@@ -365,7 +374,8 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
       if (closing || leaving) res.setHeader('Connection', 'close');
       next();
     },
-  ));
+  );
+  app.use(everyRequest);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', version: VERSION });
   });
@@ -376,6 +386,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     if (!ok) res.set('Retry-After', '2');
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not_ready', redis: redisOk, reconcilers: reconcilers ? jobsOk : 'disabled', closing: closing || leaving });
   });
+  const apiBody = fastJsonBody(config.server.bodyLimitBytes);
   app.use('/api/v1', inSeries(async (req, _res, next) => {
     if (closing) return next(new BrokerError('not_ready', undefined, { retryAfterSeconds: 2 }));
     // The API description needs no state; everything else needs Redis (and the cookie secret kept there).
@@ -387,7 +398,7 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
     } catch (err) {
       next(doc ? undefined : err);
     }
-  }, fastJsonBody(config.server.bodyLimitBytes), lean, api));
+  }, apiBody, api));
   // The web client (`npm run build:client`). Hashed assets are cached; index.html is not, and
   // it answers every client route (/desktop/..., /helpdesk/...) so deep links and reloads work.
   const clientDir = join(ROOT, 'client/dist');
@@ -398,10 +409,13 @@ export async function createBrokerApp(o: BrokerAppOptions): Promise<BrokerApp> {
   } else {
     logger.warn({ clientDir }, 'web client not built (npm run build:client); only the API is served');
   }
-  app.use(errorHandler(logger));
+  const onError = errorHandler(logger);
+  app.use(onError);
+  // Logged-in callers of routes that leave the HTTP session alone are served ahead of express (lean-lane.ts).
+  const listener = frontDoor({ app, mount: '/api/v1', ready: () => !closing && store.available, body: apiBody, everyRequest, onError });
 
   return {
-    app, store, broker, identity, auth, providers, reconcilers, shares, routes: table, metrics, guestEvents, devices, agents,
+    app, listener, store, broker, identity, auth, providers, reconcilers, shares, routes: table, metrics, guestEvents, devices, agents,
     startJobs() {
       reconcilers?.runner.start();
     },

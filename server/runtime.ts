@@ -81,7 +81,7 @@ export interface RunningBroker {
 /** Builds the broker, listens, starts the reconcilers and stops gracefully on SIGTERM/SIGINT. */
 export async function runBroker(config: Config, logger: Logger, providers: Provider[] | 'configured' = 'configured', onStop?: () => Promise<void>): Promise<RunningBroker> {
   const broker = await createBrokerApp({ config, logger, providers });
-  const server = createHttpServer(broker.app);
+  const server = createHttpServer(broker);
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -31,7 +31,7 @@ const config = testConfig(prefix, {
 } as never);
 const logger = createLogger('warn');
 const app = await createBrokerApp({ config, logger, providers: 'configured' });
-const server = createHttpServer(app.app);
+const server = createHttpServer(app);
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
 const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger, metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req) });

@@ -1,4 +1,5 @@
-import express, { type RequestHandler, type Router } from 'express';
+import express, { type Router } from 'express';
+import type { RequestListener } from 'node:http';
 import { RouteTable, router } from './route.ts';
 import type { ApiDeps } from './deps.ts';
 import { authRoutes } from './auth.router.ts';
@@ -25,14 +26,14 @@ import { deviceMiddleware } from '../devices/index.ts';
 import { buildOpenApi } from './openapi.ts';
 import { notFound } from './errors.middleware.ts';
 import { inSeries } from './in-series.ts';
-import { leanLane } from './lean-lane.ts';
+import { leanFrontDoor, type FrontDoorOptions } from './lean-lane.ts';
 
 export { errorHandler } from './errors.middleware.ts';
 export { RouteTable, type RouteDef } from './route.ts';
 export type { ApiDeps } from './deps.ts';
 
 /** All /api/v1 routes, with the table they were declared in (tests walk it). */
-export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: RouteTable) => void): { router: Router; table: RouteTable; lean: RequestHandler } {
+export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: RouteTable) => void): { router: Router; table: RouteTable; frontDoor: (o: FrontDoorOptions) => RequestListener } {
   const table = new RouteTable();
   for (const add of [authRoutes, meRoutes, poolRoutes, desktopRoutes, sessionRoutes, userRoutes, apiKeyRoutes, auditRoutes, imageRoutes, hostRoutes, tunnelRoutes, filesRoutes, machineRoutes, eventRoutes]) add(table, deps);
   oidcRoutes(table, deps);
@@ -50,6 +51,6 @@ export function createApi(deps: ApiDeps, bodyLimitBytes: number, extra?: (t: Rou
   r.use(inSeries(express.json({ limit: bodyLimitBytes, strict: true }), ...deps.auth.middleware(), deviceMiddleware(deps.devices), deps.auth.csrfProtection()));
   table.mount(r, deps.broker.audit);
   r.use(notFound);
-  // Logged-in callers of routes that leave the HTTP session alone skip the layers above (lean-lane.ts).
-  return { router: r, table, lean: leanLane(table, deps.auth, deps.devices.config.cookieName) };
+  // Logged-in callers of routes that leave the HTTP session alone skip express altogether (lean-lane.ts).
+  return { router: r, table, frontDoor: (o) => leanFrontDoor(table, deps.auth, deps.devices.config.cookieName, o) };
 }

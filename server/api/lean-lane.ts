@@ -1,12 +1,17 @@
 // The lean lane: an API request from a caller who is logged in already (cookie session or API
-// key) to a route that changes nothing in the HTTP session is served without express-session,
-// the per-request auth middlewares and the route groups' routers. It runs the route's own
-// handler (RouteTable.handlers: the same role guard, validation, audit of refusals and answer)
-// after the same login and CSRF checks. Anything it cannot settle (no login, a login being
-// made, a session due for its refresh, a thin client's device cookie, a body not read yet, a
-// path it does not match) goes on to the full middleware path unchanged: what is refused or
-// answered there is exactly what it was before. Measured in `npm run bench:assign`.
-import type { Request, RequestHandler } from 'express';
+// key) to a route that changes nothing in the HTTP session is served ahead of express (the HTTP
+// server's request listener, createHttpServer): without express's routing, express-session, the
+// per-request auth middlewares and the route groups' routers. It runs the steps every request
+// takes (security headers, request log, drain header: the same functions express runs) and the
+// route's own handler (RouteTable.handlers: the same role guard, validation, audit of refusals
+// and answer) after the same login and CSRF checks. Anything it cannot settle (no login, a
+// login being made, a session due for its refresh, a thin client's device cookie, a body it
+// does not read, a path it does not match, a broker draining or without Redis) goes on to the
+// express app unchanged: what is refused or answered there is exactly what it was before.
+// Measured in `npm run bench:assign`.
+import type { ErrorRequestHandler, Express, Request, RequestHandler, Response } from 'express';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { BrokerError } from '../errors.ts';
 import type { HttpAuth } from '../auth/index.ts';
 import { firstSegment, type RouteDef, type RouteTable } from './route.ts';
 
@@ -66,11 +71,27 @@ function matchRoute(routes: LeanRoute[], method: string, path: string): { route:
   return undefined;
 }
 
+/** What the front door needs from the app around it (server/app.ts). */
+export interface FrontDoorOptions {
+  /** The full path: the express app, for every request the lane does not settle. */
+  app: Express;
+  /** Where the API is mounted ('/api/v1'). */
+  mount: string;
+  /** The API takes requests now (not draining, Redis reachable); else the app answers. */
+  ready: () => boolean;
+  /** The API's body reader (express middleware: sets req.body, or leaves a body it does not read to express). */
+  body: RequestHandler;
+  /** The steps every request takes, as one middleware (headers, request log, drain header). */
+  everyRequest: RequestHandler;
+  /** The app's error handler: the lane's refusals answer exactly like the full path's. */
+  onError: ErrorRequestHandler;
+}
+
 /**
- * The lean lane as one middleware for the API mount (after the body is read, before the full
- * path). `table` must be mounted already (its handlers exist).
+ * The lean lane as the HTTP server's request listener, ahead of express. `table` must be
+ * mounted already (its handlers exist).
  */
-export function leanLane(table: RouteTable, auth: HttpAuth, deviceCookie: string): RequestHandler {
+export function leanFrontDoor(table: RouteTable, auth: HttpAuth, deviceCookie: string, o: FrontDoorOptions): RequestListener {
   const groups = new Map<string, LeanRoute[]>();
   for (const def of table.routes) {
     const segment = firstSegment(def.path);
@@ -80,24 +101,59 @@ export function leanLane(table: RouteTable, auth: HttpAuth, deviceCookie: string
     g.push(compile(def));
   }
   const csrf = auth.csrfProtection();
-  return (req, res, next) => {
-    const routes = groups.get(firstSegment(req.path));
-    if (!routes || (req.body === undefined && hasBody(req))) return next();
-    const m = matchRoute(routes, req.method, req.path);
+  const prefix = `${o.mount}/`;
+  return (rawReq, rawRes) => {
+    // The server makes them with express's prototypes (createHttpServer).
+    const req = rawReq as Request;
+    const res = rawRes as ServerResponse as Response;
+    const url = req.url ?? '';
+    const h = req.headers;
+    if (!url.startsWith(prefix) || (h.cookie === undefined && h.authorization === undefined) || !o.ready()) return o.app(req, res);
+    const q = url.indexOf('?');
+    const path = url.slice(o.mount.length, q < 0 ? url.length : q);
+    const routes = groups.get(firstSegment(path));
+    const m = routes && matchRoute(routes, req.method ?? '', path);
     const handler = m && table.handlers.get(m.route.def);
-    if (!m || !handler) return next();
-    auth.leanLogin(req, deviceCookie).then((settled) => {
-      if (!settled) return next();
-      req.params = m.params;
-      // The request's log line and metrics name the route, as express's router does.
-      (req as { route?: unknown }).route = { path: m.route.def.path };
-      res.locals.lean = true;
-      csrf(req, res, (err?: unknown) => (err ? next(err) : void handler(req, res, next)));
-    }, next);
+    if (!m || !handler) return o.app(req, res);
+    const startedAt = performance.now();
+    /** From here the lane answers: express's request state, then the steps every request takes. */
+    const answerHere = (then: () => void) => {
+      req.res = res;
+      res.req = req;
+      res.locals ??= Object.create(null) as Response['locals'];
+      res.locals.startedAt = startedAt;
+      req.originalUrl = url;
+      req.baseUrl = o.mount;
+      req.url = url.slice(o.mount.length);
+      o.everyRequest(req, res, (err?: unknown) => (err ? fail(err) : then()));
+    };
+    const fail = (err: unknown) => o.onError(err, req, res, () => undefined);
+    const login = () => {
+      auth.leanLogin(req, deviceCookie).then((settled) => {
+        if (!settled) return o.app(req, res);
+        answerHere(() => {
+          req.params = m.params;
+          // The request's log line and metrics name the route, as express's router does.
+          (req as { route?: unknown }).route = { path: m.route.def.path };
+          res.locals.lean = true;
+          csrf(req, res, (err?: unknown) => {
+            if (err) return fail(err);
+            handler(req, res, (e?: unknown) => fail(e ?? new BrokerError('route_not_found', `No API route ${req.method} ${req.path}.`))).catch(fail);
+          });
+        });
+      }, (err: unknown) => answerHere(() => fail(err)));
+    };
+    if (!hasBody(req)) return login();
+    o.body(req, res, (err?: unknown) => {
+      if (err) return answerHere(() => fail(err));
+      // A body the API's reader leaves alone (chunked, compressed, another type) is read by express.
+      if (req.body === undefined) return o.app(req, res);
+      login();
+    });
   };
 }
 
-/** A body comes with the request (body-parser's rule): it is read by the full path's parsers unless read already. */
-function hasBody(req: Request): boolean {
+/** A body comes with the request (body-parser's rule). */
+function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== undefined;
 }

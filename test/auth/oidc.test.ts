@@ -71,7 +71,7 @@ async function startBroker(idpIssuer: string, over: Record<string, unknown> = {}
     },
   } as never);
   const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: [] });
-  const server = createHttpServer(app.app);
+  const server = createHttpServer(app);
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
   return {
     app,

@@ -235,7 +235,7 @@ test('single sign-on without MFA at the identity provider: an admin from the IdP
       },
     } as never);
     const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: [] });
-    const server = createHttpServer(app.app);
+    const server = createHttpServer(app);
     stopBroker = async () => {
       await app.close();
       server.closeAllConnections();

@@ -38,7 +38,7 @@ async function start(redisUrl: string): Promise<{ app: BrokerApp; url: string; c
     providers: [{ name: 'local', kind: 'qemu', accel: 'tcg', stopTimeoutMs: 15000, hosts: [{ name: 'h1', dataDir: path.join(tmp, 'h1'), capacity: { vcpu: 8, memoryMiB: 4096 } }] }],
   } as never, redisUrl);
   const app = await createBrokerApp({ config, logger: createLogger('silent'), providers: 'configured' });
-  const server = createHttpServer(app.app);
+  const server = createHttpServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   running.push({ app, server });
   app.startJobs();

@@ -67,7 +67,7 @@ before(async () => {
   configFile = path.join(tmp, 'broker.yaml');
   fs.writeFileSync(configFile, JSON.stringify({ ...over, redis: { url: SHARED_REDIS_URL, keyPrefix: prefix, autoStart: false } }));
   app = await createBrokerApp({ config, logger: createLogger('silent'), providers: 'configured' });
-  server = createHttpServer(app.app);
+  server = createHttpServer(app);
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
   url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const hash = await (await import('argon2')).default.hash(PASSWORD, { type: 2, memoryCost: 1024, timeCost: 1 });

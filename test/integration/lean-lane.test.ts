@@ -1,5 +1,6 @@
 // The lean lane (server/api/lean-lane.ts): logged-in callers of routes that leave the HTTP
-// session alone are served without express-session and the per-request auth middlewares, and
+// session alone are served ahead of express, without express-session and the per-request auth
+// middlewares, and
 // every refusal of the full path holds there too: CSRF, roles, logged-out sessions, disabled
 // users, bad or revoked API keys, thin clients' device cookies, bad bodies. Real HTTP, real Redis.
 import { test, before, after } from 'node:test';
@@ -190,4 +191,39 @@ test('a session without a CSRF token yet (as a redirect login leaves it) gets on
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.lean, true);
   assert.equal((await c.post(`/me/sessions/${r.body.session.id}/logoff`)).status, 200);
+});
+
+test('a request the lane read the body of and then passed on (a session due for its refresh) keeps its body on the full path, which refreshes the session; every step applies once', async () => {
+  const c = await login('ln-user');
+  const sid = decodeURIComponent(c.cookie.slice('vdi.sid='.length)).replace(/^s:/, '').replace(/\.[^.]*$/, '');
+  const key = `${tb.prefix}http:${sid}`;
+  const stored = JSON.parse((await tb.app.store.redis.get(key))!);
+  // Due for its refresh: the lane never writes the session, so it passes the request on.
+  await tb.app.store.redis.set(key, JSON.stringify({ ...stored, refreshedAt: Date.now() - 3_600_000 }), 'KEEPTTL');
+  const path = '/me/sessions/00000000-0000-4000-8000-000000000000/first-frame';
+  const aged = await viaLane(() => c.post(path, { ms: 5 }));
+  // The body reached the route's validation (else 400 "ms: Required."): the session is unknown.
+  assert.equal(aged.status, 404, JSON.stringify(aged.body));
+  assert.equal(aged.body.error.code, 'not_found');
+  assert.equal(aged.lean, false, 'the full path served it');
+  const refreshed = JSON.parse((await tb.app.store.redis.get(key))!);
+  assert.ok(refreshed.refreshedAt > Date.now() - 60_000, 'the full path refreshed the session');
+  // Fresh again: the lane serves the same request, body and all, with the same answer.
+  const lean = await viaLane(() => c.post(path, { ms: 5 }));
+  assert.equal(lean.lean, true);
+  assert.deepEqual([lean.status, lean.body.error.code], [404, 'not_found']);
+  assert.deepEqual([(await viaLane(() => c.post(path, {}))).status, (await c.post(path, { ms: -1 })).body.error.code], [400, 'validation_failed']);
+  // One request id and the security headers, whichever path answered.
+  for (const via of ['lane', 'full path']) {
+    if (via === 'full path') await tb.app.store.redis.set(key, JSON.stringify({ ...(JSON.parse((await tb.app.store.redis.get(key))!)), refreshedAt: Date.now() - 3_600_000 }), 'KEEPTTL');
+    const raw = await new Promise<{ headers: string[] }>((resolve, reject) => {
+      const r = httpRequest(`${tb.url}/api/v1${path}`, { method: 'POST', headers: { cookie: c.cookie, 'x-csrf-token': c.csrf, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ headers: res.rawHeaders.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase()) }));
+      });
+      r.on('error', reject);
+      r.end(JSON.stringify({ ms: 5 }));
+    });
+    for (const h of ['x-request-id', 'content-security-policy', 'x-content-type-options', 'content-type']) assert.equal(raw.headers.filter((x) => x === h).length, 1, `${via}: one ${h} header`);
+  }
 });

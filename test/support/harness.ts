@@ -62,7 +62,7 @@ export async function startTestBroker(opts: { name: string; config?: DeepPartial
   const config = testConfig(prefix, over as DeepPartial<Config>, opts.redisUrl);
   const provider = new FakeProvider();
   const app = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: opts.providers ?? [provider] });
-  const server = createHttpServer(app.app);
+  const server = createHttpServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger: createLogger(config.logging.level), metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req), trustProxy: app.app.get('trust proxy fn') });

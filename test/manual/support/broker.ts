@@ -44,7 +44,7 @@ export async function startManualBroker(name: string, o: { guacd?: { host: strin
   const logs: string[] = [];
   const logger = createLogger('trace', { write: (line: string) => void logs.push(line) });
   const app = await createBrokerApp({ config, logger, providers: 'configured' });
-  const server = createHttpServer(app.app);
+  const server = createHttpServer(app);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const tunnel = await attachTunnel({ server, store: app.store, broker: app.broker, providers: app.providers, config, logger, metrics: app.metrics, logins: (req) => app.auth.loginOfUpgrade(req) });

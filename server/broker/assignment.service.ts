@@ -1,5 +1,5 @@
 import { BrokerError, isErrorCode } from '../errors.ts';
-import type { Store } from '../store/index.ts';
+import type { PoolAtRevision, Store } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { AuditService, Actor } from './audit.service.ts';
 import { isEntitled, locationAllows, type Desktop, type Pool, type Session } from './model.ts';
@@ -63,7 +63,8 @@ export class AssignmentService {
         await this.audit.record(actor, 'desktop.request', { type: 'pool', id: poolName }, { code: 'pool_location_restricted', device: actor.device?.id ?? null, location: actor.device?.location ?? null }, 'denied');
         throw new BrokerError('pool_location_restricted', actor.device ? `Pool "${poolName}" cannot be used from location "${actor.device.location}".` : `Pool "${poolName}" can only be used from enrolled devices at its locations.`);
       }
-      const r = await this.requestFrom(actor, principal.id, poolName, pool, read.rev, { requestedAt, started }, o);
+      const r = await this.requestFrom(actor, principal.id, poolName, read, { requestedAt, started }, o);
+      if (r === 'read_again') continue;
       if (r !== 'pool_changed') return r;
       // Changed twice in a row while we decided: let the caller try again rather than loop.
       if (attempt >= 2) throw new BrokerError('conflict', `Pool "${poolName}" is being changed; try again.`);
@@ -74,11 +75,11 @@ export class AssignmentService {
     actor: Actor,
     user: string,
     poolName: string,
-    pool: Pool,
-    poolRev: string,
+    read: PoolAtRevision,
     t: { requestedAt: number; started: number },
     o: { alongside?: (r: DesktopRequestResult) => Promise<unknown> },
-  ): Promise<DesktopRequestResult | 'pool_changed'> {
+  ): Promise<DesktopRequestResult | 'pool_changed' | 'read_again'> {
+    const { pool, rev: poolRev } = read;
     // Never a desktop without the user's files: the share is checked (and the folder made) first.
     // A user going back to a live session is not stopped by a share outage (that desktop has its
     // files already), nor by a disabled pool or one in maintenance: those refuse only new sessions.
@@ -90,6 +91,8 @@ export class AssignmentService {
       try {
         await this.home.prepare(actor, pool, user);
       } catch (e) {
+        // The share may be one the pool no longer uses: a refusal is decided on the pool read afresh.
+        if (read.cached) return 'read_again';
         this.metrics.assignments.inc({ pool: poolName, outcome: e instanceof BrokerError ? e.code : 'error' });
         throw e;
       }

@@ -28,7 +28,7 @@ export type { StoredUser } from './users.repository.ts';
 export type { StoredApiKey } from './apikeys.repository.ts';
 export type { AuditEntry, AuditFilter } from './audit.repository.ts';
 export type { Image, ImageVersion } from './images.repository.ts';
-export type { PoolCounts } from './pools.repository.ts';
+export type { PoolCounts, PoolAtRevision } from './pools.repository.ts';
 export type { QuotaRepository, FolderCount, ReserveResult } from './quota.repository.ts';
 export type { Drain, DrainSummary, DrainDesktop, DrainState, DrainProgress } from './drains.repository.ts';
 export { newDrainDesktop } from './drains.repository.ts';

@@ -1,10 +1,14 @@
 // A desktop request decides entitlements on the pool as its replica read it before (no Redis
 // read per request); the assignment script commits only while the pool still has that revision
-// (assign.lua: pool_changed otherwise), and a refusal is never decided on a remembered record.
+// (assign.lua: pool_changed otherwise), and a refusal (entitlement, location, share) is never
+// decided on a remembered record.
 // Two brokers on one Redis: A changes the pool, B serves the user, who must see every change at
 // once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestBroker, ApiClient, type TestBroker } from '../support/harness.ts';
 import { SYSTEM_ACTOR } from '../../server/broker/index.ts';
 
@@ -87,4 +91,29 @@ test('a pool stored before revisions existed is read on every request, and its f
   await a.app.broker.pools.update('pr-old', { entitlements: entitled }, SYSTEM_ACTOR);
   assert.ok(await a.app.store.redis.hget(`${a.prefix}pool:pr-old`, 'rev'), 'the save gave it a revision');
   assert.equal(await request(), 200);
+});
+
+test('a pool moved off a broken share on another replica: the next request checks the share the pool names now, not the one remembered', async () => {
+  const good = mkdtempSync(join(tmpdir(), 'vdi-share-good-'));
+  const shares = { list: [{ name: 'home', root: good, unc: '', guacdPath: '', createRoot: true }, { name: 'gone', root: join(good, 'missing', 'deeper'), unc: '', guacdPath: '', createRoot: false }] };
+  const c1 = await startTestBroker({ name: 'pool-rev-share', config: { jobs: { enabled: false }, shares } });
+  const c2 = await startTestBroker({ name: 'pool-rev-share-b', prefix: c1.prefix, keepKeys: true, config: { jobs: { enabled: false }, shares } });
+  try {
+    await c1.addUser('prs-user');
+    await c1.app.broker.pools.create(c1.pool({ name: 'prs', share: 'gone', persistence: 'persistent', size: { min: 0, max: 2, spare: 0 }, naming: 'prs-{n:03}', entitlements: { users: ['prs-user'], groups: [] } }), SYSTEM_ACTOR);
+    await c1.readyDesktops('prs', 1);
+    const user = new ApiClient(c2.url);
+    assert.equal((await user.login('prs-user')).status, 200);
+    const refused = await user.post('/me/pools/prs/request');
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'share_unavailable');
+    await c1.app.broker.pools.update('prs', { share: 'home' }, SYSTEM_ACTOR);
+    const r = await user.post('/me/pools/prs/request');
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await user.post(`/me/sessions/${r.body.session.id}/logoff`)).status, 200);
+  } finally {
+    await c2.close();
+    await c1.close();
+    rmSync(good, { recursive: true, force: true });
+  }
 });

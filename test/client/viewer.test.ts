@@ -120,6 +120,18 @@ test('viewer: Type as keystrokes sends correctly shifted keystrokes that arrive 
   await until(async () => near((last.at = await pointerLayer())), 10_000, 'the pointer layer near the mouse').catch(() => undefined);
   assert.ok(last.at?.shown, 'the pointer layer is on the display');
   assert.ok(near(last.at), `pointer drawn near the mouse: ${JSON.stringify(last.at)} vs ${box.x + 240},${box.y + 180}`);
+  // The desktop resized (here by its own X server, as when the viewer's size request lands after
+  // the mouse moved): the new scale keeps the desktop's pointer under the mouse. It used to stay
+  // where the old scale had put it, off the mouse until the mouse moved again.
+  const scaleNow = () => p.evaluate<number>(`(() => { const c = document.querySelector('.screen canvas'); return c ? c.getBoundingClientRect().width / c.width : 0; })()`);
+  const scaleBefore = await scaleNow();
+  await xvnc!.x('xrandr', '--fb', '1600x1000');
+  await until(async () => Math.abs((await scaleNow()) - scaleBefore) > 0.2, 10_000, 'the desktop rescaled after its resize');
+  await until(async () => near((last.at = await pointerLayer())), 10_000, 'the pointer layer near the mouse after the resize').catch(() => undefined);
+  assert.ok(near(last.at), `pointer drawn near the mouse after the desktop resized: ${JSON.stringify(last.at)} vs ${box.x + 240},${box.y + 180}`);
+  // Back to the window's size (the viewer asks for it when its window changes).
+  await p.setViewportSize({ width: 1100, height: 719 });
+  await p.setViewportSize({ width: 1100, height: 720 });
 
   // Type as keystrokes: the text arrives in the desktop as typed; Shift is pressed around $, >, ", A, & (QEMU needs it).
   const text = 'echo $HOME > "A&b"';

@@ -145,10 +145,7 @@ export class DesktopViewer {
         display.showCursor(true);
         // Drawn where the mouse is now, not where it was when the display began: the mouse may
         // not move again for a while.
-        if (this.pointer) {
-          const scale = display.getScale() || 1;
-          (display as CursorDisplay).moveCursor(Math.floor(this.pointer.x / scale), Math.floor(this.pointer.y / scale));
-        }
+        this.placeCursor(display);
         this.o.onRemoteCursor?.();
       }
     };
@@ -227,11 +224,7 @@ export class DesktopViewer {
       const p = pointOf(e.state);
       this.pointer = { x: p.x, y: p.y };
       // The remote pointer follows the mouse at once (the desktop's answer would lag).
-      if (this.remoteCursor) {
-        const d = client.getDisplay() as CursorDisplay;
-        const scale = d.getScale() || 1;
-        d.moveCursor(Math.floor(p.x / scale), Math.floor(p.y / scale));
-      }
+      if (this.remoteCursor) this.placeCursor(client.getDisplay());
     });
     const touch = new Guacamole.Mouse.Touchscreen(el);
     touch.onEach(['mousedown', 'mousemove', 'mouseup'], (e) => client.sendMouseState(e.state, true));
@@ -269,13 +262,25 @@ export class DesktopViewer {
     return { w: Math.max(320, Math.floor(r.width)), h: Math.max(200, Math.floor(r.height)) };
   }
 
+  /** Draws the desktop's pointer where the mouse is: in desktop pixels, at the display's scale now. */
+  private placeCursor(d: Guacamole.Display): void {
+    if (!this.pointer) return;
+    const scale = d.getScale() || 1;
+    (d as CursorDisplay).moveCursor(Math.floor(this.pointer.x / scale), Math.floor(this.pointer.y / scale));
+  }
+
   /** Scales the remote display into the host element; optionally asks the desktop to match. */
   private fit(sendSize: boolean): void {
     const c = this.client;
     if (!c) return;
     const d = c.getDisplay();
     const { w, h } = this.size();
-    if (d.getWidth() > 0 && d.getHeight() > 0) d.scale(Math.min(w / d.getWidth(), h / d.getHeight()));
+    if (d.getWidth() > 0 && d.getHeight() > 0) {
+      d.scale(Math.min(w / d.getWidth(), h / d.getHeight()));
+      // The desktop's pointer stays under the mouse: it is placed in desktop pixels, which a new
+      // scale (the window or the desktop resized) moves on the screen until the mouse moves again.
+      if (this.remoteCursor) this.placeCursor(d);
+    }
     if (sendSize && !this.o.readOnly && this.state.phase === 'connected') {
       clearTimeout(this.sizeTimer);
       this.sizeTimer = setTimeout(() => c.sendSize(w, h), 250);

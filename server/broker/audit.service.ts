@@ -38,6 +38,11 @@ export interface Refusal {
   field?: string;
 }
 
+/** An entry's fields but its details: who did what to which target, from where, with what outcome. */
+function entryOf(actor: Actor, action: string, target: { type: string; id: string }, outcome: AuditEntry['outcome']): Omit<AuditEntry, 'id' | 'at' | 'details'> {
+  return { actor: actorName(actor), role: actor.principal?.role ?? '', action, targetType: target.type, target: target.id, address: actor.address, outcome };
+}
+
 export class AuditService {
   /** `watch` sees every entry as it is written (metrics count logins from here: one place for every authenticator). */
   constructor(private readonly repo: AuditRepository, private readonly logger: Logger, private readonly watch?: (action: string, outcome: AuditEntry['outcome'], details: Record<string, unknown>) => void) {}
@@ -59,16 +64,7 @@ export class AuditService {
     }
     this.watch?.(action, outcome, details);
     try {
-      await this.repo.append({
-        actor: actorName(actor),
-        role: actor.principal?.role ?? '',
-        action,
-        targetType: target.type,
-        target: target.id,
-        address: actor.address,
-        outcome,
-        details,
-      });
+      await this.repo.append({ ...entryOf(actor, action, target, outcome), details });
     } catch (err) {
       this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
     }
@@ -81,7 +77,7 @@ export class AuditService {
    */
   forScript(actor: Actor, action: string, target: { type: string; id: string }, outcome: AuditEntry['outcome'] = 'ok'): { args: string[]; written: (details: Record<string, unknown>) => void } {
     return {
-      args: this.repo.scriptArgs({ actor: actorName(actor), role: actor.principal?.role ?? '', action, targetType: target.type, target: target.id, address: actor.address, outcome }),
+      args: this.repo.scriptArgs(entryOf(actor, action, target, outcome)),
       written: (details) => this.watch?.(action, outcome, details),
     };
   }

@@ -27,6 +27,11 @@ function scriptFields(p: Pool): (string | number)[] {
   ];
 }
 
+/** The pool record from its hash's `spec` and `deleting` fields. */
+function poolOf(spec: string, deleting: string | null | undefined): Pool & { deleting: boolean } {
+  return { ...(JSON.parse(spec) as Pool), deleting: deleting === '1' };
+}
+
 /** A pool as a desktop request sees it, with the revision it was read at (see forAssignment). */
 export interface PoolAtRevision {
   pool: Pool & { deleting: boolean };
@@ -61,7 +66,7 @@ export class PoolsRepository {
       this.remembered.delete(name);
       return null;
     }
-    const read: PoolAtRevision = { pool: { ...(JSON.parse(spec) as Pool), deleting: deleting === '1' }, rev: rev ?? '', cached: false };
+    const read: PoolAtRevision = { pool: poolOf(spec, deleting), rev: rev ?? '', cached: false };
     if (read.rev) {
       if (this.remembered.size >= CACHED_POOLS_MAX) this.remembered.clear();
       // Shared by every request that finds it here: read only.
@@ -79,7 +84,7 @@ export class PoolsRepository {
   async get(name: string): Promise<(Pool & { deleting: boolean }) | null> {
     const [spec, deleting] = await this.redis.hmget(this.k.pool(name), 'spec', 'deleting');
     if (!spec) return null;
-    return { ...(JSON.parse(spec) as Pool), deleting: deleting === '1' };
+    return poolOf(spec, deleting);
   }
 
   async list(): Promise<(Pool & { deleting: boolean })[]> {
@@ -91,7 +96,7 @@ export class PoolsRepository {
     const out: (Pool & { deleting: boolean })[] = [];
     for (const [, v] of res) {
       const [spec, deleting] = v as [string | null, string | null];
-      if (spec) out.push({ ...(JSON.parse(spec) as Pool), deleting: deleting === '1' });
+      if (spec) out.push(poolOf(spec, deleting));
     }
     return out;
   }

@@ -2,6 +2,14 @@
 import { LOGON_PHASES, type Desktop, type DesktopMigration, type LogonTimeline, type Session, type SessionState } from '../broker/model.ts';
 import type { DesktopState } from '../broker/state-machine.ts';
 
+/**
+ * A hash a script returned as one JSON object (the prelude's hash_json: '{}' when there is
+ * none), as field → value.
+ */
+export function hashOfJson(json: string | undefined): Record<string, string> {
+  return json ? (JSON.parse(json) as Record<string, string>) : {};
+}
+
 const num = (v: string | undefined) => (v === undefined || v === '' ? 0 : Number(v));
 
 export function toDesktop(h: Record<string, string>): Desktop | null {

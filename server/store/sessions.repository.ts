@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 import { runScript } from './scripts.ts';
-import { toDesktop, toSession } from './records.ts';
+import { hashOfJson, toDesktop, toSession } from './records.ts';
 import type { Desktop, Session } from '../broker/model.ts';
 import type { MacRange } from './desktops.repository.ts';
 import { FIRST_FRAME, GUEST_IDLE, PUSH_MESSAGE, RECORD_LOGON } from './session-logon.scripts.ts';
@@ -103,7 +103,7 @@ export class SessionsRepository {
   async assign(pool: string, user: string, clientAddress: string, now: number, poolRev = ''): Promise<AssignResult> {
     const r = (await runScript(this.redis, 'vdiAssign', [
       this.k.prefix, pool, user, randomUUID(), randomUUID(), now, clientAddress, this.macs.prefix, this.macs.size, poolRev,
-    ])) as [string, string, string?, string[]?, string[]?];
+    ])) as [string, string, string?, string?, string?];
     if (r[0] === 'err') return { outcome: 'error', code: r[1] };
     // With replicas configured, the user hears "this desktop is yours" only once a replica holds
     // it: a failover right after cannot hand it to someone else. Short of that, the caller gets
@@ -111,7 +111,7 @@ export class SessionsRepository {
     await this.barrier?.hold('the assignment');
     return {
       outcome: r[0] as 'existing' | 'assigned' | 'provisioning', desktopId: r[1], sessionId: r[2]!,
-      session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])),
+      session: toSession(hashOfJson(r[3])), desktop: toDesktop(hashOfJson(r[4])),
     };
   }
 
@@ -120,10 +120,10 @@ export class SessionsRepository {
    * the release (the desktop null when it is gone). null when the session was not live.
    */
   async release(sessionId: string, reason: string, now: number): Promise<ReleaseResult | null> {
-    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason])) as [string, string?, string?, string[]?, string[]?];
+    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason])) as [string, string?, string?, string?, string?];
     if (r[0] === 'noop') return null;
     if (r[0] === 'err') throw new Error(`release ${sessionId}: ${r[1]}`);
-    return { desktopId: r[1]!, desktopState: r[2]!, session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])) };
+    return { desktopId: r[1]!, desktopState: r[2]!, session: toSession(hashOfJson(r[3])), desktop: toDesktop(hashOfJson(r[4])) };
   }
 
   /**
@@ -131,11 +131,11 @@ export class SessionsRepository {
    * in the same script. not_live carries the session as it is (null when there is none).
    */
   async releaseOwn(sessionId: string, reason: string, now: number, owner: string, audit: string[] = []): Promise<{ outcome: 'released'; release: ReleaseResult } | { outcome: 'not_live'; session: Session | null } | { outcome: 'not_found' }> {
-    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason, owner, ...audit])) as [string, (string | string[])?, string?, string[]?, string[]?];
+    const r = (await runScript(this.redis, 'vdiRelease', [this.k.prefix, sessionId, now, reason, owner, ...audit])) as [string, string?, string?, string?, string?];
     if (r[0] === 'not_found') return { outcome: 'not_found' };
-    if (r[0] === 'noop') return { outcome: 'not_live', session: toSession(flatHash(r[1] as string[] | undefined)) };
+    if (r[0] === 'noop') return { outcome: 'not_live', session: toSession(hashOfJson(r[1])) };
     if (r[0] === 'err') throw new Error(`release ${sessionId}: ${r[1]}`);
-    return { outcome: 'released', release: { desktopId: r[1] as string, desktopState: r[2]!, session: toSession(flatHash(r[3])), desktop: toDesktop(flatHash(r[4])) } };
+    return { outcome: 'released', release: { desktopId: r[1]!, desktopState: r[2]!, session: toSession(hashOfJson(r[3])), desktop: toDesktop(hashOfJson(r[4])) } };
   }
 
   async event(sessionId: string, event: 'connected' | 'disconnected' | 'activity', now: number): Promise<'ok' | string> {
@@ -174,19 +174,12 @@ export class SessionsRepository {
   }
 }
 
-/** A flat HGETALL reply from a script ([field, value, ...]) as a record. */
 /** A released session: its desktop's id and new state, and both records after the release. */
 export interface ReleaseResult {
   desktopId: string;
   desktopState: string;
   session: Session | null;
   desktop: Desktop | null;
-}
-
-function flatHash(flat: string[] | undefined): Record<string, string> {
-  const h: Record<string, string> = {};
-  if (flat) for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
-  return h;
 }
 
 function logonReply(r: string[]): { recorded: string[]; derived: Record<string, number>; usableMs?: number } {

@@ -1,16 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { Keyspace } from './keys.ts';
 import { runScript } from './scripts.ts';
+import { hashOfJson } from './records.ts';
 import type { Group, Role, User } from '../broker/model.ts';
 
 export interface StoredUser extends User {
   passwordHash: string;
-}
-
-function hashOf(flat: string[]): Record<string, string> {
-  const h: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
-  return h;
 }
 
 function toUser(h: Record<string, string>, groups: string[]): StoredUser | null {
@@ -36,8 +31,8 @@ export class UsersRepository {
 
   async get(id: string): Promise<StoredUser | null> {
     // One script (user-get.lua): this runs on every API request, for the principal behind the login.
-    const [flat, groups] = (await runScript(this.redis, 'vdiUserGet', [this.k.prefix, id])) as [string[], string[]];
-    return toUser(hashOf(flat), groups);
+    const [json, groups] = (await runScript(this.redis, 'vdiUserGet', [this.k.prefix, id])) as [string, string[]];
+    return toUser(hashOfJson(json), groups);
   }
 
   /**
@@ -46,10 +41,10 @@ export class UsersRepository {
    * `user` is undefined when the session names no user, null when that user does not exist.
    */
   async withSession(sessionKey: string): Promise<{ session: string | null; userId?: string; user?: StoredUser | null }> {
-    const r = (await runScript(this.redis, 'vdiHttpSession', [this.k.prefix, sessionKey])) as [string?, string?, string[]?, string[]?];
+    const r = (await runScript(this.redis, 'vdiHttpSession', [this.k.prefix, sessionKey])) as [string?, string?, string?, string[]?];
     if (r[0] === undefined) return { session: null };
     if (r[1] === undefined) return { session: r[0] };
-    return { session: r[0], userId: r[1], user: toUser(hashOf(r[2] ?? []), r[3] ?? []) };
+    return { session: r[0], userId: r[1], user: toUser(hashOfJson(r[2]), r[3] ?? []) };
   }
 
   async list(): Promise<StoredUser[]> {

@@ -6,12 +6,12 @@
 -- while it is marked unreachable, i.e. its host does not answer), then the pool's
 -- gate (pool_disabled / pool_maintenance), a new session on the user's own desktop, a ready
 -- desktop not marked unreachable, a new desktop in a free provisioning slot, else pool_exhausted.
--- Returns {outcome, desktop id, session id, session hash, desktop hash} with outcome existing |
--- assigned | provisioning (the records as they are after the decision, flat HGETALL lists, so
--- the caller needs no second round trip), or {'err', code}.
+-- Returns {outcome, desktop id, session id, session record, desktop record} with outcome existing |
+-- assigned | provisioning (the records as they are after the decision, as JSON objects: the
+-- caller needs no second round trip), or {'err', code}.
 local pool, user, sid, did, now, addr = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local function done(outcome, desktop, session)
-  return { outcome, desktop, session, redis.call('HGETALL', k_session(session)), redis.call('HGETALL', k_desktop(desktop)) }
+  return { outcome, desktop, session, hash_json(k_session(session)), hash_json(k_desktop(desktop)) }
 end
 -- The caller checked entitlements (and location) on the pool at that revision: a pool saved or
 -- marked for deletion since then is decided again on its new record.

@@ -10,7 +10,8 @@
 // are outside the timed loops. Measured closed loop (every client as fast as it can: the
 // ceiling) and open loop at --rate assignments/s spread over the clients (latency from the
 // scheduled start, so a stalled broker cannot hide its queueing), with the broker's CPU time
-// per assignment (from /proc, robust to a noisy machine).
+// per assignment (from /proc, robust to a noisy machine), and Redis's and the load client's
+// beside it (they share the same cores).
 // Scaling (--scaling): one replica pinned to CPU 0 vs two replicas on one Redis pinned to CPU 0
 // and CPU 1 (closed loop); the load client and Redis share the same 2 cores, which the output says.
 // Secondary: the assignment service in-process (no HTTP). Prints one JSON line.
@@ -374,13 +375,31 @@ async function main(): Promise<void> {
       brokers.push(b);
       return b;
     };
-    /** One measured phase: the brokers' CPU per assignment beside the client's figures. */
+    // Redis's own CPU beside the broker's, when it runs on this machine (its pid from INFO): the
+    // broker, Redis and the load client share the same cores, so the output says what each took.
+    const redisPid = await (async () => {
+      const m = /process_id:(\d+)/.exec(await tb.app.store.redis.info('server'));
+      const pid = m ? Number(m[1]) : 0;
+      try {
+        return pid && ['127.0.0.1', 'localhost', '::1'].includes(new URL(tb.config.redis.url).hostname) ? (cpuMsOf(pid), pid) : 0;
+      } catch {
+        return 0;
+      }
+    })();
+    const perAssignment = (ms: number, r: PhaseResult) => Math.round((ms / Math.max(r.assignments, 1)) * 1000) / 1000;
+    /** One measured phase: the brokers' CPU per assignment beside Redis's and the client's. */
     const phase = async (label: string, lc: LoadClient, pids: number[], rate?: number) => {
       await lc.run(WARMUP_SECONDS, rate);
       const cpu0 = pids.map(cpuMsOf);
+      const redis0 = redisPid ? cpuMsOf(redisPid) : 0;
       const { result, cpuMs } = await lc.run(SECONDS, rate);
       const brokerCpuMs = pids.reduce((a, p, i) => a + cpuMsOf(p) - cpu0[i]!, 0);
-      const out = { ...result, brokerCpuMsPerAssignment: Math.round((brokerCpuMs / Math.max(result.assignments, 1)) * 1000) / 1000, brokerCpuPercent: Math.round(brokerCpuMs / (result.seconds * 10)), clientCpuPercent: Math.round(cpuMs / (result.seconds * 10)) };
+      const redisCpuMs = redisPid ? cpuMsOf(redisPid) - redis0 : undefined;
+      const out = {
+        ...result, brokerCpuMsPerAssignment: perAssignment(brokerCpuMs, result), brokerCpuPercent: Math.round(brokerCpuMs / (result.seconds * 10)), clientCpuPercent: Math.round(cpuMs / (result.seconds * 10)),
+        ...(redisCpuMs !== undefined ? { redisCpuMsPerAssignment: perAssignment(redisCpuMs, result), redisCpuPercent: Math.round(redisCpuMs / (result.seconds * 10)) } : {}),
+        clientCpuMsPerAssignment: perAssignment(cpuMs, result),
+      };
       process.stderr.write(`${label}: ${JSON.stringify(out)}\n`);
       return out;
     };

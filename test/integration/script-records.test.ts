@@ -2,7 +2,8 @@
 // return records as one JSON object each (prelude hash_json), not as lists of fields and values.
 // Whatever text a field holds, the record the broker gets must equal what HGETALL reads: quotes,
 // backslashes, slashes, control characters, non-ASCII text, numbers as text, bytes that are not
-// UTF-8, empty values. A record that is not there comes back as none.
+// UTF-8, empty values. A record that is not there comes back as none. And the logon timeline
+// script, written on every desktop request: each field once, its derived phases in either order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestBroker, type TestBroker } from '../support/harness.ts';
@@ -99,4 +100,50 @@ test('hashOfJson reads the scripts\' JSON records: an empty one and a missing re
   assert.deepEqual(hashOfJson('{}'), {});
   assert.deepEqual(hashOfJson(undefined), {});
   assert.deepEqual(hashOfJson('{"a":"1","b":"x\\/y"}'), { a: '1', b: 'x/y' });
+});
+
+test('the logon timeline script records each field once, derives guest_logon whichever of the request and the guest\'s logon comes second, and click-to-usable as the later of the first frame and the guest logon', async () => {
+  const { store } = tb.app;
+  const k = store.keys;
+  const sessions = store.sessions;
+  const start = async () => {
+    const r = await sessions.assign('sr', 'sr-user', '127.0.0.1', Date.now());
+    if (r.outcome === 'error') assert.fail(`assignment refused: ${r.code}`);
+    return r.sessionId;
+  };
+
+  // The request first, then the guest's logon, then the first frame.
+  let sid = await start();
+  assert.deepEqual(await sessions.recordLogon(sid, { assignment: 5.4 }, { requestedAt: 1000, logonExpectsGuest: '1' }), { recorded: ['requestedAt', 'logonExpectsGuest', 'logon:assignment'], derived: {} });
+  assert.deepEqual(await sessions.recordLogon(sid, { assignment: 99 }, { requestedAt: 5 }), { recorded: [], derived: {} }, 'a reconnect does not rewrite the first timeline');
+  assert.deepEqual(await sessions.recordLogon(sid, {}, { guestLogonAt: 1500 }), { recorded: ['guestLogonAt'], derived: { guest_logon: 500 } });
+  assert.deepEqual(await sessions.firstFrame(sid, 900), { ok: true, recorded: true, usableMs: 900 });
+  let h = await store.redis.hgetall(k.session(sid));
+  assert.equal(h['logon:assignment'], '5');
+  assert.equal(h['logon:guest_logon'], '500');
+  assert.equal(h['logon:click_to_usable'], '900', 'usable: the later of the first frame (900) and the guest logon (500)');
+  await sessions.release(sid, 'test', Date.now());
+
+  // The guest's logon reported before the request was answered, then the first frame.
+  sid = await start();
+  assert.deepEqual(await sessions.recordLogon(sid, {}, { guestLogonAt: 2000 }), { recorded: ['guestLogonAt'], derived: {} });
+  assert.deepEqual(await sessions.recordLogon(sid, { assignment: 1, desktop_ready: 0 }, { requestedAt: 1200, logonExpectsGuest: '1' }), {
+    recorded: ['requestedAt', 'logonExpectsGuest', 'logon:assignment', 'logon:desktop_ready'], derived: { guest_logon: 800 },
+  });
+  assert.deepEqual(await sessions.firstFrame(sid, 300), { ok: true, recorded: true, usableMs: 800 });
+  h = await store.redis.hgetall(k.session(sid));
+  assert.equal(h['logon:guest_logon'], '800');
+  assert.equal(h['logon:click_to_usable'], '800');
+  assert.deepEqual(await sessions.recordLogon(sid, { home_mapped: 7 }), { recorded: ['logon:home_mapped'], derived: {} }, 'usable and guest_logon are set once');
+  await sessions.release(sid, 'test', Date.now());
+
+  // No guest agent: usable at the first frame.
+  sid = await start();
+  assert.deepEqual(await sessions.recordLogon(sid, { assignment: 2 }, { requestedAt: 10, logonExpectsGuest: '0' }), { recorded: ['requestedAt', 'logonExpectsGuest', 'logon:assignment'], derived: {} });
+  assert.deepEqual(await sessions.firstFrame(sid, 250), { ok: true, recorded: true, usableMs: 250 });
+  await sessions.release(sid, 'test', Date.now());
+
+  // A session that is not there gets nothing (no partial hash appears).
+  assert.deepEqual(await sessions.recordLogon('sr-no-session', { assignment: 1 }, { requestedAt: 1 }), { recorded: [], derived: {} });
+  assert.equal(await store.redis.exists(k.session('sr-no-session')), 0);
 });

@@ -1,4 +1,4 @@
-// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000 --scaling true]
+// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000 --scaling true --service true --floor true]
 // N concurrent clients request a desktop and log off again (one "assignment" = that cycle: a
 // real assignment each time, not a hand-back of the user's live session).
 //
@@ -14,7 +14,8 @@
 // beside it (they share the same cores).
 // Scaling (--scaling): one replica pinned to CPU 0 vs two replicas on one Redis pinned to CPU 0
 // and CPU 1 (closed loop); the load client and Redis share the same 2 cores, which the output says.
-// Secondary: the assignment service in-process (no HTTP). Prints one JSON line.
+// Secondary: the assignment service in-process (no HTTP), and node's own floor (--floor): the same
+// client and rates against a bare node:http server with fixed answers. Prints one JSON line.
 import { cpus, totalmem, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fork, execFileSync, type ChildProcess } from 'node:child_process';
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '2000' },
     scaling: { type: 'string', default: 'true' },
     service: { type: 'string', default: 'true' },
+    floor: { type: 'string', default: 'true' },
     client: { type: 'boolean', default: false },
   },
 });
@@ -70,8 +72,9 @@ async function run(seconds: number, cycle: (client: number, scheduledAt: number)
       while (performance.now() < deadline) {
         if (interval) {
           if (next >= deadline) break;
-          const wait = next - performance.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          // Never before its time: a timer can fire up to a millisecond early (libuv's clock is
+          // coarse), which made latencies from the scheduled start come out negative.
+          for (let wait = next - performance.now(); wait > 0; wait = next - performance.now()) await new Promise((r) => setTimeout(r, Math.ceil(wait)));
         }
         const scheduled = interval ? next : performance.now();
         next += interval;
@@ -412,6 +415,25 @@ async function main(): Promise<void> {
     const onePid = one.child.pid!;
     const http = { closedLoop: await phase('http closed', lc, [onePid]), openLoop: await phase('http open', lc, [onePid], RATE) };
 
+    // node's own floor on this machine: the same client and rates against a bare node:http server
+    // (bench/support/bare-http.ts: fixed answers, no express, no Redis), so the broker's figures
+    // can be read against what any node HTTP server costs here.
+    let nodeFloor: Record<string, unknown> | undefined;
+    if (values.floor === 'true') {
+      const port = await freePort();
+      const bare = await startBrokerProcess('bench/support/bare-http.ts', { VDI_SERVER_PORT: String(port) });
+      brokers.push(bare);
+      const flc = new LoadClient();
+      clients.push(flc);
+      await flc.init([bare.url], users, PASSWORD);
+      nodeFloor = {
+        closedLoop: await phase('node floor closed', flc, [bare.child.pid!]), openLoop: await phase('node floor open', flc, [bare.child.pid!], RATE),
+        server: 'bare node:http answering the same requests with fixed JSON of the broker\'s shape (no express, no Redis): what node alone costs here; its CPU is under brokerCpu*',
+      };
+      flc.close();
+      await bare.kill('SIGTERM');
+    }
+
     let scaling: Record<string, unknown> | undefined;
     if (values.scaling === 'true') {
       // One replica on CPU 0 (client on CPU 1), then two replicas on CPU 0 and CPU 1 (client and Redis float).
@@ -441,6 +463,7 @@ async function main(): Promise<void> {
         cycle: 'POST /me/pools/bench/request + POST /me/sessions/:id/logoff (cookie session + CSRF); latency = the request, from its scheduled start',
         desktops: 'records seeded in Redis (persistent pool, fake provider)',
         http,
+        ...(nodeFloor ? { nodeFloor } : {}),
         ...(scaling ? { scaling } : {}),
         ...(service ? { serviceInProcess: service } : {}),
         countsAddUp: c.ready + c.in_use === c.total,

@@ -56,8 +56,9 @@ export function meRoutes(t: RouteTable, { broker, devices }: ApiDeps): void {
     params: myPoolParams,
     errors: ['not_found', 'pool_location_restricted', 'pool_exhausted', 'pool_disabled', 'pool_maintenance', 'desktop_unavailable', 'mac_exhausted', 'name_exhausted', 'share_unavailable', 'conflict'],
     handler: async ({ req, res, params, actor, setStatus }) => {
-      // The timeline is bookkeeping (written with the audit entry): a failure to write it never fails the user's request.
-      const r = await broker.assignment.request(actor, params.pool, { alongside: (a) => broker.sessions.recordRequest(a, { loginMs: loginMsOf(req) }).catch(() => undefined) });
+      // The timeline is bookkeeping, written in one command with the session.start audit entry: a
+      // failure to write them never fails the user's request (the audit failure is logged).
+      const r = await broker.assignment.request(actor, params.pool, { alongside: (a, audit) => broker.sessions.recordRequest(a, { loginMs: loginMsOf(req), audit }).catch(() => undefined) });
       res.locals.session = r.session.id;
       if (actor.device) await devices.recordSession(r.session.id, actor.device);
       if (r.desktop.state !== 'in_use') setStatus(202);

@@ -1,7 +1,7 @@
 import { BrokerError, isErrorCode } from '../errors.ts';
 import type { PoolAtRevision, Store } from '../store/index.ts';
 import type { Metrics } from '../observability/index.ts';
-import type { AuditService, Actor } from './audit.service.ts';
+import type { AuditService, Actor, PreparedAuditEntry } from './audit.service.ts';
 import { isEntitled, locationAllows, type Desktop, type Pool, type Session } from './model.ts';
 
 /** The user's files (server/shares), consulted around every desktop request. */
@@ -22,6 +22,9 @@ export interface DesktopRequestResult {
   timings: { requestedAt: number; assignedAt: number; homeMs?: number };
 }
 
+/** Bookkeeping written with a request's result and its session.start audit entry (`entry`), in one command. */
+export type Alongside = (r: DesktopRequestResult, entry: PreparedAuditEntry | undefined) => Promise<unknown>;
+
 /** Hands users desktops. The decision itself is one atomic script in the store. */
 export class AssignmentService {
   constructor(
@@ -39,10 +42,11 @@ export class AssignmentService {
   }
 
   /**
-   * `alongside`: bookkeeping about the result (the logon timeline) written together with the
-   * session.start audit entry, in one Redis round trip.
+   * `alongside`: bookkeeping about the result (the logon timeline), given the session.start audit
+   * entry to write with it in one Redis command (none for a live session handed back). An entry
+   * it leaves unsettled is written by itself.
    */
-  async request(actor: Actor, poolName: string, o: { alongside?: (r: DesktopRequestResult) => Promise<unknown> } = {}): Promise<DesktopRequestResult> {
+  async request(actor: Actor, poolName: string, o: { alongside?: Alongside } = {}): Promise<DesktopRequestResult> {
     const requestedAt = this.now();
     const started = performance.now();
     const principal = actor.principal;
@@ -77,7 +81,7 @@ export class AssignmentService {
     poolName: string,
     read: PoolAtRevision,
     t: { requestedAt: number; started: number },
-    o: { alongside?: (r: DesktopRequestResult) => Promise<unknown> },
+    o: { alongside?: Alongside },
   ): Promise<DesktopRequestResult | 'pool_changed' | 'read_again'> {
     const { pool, rev: poolRev } = read;
     // Never a desktop without the user's files: the share is checked (and the folder made) first.
@@ -123,10 +127,9 @@ export class AssignmentService {
       }
     }
     const result: DesktopRequestResult = { outcome: r.outcome, session, desktop, timings };
-    await Promise.all([
-      r.outcome !== 'existing' && this.audit.record(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome }),
-      o.alongside?.(result),
-    ]);
+    const start = r.outcome !== 'existing' ? this.audit.prepared(actor, 'session.start', { type: 'session', id: session.id }, { pool: poolName, desktop: desktop.name, outcome: r.outcome }) : undefined;
+    await o.alongside?.(result, start);
+    if (start && !start.settled) await start.writeAlone();
     return result;
   }
 }

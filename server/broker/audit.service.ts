@@ -43,6 +43,15 @@ function entryOf(actor: Actor, action: string, target: { type: string; id: strin
   return { actor: actorName(actor), role: actor.principal?.role ?? '', action, targetType: target.type, target: target.id, address: actor.address, outcome };
 }
 
+/** An audit entry a store script writes with other bookkeeping (AuditService.prepared). */
+export interface PreparedAuditEntry {
+  args: string[];
+  settled: boolean;
+  written(): void;
+  failed(err: unknown): void;
+  writeAlone(): Promise<void>;
+}
+
 export class AuditService {
   /** `watch` sees every entry as it is written (metrics count logins from here: one place for every authenticator). */
   constructor(private readonly repo: AuditRepository, private readonly logger: Logger, private readonly watch?: (action: string, outcome: AuditEntry['outcome'], details: Record<string, unknown>) => void) {}
@@ -80,6 +89,30 @@ export class AuditService {
       args: this.repo.scriptArgs(entryOf(actor, action, target, outcome)),
       written: (details) => this.watch?.(action, outcome, details),
     };
+  }
+
+  /**
+   * An entry whose details are known now, for a store script to write beside other bookkeeping
+   * in one command (the session.start entry with the logon timeline): pass `args` to it, then
+   * call `written()` once it ran or `failed(err)` when it did not (logged, not thrown, as in
+   * record()). `settled` tells whether either happened; `writeAlone()` writes it by itself.
+   */
+  prepared(actor: Actor, action: string, target: { type: string; id: string }, details: Record<string, unknown>, outcome: AuditEntry['outcome'] = 'ok'): PreparedAuditEntry {
+    const e = { ...entryOf(actor, action, target, outcome), details };
+    const entry: PreparedAuditEntry = {
+      args: this.repo.entryArgs(e),
+      settled: false,
+      written: () => {
+        entry.settled = true;
+        this.watch?.(action, outcome, details);
+      },
+      failed: (err) => {
+        entry.settled = true;
+        this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
+      },
+      writeAlone: () => this.record(actor, action, target, details, outcome),
+    };
+    return entry;
   }
 
   /**

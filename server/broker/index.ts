@@ -12,7 +12,7 @@ import { HostService } from './host.service.ts';
 export * from './model.ts';
 export * from './state-machine.ts';
 export { SYSTEM_ACTOR, actorName, type Actor } from './audit.service.ts';
-export type { AuditService, AuditedCall, Refusal } from './audit.service.ts';
+export type { AuditService, AuditedCall, PreparedAuditEntry, Refusal } from './audit.service.ts';
 export { trackAuditedCall } from './audit.service.ts';
 export type { PoolService, PoolView } from './pool.service.ts';
 export type { AssignmentService, DesktopRequestResult, HomeHook } from './assignment.service.ts';

@@ -2,7 +2,7 @@ import { BrokerError } from '../errors.ts';
 import type { Store } from '../store/index.ts';
 import type { SessionMessage } from '../store/sessions.repository.ts';
 import type { Metrics } from '../observability/index.ts';
-import type { AuditService, Actor } from './audit.service.ts';
+import type { AuditService, Actor, PreparedAuditEntry } from './audit.service.ts';
 import type { DesktopRequestResult } from './assignment.service.ts';
 import { hasRole, type Desktop, type LogonPhase, type Session, type SessionState } from './model.ts';
 
@@ -144,7 +144,7 @@ export class SessionService {
    * from the user's HTTP session), assignment, home_mapped and, on a ready desktop, a boot wait
    * of 0. A request that found the user's live session records nothing (that is a reconnect).
    */
-  async recordRequest(r: DesktopRequestResult, o: { loginMs?: number } = {}): Promise<void> {
+  async recordRequest(r: DesktopRequestResult, o: { loginMs?: number; audit?: PreparedAuditEntry } = {}): Promise<void> {
     if (r.outcome === 'existing') return;
     const t = r.timings;
     const phases: Partial<Record<LogonPhase, number>> = { assignment: t.assignedAt - t.requestedAt };
@@ -154,7 +154,7 @@ export class SessionService {
     // Bounded: the answer to the user's request never waits on a guest.
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expects = await Promise.race([this.expectsGuestLogon(r.desktop).catch(() => false), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), 500)))]).finally(() => clearTimeout(timer));
-    await this.recordPhases(r.session.id, phases, { requestedAt: t.requestedAt, answeredAt: this.now(), logonExpectsGuest: expects ? '1' : '0' });
+    await this.recordPhases(r.session.id, phases, { requestedAt: t.requestedAt, answeredAt: this.now(), logonExpectsGuest: expects ? '1' : '0' }, o.audit);
   }
 
   /** The user's folder was mapped by the agent outside the request (a desktop built for a waiting user). */
@@ -200,8 +200,16 @@ export class SessionService {
     await this.recordPhases(id, phases);
   }
 
-  private async recordPhases(id: string, phases: Partial<Record<LogonPhase, number>>, markers: Record<string, string | number> = {}): Promise<void> {
-    const r = await this.store.sessions.recordLogon(id, phases as Record<string, number>, markers);
+  /** `audit`: an entry written in the same command (AuditService.prepared), settled here. */
+  private async recordPhases(id: string, phases: Partial<Record<LogonPhase, number>>, markers: Record<string, string | number> = {}, audit?: PreparedAuditEntry): Promise<void> {
+    let r: Awaited<ReturnType<Store['sessions']['recordLogon']>>;
+    try {
+      r = await this.store.sessions.recordLogon(id, phases as Record<string, number>, markers, audit?.args);
+    } catch (err) {
+      audit?.failed(err);
+      throw err;
+    }
+    audit?.written();
     for (const f of r.recorded) {
       const phase = f.startsWith('logon:') ? f.slice(6) : '';
       const ms = phases[phase as LogonPhase];

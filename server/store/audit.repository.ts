@@ -39,8 +39,17 @@ export class AuditRepository {
   constructor(private readonly redis: Redis, private readonly k: Keyspace, private readonly maxEntries: number) {}
 
   async append(e: Omit<AuditEntry, 'id' | 'at'>): Promise<string> {
-    const id = await this.redis.xadd(this.k.audit, 'MAXLEN', '~', String(this.maxEntries), '*', ...fieldsOf(e), 'details', JSON.stringify(e.details));
+    const [maxlen, ...fv] = this.entryArgs(e);
+    const id = await this.redis.xadd(this.k.audit, 'MAXLEN', '~', maxlen!, '*', ...fv);
     return id ?? '';
+  }
+
+  /**
+   * A whole entry for a store script that writes it beside other bookkeeping (one command
+   * instead of two): the stream's length bound, then the field/value pairs `append` writes.
+   */
+  entryArgs(e: Omit<AuditEntry, 'id' | 'at'>): string[] {
+    return [...this.scriptArgs(e), 'details', JSON.stringify(e.details)];
   }
 
   /**

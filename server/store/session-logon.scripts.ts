@@ -22,15 +22,24 @@ local function usable(k)
 end`;
 
 /**
- * Records phases (ARGV: name, value pairs; names are hash fields: logon:<phase> or a marker)
- * that are not recorded yet: the first launch's timeline is kept, reconnects do not rewrite it.
+ * Records phases (name, value pairs; names are hash fields: logon:<phase> or a marker) that are
+ * not recorded yet: the first launch's timeline is kept, reconnects do not rewrite it. ARGV: n,
+ * then n arguments of an audit entry written with the timeline in the same command (the audit
+ * stream's key, its MAXLEN, the entry's field/value pairs; n = 0 for none; written whether or
+ * not the session is still there), then the pairs.
  * Returns {names set..., then '=guest_logon', ms and '=usable', ms when this call derived them}.
  */
 export const RECORD_LOGON = `${USABLE}
 local k = KEYS[1]
+local na = tonumber(ARGV[1])
+if na > 0 then
+  local fv = {}
+  for i = 4, na + 1 do fv[#fv + 1] = ARGV[i] end
+  redis.call('XADD', ARGV[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fv))
+end
 if redis.call('EXISTS', k) == 0 then return {} end
 local out = {}
-for i = 1, #ARGV, 2 do
+for i = na + 2, #ARGV, 2 do
   if redis.call('HSETNX', k, ARGV[i], ARGV[i + 1]) == 1 then out[#out + 1] = ARGV[i] end
 end
 -- The guest's logon may be reported before the request that caused it was answered (and its

@@ -43,14 +43,15 @@ export class SessionsRepository {
   /**
    * Records logon phases (ms) and markers that are not recorded yet (the first launch's timeline
    * stays). Returns the fields this call recorded, phases it derived from markers (guest_logon
-   * from guestLogonAt and requestedAt) and click-to-usable when this call completed it.
+   * from guestLogonAt and requestedAt) and click-to-usable when this call completed it. `audit`:
+   * an entry (AuditRepository.entryArgs) written in the same command.
    */
-  async recordLogon(sessionId: string, phases: Record<string, number>, markers: Record<string, string | number> = {}): Promise<{ recorded: string[]; derived: Record<string, number>; usableMs?: number }> {
-    const pairs: (string | number)[] = [];
-    for (const [k, v] of Object.entries(markers)) pairs.push(k, v);
-    for (const [k, v] of Object.entries(phases)) pairs.push(`logon:${k}`, Math.max(0, Math.round(v)));
-    if (!pairs.length) return { recorded: [], derived: {} };
-    return logonReply(await this.scripted.vdiLogonRecord(this.k.session(sessionId), ...pairs));
+  async recordLogon(sessionId: string, phases: Record<string, number>, markers: Record<string, string | number> = {}, audit: string[] = []): Promise<{ recorded: string[]; derived: Record<string, number>; usableMs?: number }> {
+    const args: (string | number)[] = audit.length ? [audit.length + 1, this.k.audit, ...audit] : [0];
+    for (const [k, v] of Object.entries(markers)) args.push(k, v);
+    for (const [k, v] of Object.entries(phases)) args.push(`logon:${k}`, Math.max(0, Math.round(v)));
+    if (args.length === 1) return { recorded: [], derived: {} };
+    return logonReply(await this.scripted.vdiLogonRecord(this.k.session(sessionId), ...args));
   }
 
   /** When the logon's request came in and was answered (ms; 0 = not requested through the API). */

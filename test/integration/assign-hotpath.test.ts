@@ -57,7 +57,7 @@ async function commandsDuring(fn: () => Promise<void>): Promise<string[]> {
   }
 }
 
-test('a desktop request and its logoff through the HTTP API take 6 Redis commands: session and user in one read, the pool as read before (its revision checked by the assignment), no agent look-ups for an image without one, no live-session look-up when the user\'s folder was verified a moment ago, the logoff audited inside its script', async () => {
+test('a desktop request and its logoff through the HTTP API take 5 Redis commands: session and user in one read, the pool as read before (its revision checked by the assignment), no agent look-ups for an image without one, no live-session look-up when the user\'s folder was verified a moment ago, session.start audited in the logon timeline\'s command and the logoff inside its script', async () => {
   const c = new ApiClient(tb.url);
   assert.equal((await c.login('ah-user')).status, 200);
   // Warm: the first request after login may write the session (its expiry), make the user's folder and read the pool.
@@ -75,12 +75,12 @@ test('a desktop request and its logoff through the HTTP API take 6 Redis command
     assert.equal(off.body.session.state, 'ended', 'the logoff answers with the ended session');
   });
   const list = cmds.join('\n');
-  assert.ok(cmds.length <= 6, `at most 6 commands, got ${cmds.length}:\n${list}`);
+  assert.ok(cmds.length <= 5, `at most 5 commands, got ${cmds.length}:\n${list}`);
   assert.equal(cmds.filter((s) => /^hmget .*pool:ah /i.test(s)).length, 0, `no pool read:\n${list}`);
   assert.equal(cmds.filter((s) => /^hget .*:assign /i.test(s)).length, 0, `no look-up of the user's live session when the folder is verified:\n${list}`);
   assert.equal(cmds.filter((s) => /^hgetall .*desktop:/i.test(s)).length, 0, `no desktop read for agent questions:\n${list}`);
   assert.equal(cmds.filter((s) => /^(multi|exec)\b/i.test(s)).length, 0, 'no MULTI for the user read');
-  assert.equal(cmds.filter((s) => /^xadd .*audit/i.test(s)).length, 1, `session.start is audited by its own command, session.logoff inside the release script:\n${list}`);
+  assert.equal(cmds.filter((s) => /^xadd\b/i.test(s)).length, 0, `session.start is audited in the logon timeline's command, session.logoff inside the release script:\n${list}`);
   const ended = await tb.app.store.sessions.get(sessionId);
   assert.equal(ended?.state, 'ended');
   for (const action of ['session.start', 'session.logoff']) {
@@ -89,6 +89,8 @@ test('a desktop request and its logoff through the HTTP API take 6 Redis command
     const e = trail.entries[0]!;
     assert.deepEqual({ actor: e.actor, role: e.role, targetType: e.targetType, address: e.address, outcome: e.outcome }, { actor: 'ah-user', role: 'user', targetType: 'session', address: '127.0.0.1', outcome: 'ok' });
   }
+  const start = (await tb.app.broker.audit.query({ action: 'session.start', target: sessionId, limit: 1 })).entries[0]!;
+  assert.deepEqual(start.details, { pool: 'ah', desktop: (await tb.app.store.desktops.get(ended!.desktop))?.name, outcome: 'assigned' });
   const off = (await tb.app.broker.audit.query({ action: 'session.logoff', target: sessionId, limit: 1 })).entries[0]!;
   assert.deepEqual(off.details, { reason: 'logoff', desktop: ended!.desktop, desktopState: 'ready' });
 });
@@ -126,4 +128,26 @@ test('a role taken away applies on the next request (the user is read with the s
   assert.equal((await c.get('/sessions')).status, 403, 'refused on the very next request');
   assert.equal((await admin.patch('/users/ah-demoted', { disabled: true })).status, 200);
   assert.equal((await c.get('/me')).status, 401, 'a disabled user is logged out on the next request');
+});
+
+test('session.start is written once whoever writes it: with the logon timeline (the HTTP route), by itself when the caller has no bookkeeping or leaves the entry unwritten, never for a live session handed back', async () => {
+  const actor = { principal: { kind: 'user' as const, id: 'ah-other', role: 'user' as const, groups: ['ah'] }, address: '127.0.0.1' };
+  const startsOf = async (id: string) => (await tb.app.broker.audit.query({ action: 'session.start', target: id, limit: 10 })).entries;
+  // No bookkeeping at all.
+  const a = await tb.app.broker.assignment.request(actor, 'ah');
+  assert.equal(a.outcome, 'assigned');
+  assert.equal((await startsOf(a.session.id)).length, 1);
+  // Handed back: no second entry.
+  const again = await tb.app.broker.assignment.request(actor, 'ah', { alongside: async (_r, entry) => assert.equal(entry, undefined, 'no entry for a live session') });
+  assert.equal(again.outcome, 'existing');
+  assert.equal((await startsOf(a.session.id)).length, 1);
+  await tb.app.broker.sessions.logoff(actor, a.session.id);
+  // Bookkeeping that does not write the entry: written by itself, once, with its details.
+  let given = false;
+  const b = await tb.app.broker.assignment.request(actor, 'ah', { alongside: async (_r, entry) => void (given = entry !== undefined) });
+  assert.ok(given, 'the bookkeeping was offered the entry');
+  const entries = await startsOf(b.session.id);
+  assert.equal(entries.length, 1);
+  assert.deepEqual(entries[0]!.details, { pool: 'ah', desktop: b.desktop.name, outcome: 'assigned' });
+  await tb.app.broker.sessions.logoff(actor, b.session.id);
 });

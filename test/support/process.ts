@@ -31,7 +31,9 @@ export async function startBrokerProcess(script: string, env: Record<string, str
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 30_000);
+    // A bound, not a wait: under the full suite's load (VMs beside it) a start that compiles
+    // the sources through tsx once took longer than 30 s (replicas-viewer.test.ts).
+    const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 90_000);
     const check = () => {
       const m = /LISTENING (\S+)/.exec(out) ?? /"url":"([^"]+)","msg":"vdi-broker listening"/.exec(out);
       if (m) {

@@ -75,8 +75,13 @@ export class AuditService {
     try {
       await this.repo.append({ ...entryOf(actor, action, target, outcome), details });
     } catch (err) {
-      this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
+      this.writeFailed(err, action, target);
     }
+  }
+
+  /** An entry that could not be written: logged, not thrown (the action it records has happened). */
+  private writeFailed(err: unknown, action: string, target: { type: string; id: string }): void {
+    this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
   }
 
   /**
@@ -108,7 +113,7 @@ export class AuditService {
       },
       failed: (err) => {
         entry.settled = true;
-        this.logger.error({ err: (err as Error).message, action, target }, 'audit write failed');
+        this.writeFailed(err, action, target);
       },
       writeAlone: () => this.record(actor, action, target, details, outcome),
     };

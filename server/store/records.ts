@@ -3,7 +3,7 @@ import { LOGON_PHASES, type Desktop, type DesktopMigration, type LogonTimeline, 
 import type { DesktopState } from '../broker/state-machine.ts';
 
 /**
- * A hash a script returned as one JSON object (the prelude's hash_json: '{}' when there is
+ * A hash a script returned as one JSON object (lua/hash-json.lua: '{}' when there is
  * none), as field → value.
  */
 export function hashOfJson(json: string | undefined): Record<string, string> {

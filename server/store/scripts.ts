@@ -31,11 +31,14 @@ const BARE: ReadonlySet<string> = new Set(['user-get.lua', 'http-session.lua']);
 export type ScriptName = keyof typeof SCRIPTS;
 
 let prelude: string | undefined;
+let hashJson: string | undefined;
 
 function source(file: string): string {
-  if (BARE.has(file)) return readFileSync(join(DIR, file), 'utf8');
+  // Every script, bare or not, can return a record as JSON (hash_json: one definition, no tables built per call).
+  hashJson ??= readFileSync(join(DIR, 'hash-json.lua'), 'utf8');
+  if (BARE.has(file)) return `${hashJson}\n${readFileSync(join(DIR, file), 'utf8')}`;
   prelude ??= readFileSync(join(DIR, 'prelude.lua'), 'utf8').replace('__TRANSITIONS__', transitionsAsLua());
-  return `${prelude}\n${readFileSync(join(DIR, file), 'utf8')}`;
+  return `${hashJson}\n${prelude}\n${readFileSync(join(DIR, file), 'utf8')}`;
 }
 
 /** Registers every script on the client (EVALSHA, reloaded by ioredis after a Redis restart). */

@@ -2,14 +2,11 @@
 -- names, in one round trip (ARGV: prefix, session key). Returns {} when there is no session,
 -- {json} when it names no user, {json, user id, user record as a JSON object ('{}' when there is
 -- none), SMEMBERS list} otherwise; read at the same instant, like the separate reads it replaces.
--- Bare script (no prelude: scripts.ts); the record as JSON like the prelude's hash_json.
+-- Bare script (no prelude: scripts.ts; hash_json is prepended to every script).
 local s = redis.call('GET', ARGV[2])
 if not s then return {} end
 local ok, sess = pcall(cjson.decode, s)
 local user = ok and type(sess) == 'table' and type(sess.passport) == 'table' and sess.passport.user
 if type(user) ~= 'string' then return { s } end
 local uk = ARGV[1] .. 'user:' .. user
-local flat = redis.call('HGETALL', uk)
-local h = {}
-for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-return { s, user, #flat == 0 and '{}' or cjson.encode(h), redis.call('SMEMBERS', uk .. ':groups') }
+return { s, user, hash_json(uk), redis.call('SMEMBERS', uk .. ':groups') }

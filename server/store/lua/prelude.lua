@@ -11,17 +11,6 @@ local function k_state(p, s) return P .. 'pool:' .. p .. ':state:' .. s end
 local function k_assign(p) return P .. 'pool:' .. p .. ':assign' end
 local function k_session(id) return P .. 'session:' .. id end
 
--- A hash as one JSON object ('{}' when there is none): one bulk string for the client to parse
--- (JSON.parse) instead of a list of field and value strings, about half the client's CPU per
--- reply on the assignment path (bench:assign).
-local function hash_json(key)
-  local flat = redis.call('HGETALL', key)
-  if #flat == 0 then return '{}' end
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-  return cjson.encode(h)
-end
-
 local function hget(key, field)
   local v = redis.call('HGET', key, field)
   if v == false then return nil end

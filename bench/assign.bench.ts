@@ -1,4 +1,4 @@
-// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000 --scaling true --service true --floor true]
+// npm run bench:assign [-- --clients 200 --seconds 10 --rate 2000 --scaling true --service true --floor true --sweep true --p99-bound 20]
 // N concurrent clients request a desktop and log off again (one "assignment" = that cycle: a
 // real assignment each time, not a hand-back of the user's live session).
 //
@@ -14,8 +14,11 @@
 // beside it (they share the same cores).
 // Scaling (--scaling): one replica pinned to CPU 0 vs two replicas on one Redis pinned to CPU 0
 // and CPU 1 (closed loop); the load client and Redis share the same 2 cores, which the output says.
-// Secondary: the assignment service in-process (no HTTP), and node's own floor (--floor): the same
-// client and rates against a bare node:http server with fixed answers. Prints one JSON line.
+// Secondary: the assignment service in-process (no HTTP), and two floors (--floor) under the same
+// client and rates: node's own (a bare node:http server with fixed answers) and the broker's
+// services behind a bare node:http handler (no HTTP layers). With --sweep, each of the headline and
+// the floors also gets the highest offered rate it serves with p99 within --p99-bound (20 ms):
+// the issue's latency target read on the machine in hand. Prints one JSON line.
 import { cpus, totalmem, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fork, execFileSync, type ChildProcess } from 'node:child_process';
@@ -31,6 +34,8 @@ const { values } = parseArgs({
     scaling: { type: 'string', default: 'true' },
     service: { type: 'string', default: 'true' },
     floor: { type: 'string', default: 'true' },
+    sweep: { type: 'string', default: 'true' },
+    'p99-bound': { type: 'string', default: '20' },
     client: { type: 'boolean', default: false },
   },
 });
@@ -38,6 +43,9 @@ const RATE = Math.min(Math.max(Number(values.rate), 1), 50_000);
 const CLIENTS = Math.min(Math.max(Number(values.clients), 1), 2000);
 const SECONDS = Math.min(Math.max(Number(values.seconds), 1), 60);
 const WARMUP_SECONDS = 2;
+/** The latency bound of the sweep (--sweep): the highest offered rate whose p99 stays within it. */
+const P99_BOUND_MS = Math.min(Math.max(Number(values['p99-bound']), 1), 10_000);
+const SWEEP_SECONDS = Math.min(SECONDS, 4);
 
 interface PhaseResult {
   assignmentsPerSec: number;
@@ -106,32 +114,52 @@ interface Reply {
 }
 
 class Conn {
-  private readonly sock: net.Socket;
+  private sock: net.Socket | null = null;
   private buf: Buffer = Buffer.alloc(0);
-  private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
+  private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
   private readonly head: string;
 
-  constructor(host: string, port: number, cookie: string, csrf: string) {
+  constructor(private readonly host: string, private readonly port: number, cookie: string, csrf: string) {
     this.head = `Host: ${host}:${port}\r\nCookie: ${cookie}\r\nX-CSRF-Token: ${csrf}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`;
-    this.sock = net.connect({ host, port, noDelay: true });
-    this.sock.on('data', (d: Buffer) => {
+  }
+
+  /**
+   * The keep-alive socket, opened again when the server has closed it (its keep-alive timeout
+   * ends idle sockets while other phases run), as a browser's connection pool would.
+   */
+  private socket(): net.Socket {
+    if (this.sock && !this.sock.destroyed) return this.sock;
+    const sock = net.connect({ host: this.host, port: this.port, noDelay: true });
+    this.buf = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
       this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
       this.parse();
     });
-    const fail = (e: Error) => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.reject(e);
-    };
-    this.sock.on('error', fail);
-    this.sock.on('close', () => fail(new Error('connection closed')));
+    const fail = (e: Error) => this.settle((w) => w.reject(e));
+    sock.on('error', fail);
+    sock.on('close', () => fail(new Error('connection closed')));
+    return (this.sock = sock);
+  }
+
+  private settle(then: (w: NonNullable<Conn['waiting']>) => void): void {
+    const w = this.waiting;
+    this.waiting = null;
+    if (!w) return;
+    clearTimeout(w.timer);
+    then(w);
   }
 
   post(path: string): Promise<Reply> {
     if (this.waiting) return Promise.reject(new Error('one request at a time'));
+    const sock = this.socket();
     return new Promise((resolve, reject) => {
-      this.waiting = { resolve, reject };
-      this.sock.write(`POST /api/v1${path} HTTP/1.1\r\n${this.head}`);
+      // A request never waits forever: a lost answer is an error, and the phase's deadline holds.
+      const timer = setTimeout(() => {
+        this.settle((w) => w.reject(new Error('no answer in 30 s')));
+        sock.destroy();
+      }, 30_000);
+      this.waiting = { resolve, reject, timer };
+      sock.write(`POST /api/v1${path} HTTP/1.1\r\n${this.head}`);
     });
   }
 
@@ -171,13 +199,11 @@ class Conn {
       rest = this.buf.subarray(start);
     }
     this.buf = rest;
-    const w = this.waiting;
-    this.waiting = null;
-    w.resolve({ status, body });
+    this.settle((w) => w.resolve({ status, body }));
   }
 
   close(): void {
-    this.sock.destroy();
+    this.sock?.destroy();
   }
 }
 
@@ -256,6 +282,7 @@ function pin(pid: number, cpu: number | string): void {
 class LoadClient {
   private readonly child: ChildProcess;
   private next: ((m: FromClient) => void) | null = null;
+  private exited: string | undefined;
   private readonly ready: Promise<FromClient>;
 
   constructor() {
@@ -265,6 +292,13 @@ class LoadClient {
       this.next = null;
       n?.(m);
     });
+    // One listener for the child's whole life (not one per reply): the pending reply fails.
+    this.child.once('exit', (code) => {
+      this.exited = `load client exited with ${code}`;
+      const n = this.next;
+      this.next = null;
+      n?.({ type: 'failed', error: this.exited });
+    });
     this.ready = this.reply();
   }
 
@@ -273,9 +307,9 @@ class LoadClient {
   }
 
   private reply(): Promise<FromClient> {
+    if (this.exited) return Promise.reject(new Error(this.exited));
     return new Promise((resolve, reject) => {
       this.next = (m) => (m.type === 'failed' ? reject(new Error(`load client: ${m.error}`)) : resolve(m));
-      this.child.once('exit', (code) => reject(new Error(`load client exited with ${code}`)));
     });
   }
 
@@ -369,9 +403,9 @@ async function main(): Promise<void> {
       process.stderr.write(`service: ${JSON.stringify(service)}\n`);
     }
 
-    const startReplica = async () => {
+    const startReplica = async (script = 'test/support/broker-process.ts') => {
       const port = await freePort();
-      const b = await startBrokerProcess('test/support/broker-process.ts', {
+      const b = await startBrokerProcess(script, {
         VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: tb.config.redis.url, VDI_REDIS_KEY_PREFIX: tb.prefix,
         VDI_JOBS_ENABLED: 'false', VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1',
       });
@@ -391,11 +425,11 @@ async function main(): Promise<void> {
     })();
     const perAssignment = (ms: number, r: PhaseResult) => Math.round((ms / Math.max(r.assignments, 1)) * 1000) / 1000;
     /** One measured phase: the brokers' CPU per assignment beside Redis's and the client's. */
-    const phase = async (label: string, lc: LoadClient, pids: number[], rate?: number) => {
+    const phase = async (label: string, lc: LoadClient, pids: number[], rate?: number, seconds = SECONDS) => {
       await lc.run(WARMUP_SECONDS, rate);
       const cpu0 = pids.map(cpuMsOf);
       const redis0 = redisPid ? cpuMsOf(redisPid) : 0;
-      const { result, cpuMs } = await lc.run(SECONDS, rate);
+      const { result, cpuMs } = await lc.run(seconds, rate);
       const brokerCpuMs = pids.reduce((a, p, i) => a + cpuMsOf(p) - cpu0[i]!, 0);
       const redisCpuMs = redisPid ? cpuMsOf(redisPid) - redis0 : undefined;
       const out = {
@@ -407,31 +441,73 @@ async function main(): Promise<void> {
       return out;
     };
 
+    /**
+     * The highest offered rate (open loop) that is served in full with p99 within --p99-bound:
+     * the target rate first, then bisection below it to within 5 % of it. Each probe is a short
+     * open-loop phase; on a noisy machine read it as an estimate, with its probes beside it.
+     */
+    const sweep = async (label: string, lc: LoadClient, pids: number[]) => {
+      const probes: { offered: number; served: number; p99Ms: number; brokerCpuMsPerAssignment: number }[] = [];
+      const within = async (rate: number) => {
+        const r = await phase(`${label} sweep ${rate}/s`, lc, pids, rate, SWEEP_SECONDS);
+        probes.push({ offered: rate, served: r.assignmentsPerSec, p99Ms: r.p99Ms, brokerCpuMsPerAssignment: r.brokerCpuMsPerAssignment });
+        return r.errors === 0 && r.assignmentsPerSec >= rate * 0.97 && r.p99Ms <= P99_BOUND_MS;
+      };
+      let lo = 0;
+      let hi = RATE;
+      if (await within(RATE)) lo = RATE;
+      else {
+        while (hi - lo > Math.max(RATE * 0.05, 10)) {
+          const mid = Math.round((lo + hi) / 2);
+          if (await within(mid)) lo = mid;
+          else hi = mid;
+        }
+      }
+      return { p99BoundMs: P99_BOUND_MS, assignmentsPerSec: lo, probes };
+    };
+
     // Headline: one broker process, the load client in its own process, nothing pinned.
     const one = await startReplica();
     const lc = new LoadClient();
     clients.push(lc);
     await lc.init([one.url], users, PASSWORD);
     const onePid = one.child.pid!;
-    const http = { closedLoop: await phase('http closed', lc, [onePid]), openLoop: await phase('http open', lc, [onePid], RATE) };
+    const http = {
+      closedLoop: await phase('http closed', lc, [onePid]), openLoop: await phase('http open', lc, [onePid], RATE),
+      ...(values.sweep === 'true' ? { withinP99Bound: await sweep('http', lc, [onePid]) } : {}),
+    };
 
-    // node's own floor on this machine: the same client and rates against a bare node:http server
-    // (bench/support/bare-http.ts: fixed answers, no express, no Redis), so the broker's figures
-    // can be read against what any node HTTP server costs here.
+    // Two floors on this machine, under the same client and rates: node alone (a bare node:http
+    // server with fixed answers, bench/support/bare-http.ts) and the broker's own services behind
+    // a bare node:http handler (bench/support/services-front.ts: the login read, the assignment
+    // with its timeline and audit entry, the logoff; none of the HTTP layers). The headline minus
+    // the second is what the broker's HTTP layers cost; the second minus the first, its services.
     let nodeFloor: Record<string, unknown> | undefined;
+    let servicesFloor: Record<string, unknown> | undefined;
     if (values.floor === 'true') {
-      const port = await freePort();
-      const bare = await startBrokerProcess('bench/support/bare-http.ts', { VDI_SERVER_PORT: String(port) });
-      brokers.push(bare);
-      const flc = new LoadClient();
-      clients.push(flc);
-      await flc.init([bare.url], users, PASSWORD);
+      const floorOf = async (label: string, start: () => Promise<Awaited<ReturnType<typeof startBrokerProcess>>>) => {
+        const server = await start();
+        brokers.push(server);
+        const flc = new LoadClient();
+        clients.push(flc);
+        await flc.init([server.url], users, PASSWORD);
+        const pids = [server.child.pid!];
+        const out = {
+          closedLoop: await phase(`${label} closed`, flc, pids), openLoop: await phase(`${label} open`, flc, pids, RATE),
+          ...(values.sweep === 'true' ? { withinP99Bound: await sweep(label, flc, pids) } : {}),
+        };
+        flc.close();
+        await server.kill('SIGTERM');
+        return out;
+      };
       nodeFloor = {
-        closedLoop: await phase('node floor closed', flc, [bare.child.pid!]), openLoop: await phase('node floor open', flc, [bare.child.pid!], RATE),
+        ...(await floorOf('node floor', async () => startBrokerProcess('bench/support/bare-http.ts', { VDI_SERVER_PORT: String(await freePort()) }))),
         server: 'bare node:http answering the same requests with fixed JSON of the broker\'s shape (no express, no Redis): what node alone costs here; its CPU is under brokerCpu*',
       };
-      flc.close();
-      await bare.kill('SIGTERM');
+      servicesFloor = {
+        ...(await floorOf('services floor', () => startReplica('bench/support/services-front.ts'))),
+        server: 'the broker\'s services (login read, assignment with its logon timeline and audit entry, logoff; the same Redis and config) behind a bare node:http handler: no lean lane, security headers, request log, CSRF, validation or role guard; the headline minus this is what those HTTP layers cost',
+      };
     }
 
     let scaling: Record<string, unknown> | undefined;
@@ -464,6 +540,7 @@ async function main(): Promise<void> {
         desktops: 'records seeded in Redis (persistent pool, fake provider)',
         http,
         ...(nodeFloor ? { nodeFloor } : {}),
+        ...(servicesFloor ? { servicesFloor } : {}),
         ...(scaling ? { scaling } : {}),
         ...(service ? { serviceInProcess: service } : {}),
         countsAddUp: c.ready + c.in_use === c.total,

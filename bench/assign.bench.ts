@@ -340,11 +340,12 @@ async function main(): Promise<void> {
   const { freePort } = await import('../test/support/redis.ts');
   const { ROOT } = await import('../test/support/process.ts');
   const { spawn } = await import('node:child_process');
+  const { BROKER_NODE_FLAGS } = await import('../server/node-flags.ts');
   const { join } = await import('node:path');
   /** A broker process (test/support/broker-process.ts); waits up to 3 min (a busy box compiles slowly). */
   const startBrokerProcess = async (script: string, env: Record<string, string>) => {
     const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...BROKER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
     const url = await new Promise<string>((resolve, reject) => {

@@ -31,6 +31,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ApiClient } from '../test/support/harness.ts';
+import { BROKER_NODE_FLAGS } from '../server/node-flags.ts';
 import { GuacClient, lossless, type ClientStats, type ImageKind } from './support/guac-client.ts';
 import { buildPainter, startPainter, type Painter, type PainterMode } from './support/painter.ts';
 import type { ProcessUsage } from './support/gateway-process.ts';
@@ -83,7 +84,7 @@ class BrokerProcess {
     const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
     const child = fork(here('./support/stream-broker.ts'), [], {
       // BENCH_BROKER_NODE_ARGS / BENCH_GATEWAY_NODE_ARGS: extra node flags (e.g. --cpu-prof --cpu-prof-dir=/tmp/prof).
-      execArgv: ['--import', 'tsx', '--import', here('./support/gateway-hook.mjs'), '--expose-gc', ...(process.env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+      execArgv: [...BROKER_NODE_FLAGS, '--import', 'tsx', '--import', here('./support/gateway-hook.mjs'), '--expose-gc', ...(process.env.BENCH_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean)],
       env: { ...process.env, ...MALLOC },
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     });

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import path, { dirname, join } from 'node:path';
+import { BROKER_NODE_FLAGS } from '../../server/node-flags.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -21,7 +22,7 @@ process.once('exit', () => {
 export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = []): Promise<BrokerProcess> {
   // VDI_TEST_NODE_ARGS: extra node flags for the broker (e.g. --cpu-prof when profiling a bench)
   const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args], {
+  const child = spawn(process.execPath, [...BROKER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

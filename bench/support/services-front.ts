@@ -14,10 +14,16 @@ import type { Request } from 'express';
 import { configOrExit, createLogger } from '../../server/runtime.ts';
 import { createBrokerApp, createHttpServer } from '../../server/app.ts';
 import { actorOf } from '../../server/auth/index.ts';
-import { userDesktopView, userSessionView } from '../../server/api/me.router.ts';
+import { loginMsOf, userDesktopView, userSessionView } from '../../server/api/me.router.ts';
 import { FakeProvider } from '../../test/support/fake-provider.ts';
 
 const config = configOrExit(process.argv.slice(2));
+// Who may connect: this front checks no CSRF token, so it listens on loopback only (the bench's
+// load client on this machine); any other address is refused before anything starts.
+if (!['127.0.0.1', '::1', 'localhost'].includes(config.server.host)) {
+  process.stderr.write(`services-front: server.host ${config.server.host} is not a loopback address; this bench front listens on loopback only\n`);
+  process.exit(2);
+}
 const b = await createBrokerApp({ config, logger: createLogger(config.logging.level), providers: [new FakeProvider('fake', ['host-a'])] });
 const REQUEST = /^\/api\/v1\/me\/pools\/([^/?]+)\/request$/;
 const LOGOFF = /^\/api\/v1\/me\/sessions\/([^/?]+)\/logoff$/;
@@ -32,9 +38,7 @@ async function serve(req: Request, res: ServerResponse, pool: string | undefined
   if (!(await b.auth.leanLogin(req, b.devices.config.cookieName))) return void b.listener(req, res);
   const actor = actorOf(req);
   if (pool !== undefined) {
-    // The login's duration goes into the timeline as the API's handler does (me.router.ts).
-    const loginMs = (req.session as { loginMs?: unknown } | undefined)?.loginMs;
-    const r = await b.broker.assignment.request(actor, decodeURIComponent(pool), { alongside: (a, audit) => b.broker.sessions.recordRequest(a, { ...(typeof loginMs === 'number' ? { loginMs } : {}), audit }).catch(() => undefined) });
+    const r = await b.broker.assignment.request(actor, decodeURIComponent(pool), { alongside: (a, audit) => b.broker.sessions.recordRequest(a, { loginMs: loginMsOf(req), audit }).catch(() => undefined) });
     answer(res, r.desktop.state === 'in_use' ? 200 : 202, { outcome: r.outcome, state: r.desktop.state, session: userSessionView(r.session), desktop: userDesktopView(r.desktop) });
   } else {
     answer(res, 200, { session: userSessionView(await b.broker.sessions.logoff(actor, decodeURIComponent(session!))) });

@@ -7,7 +7,7 @@ import { streamSessionMessages } from './session-messages.stream.ts';
 import { eventHubOf } from './event-hub.ts';
 
 /** How long the caller's login took (ms), kept in their HTTP session at login (server/auth). */
-function loginMsOf(req: Request): number | undefined {
+export function loginMsOf(req: Request): number | undefined {
   const v = (req.session as unknown as { loginMs?: unknown } | undefined)?.loginMs;
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }

@@ -92,14 +92,18 @@ export function createRedis(opts: RedisOptions): Redis {
 }
 
 /**
- * The commands issued together leave in one socket write: the socket is corked at the first
- * command and uncorked from process.nextTick, which node runs as soon as the code running now
- * (an I/O callback, or a run of promise jobs) is done, before it goes back to I/O. So no command
- * waits past its own tick. This is what ioredis's auto-pipelining was on for, without its costs:
- * a Pipeline object per batch (which copies every defined script onto itself, with its own
- * promise), and a tick's commands held back until the previous batch is answered (it runs one
- * batch at a time). At low load, when every batch is one command, those costs were about a fifth
- * of a request's CPU time (bench:assign, docs/benchmarks.md).
+ * The commands issued in one turn of the event loop leave in one socket write: the socket is
+ * corked at the first command and uncorked from setImmediate, which node runs once it has handled
+ * every I/O event of this turn (each a request read, a Redis reply, a timer), before it waits for
+ * more. Under load one turn handles many requests, so their commands (the login reads, the
+ * assignments, the logoffs) share one write instead of one each, and Redis answers them in one
+ * write too; a quiet loop runs the immediate at once, so no command waits for other work. This is
+ * what ioredis's auto-pipelining was on for, without its costs: a Pipeline object per batch
+ * (which copies every defined script onto itself, with its own promise), and a batch held back
+ * until the previous one is answered (it runs one batch at a time). At low load those costs were
+ * about a fifth of a request's CPU time; uncorking per turn rather than per tick
+ * (process.nextTick, after each callback) took a further tenth at 700–1,000 requests/s
+ * (bench:assign, docs/benchmarks.md).
  */
 export function batchWrites(client: Redis): void {
   const send = client.sendCommand.bind(client);
@@ -114,7 +118,7 @@ export function batchWrites(client: Redis): void {
     if (corked === null && s && client.status === 'ready' && !s.destroyed) {
       corked = s;
       s.cork();
-      process.nextTick(uncork);
+      setImmediate(uncork);
     }
     return send(command, stream);
   };

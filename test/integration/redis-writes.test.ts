@@ -1,5 +1,6 @@
-// The broker's Redis client (createRedis) sends the commands issued in one tick in one socket
-// write, sends each tick's commands in that tick (never held back until an earlier command is
+// The broker's Redis client (createRedis) sends the commands issued in one turn of the event
+// loop (one tick, or several callbacks of one turn, as a loaded broker handles many requests'
+// reads in one turn) in one socket write, sends each turn's commands in that turn (never held back until an earlier command is
 // answered, as ioredis's auto-pipelining did), and keeps doing both on the socket of a new
 // connection. Counted on the client's own socket, against a redis-server of the test's own
 // that it can stop (SIGSTOP), so "not answered yet" is a fact, not a race.
@@ -48,6 +49,21 @@ test('the commands issued in one tick leave the socket in one write, and all are
   await tick();
   assert.equal(c.writes, 1, 'the 50 SETs of the first tick went out in one write');
   assert.deepEqual(await answers, keys.map((_, i) => String(i)));
+});
+
+test('the commands of several callbacks of one event-loop turn (two timers due together) leave in one write', async () => {
+  const c = countWrites();
+  const answers: Promise<string | null>[] = [];
+  // Two timers of the same duration, set together, fire in the same timers phase: two callbacks,
+  // each with its own ticks, in one turn (as two requests read in one poll are).
+  await new Promise<void>((resolve) => {
+    setTimeout(() => answers.push(client.set('turn:a', 'a').then(() => client.get('turn:a'))), 5);
+    setTimeout(() => answers.push(client.set('turn:b', 'b').then(() => client.get('turn:b'))), 5);
+    setTimeout(() => setImmediate(resolve), 5);
+  });
+  assert.equal(answers.length, 2, 'both timers fired');
+  assert.equal(c.writes, 1, 'the two callbacks\' SETs went out in one write');
+  assert.deepEqual(await Promise.all(answers), ['a', 'b']);
 });
 
 test('a command issued in a later tick is sent in that tick, while an earlier one is still unanswered', async () => {

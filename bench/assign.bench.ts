@@ -19,11 +19,20 @@
 // services behind a bare node:http handler (no HTTP layers). With --sweep, each of the headline and
 // the floors also gets the highest offered rate it serves with p99 within --p99-bound (20 ms):
 // the issue's latency target read on the machine in hand. Prints one JSON line.
+//
+// --against <tree> (another checkout of this project, with its node_modules): compares two trees
+// instead, and runs nothing else. This tree's broker (A) and that tree's (B), each with the node
+// flags of its own tree, run at the same time on one Redis, each driven by its own load client at
+// --rate, for --rounds rounds of --seconds: both see the same machine from moment to moment, so
+// the ratio of their CPU per assignment (B/A, per round) holds on a machine whose speed wanders
+// by a third within the hour, where runs one after the other do not (docs/benchmarks.md). Which
+// broker starts first alternates every round.
 import { cpus, totalmem, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { fork, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve as resolvePath } from 'node:path';
 import net from 'node:net';
 
 const { values } = parseArgs({
@@ -36,6 +45,8 @@ const { values } = parseArgs({
     floor: { type: 'string', default: 'true' },
     sweep: { type: 'string', default: 'true' },
     'p99-bound': { type: 'string', default: '20' },
+    against: { type: 'string' },
+    rounds: { type: 'string', default: '6' },
     client: { type: 'boolean', default: false },
   },
 });
@@ -46,6 +57,8 @@ const WARMUP_SECONDS = 2;
 /** The latency bound of the sweep (--sweep): the highest offered rate whose p99 stays within it. */
 const P99_BOUND_MS = Math.min(Math.max(Number(values['p99-bound']), 1), 10_000);
 const SWEEP_SECONDS = Math.min(SECONDS, 4);
+const AGAINST = values.against;
+const ROUNDS = Math.min(Math.max(Number(values.rounds), 1), 50);
 
 interface PhaseResult {
   assignmentsPerSec: number;
@@ -341,11 +354,14 @@ async function main(): Promise<void> {
   const { ROOT } = await import('../test/support/process.ts');
   const { spawn } = await import('node:child_process');
   const { BROKER_NODE_FLAGS } = await import('../server/node-flags.ts');
-  const { join } = await import('node:path');
-  /** A broker process (test/support/broker-process.ts); waits up to 3 min (a busy box compiles slowly). */
-  const startBrokerProcess = async (script: string, env: Record<string, string>) => {
+  /**
+   * A broker process (test/support/broker-process.ts) of this tree, or of another one with that
+   * tree's node flags (--against); waits up to 3 min (a busy box compiles slowly).
+   */
+  const startBrokerProcess = async (script: string, env: Record<string, string>, tree = ROOT) => {
     const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...BROKER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const flags = tree === ROOT ? BROKER_NODE_FLAGS : await treeNodeFlags(tree);
+    const child = spawn(process.execPath, [...flags, ...nodeArgs, '--import', 'tsx', join(tree, script)], { cwd: tree, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
     const url = await new Promise<string>((resolve, reject) => {
@@ -380,12 +396,15 @@ async function main(): Promise<void> {
   const clients: LoadClient[] = [];
   try {
     const users = Array.from({ length: CLIENTS }, (_, i) => `bench${i}`);
-    for (const u of users) await tb.addUser(u);
-    await tb.app.identity.createGroup(SYSTEM_ACTOR, { name: 'bench', members: users });
+    // --against: the other tree's broker has users of its own (a user's second request would be handed back their live session).
+    const usersB = AGAINST ? Array.from({ length: CLIENTS }, (_, i) => `benchb${i}`) : [];
+    for (const u of [...users, ...usersB]) await tb.addUser(u);
+    await tb.app.identity.createGroup(SYSTEM_ACTOR, { name: 'bench', members: [...users, ...usersB] });
+    const desktops = users.length + usersB.length + 10;
     // Persistent floating pool: a logged-off desktop is ready again at once, so the loop measures
     // assignment and release, not provisioning. The desktops are records seeded in Redis.
-    await tb.app.broker.pools.create(tb.pool({ name: 'bench', persistence: 'persistent', size: { min: 0, max: CLIENTS + 10, spare: 0 }, naming: 'bench-{n:05}', entitlements: { users: [], groups: ['bench'] } }), SYSTEM_ACTOR);
-    for (let i = 0; i < CLIENTS + 10; i++) {
+    await tb.app.broker.pools.create(tb.pool({ name: 'bench', persistence: 'persistent', size: { min: 0, max: desktops, spare: 0 }, naming: 'bench-{n:05}', entitlements: { users: [], groups: ['bench'] } }), SYSTEM_ACTOR);
+    for (let i = 0; i < desktops; i++) {
       const r = await tb.app.store.desktops.provisionSpare('bench', Date.now());
       if ('id' in r) await tb.app.store.desktops.transition(r.id, 'settled');
     }
@@ -404,12 +423,12 @@ async function main(): Promise<void> {
       process.stderr.write(`service: ${JSON.stringify(service)}\n`);
     }
 
-    const startReplica = async (script = 'test/support/broker-process.ts') => {
+    const startReplica = async (script = 'test/support/broker-process.ts', tree = ROOT) => {
       const port = await freePort();
       const b = await startBrokerProcess(script, {
         VDI_SERVER_HOST: '127.0.0.1', VDI_SERVER_PORT: String(port), VDI_REDIS_URL: tb.config.redis.url, VDI_REDIS_KEY_PREFIX: tb.prefix,
         VDI_JOBS_ENABLED: 'false', VDI_AUTH_ARGON2_MEMORY_KIB: '1024', VDI_AUTH_ARGON2_TIME_COST: '1',
-      });
+      }, tree);
       brokers.push(b);
       return b;
     };
@@ -466,6 +485,11 @@ async function main(): Promise<void> {
       }
       return { p99BoundMs: P99_BOUND_MS, assignmentsPerSec: lo, probes };
     };
+
+    if (AGAINST) {
+      process.stdout.write(JSON.stringify({ ...(await against(AGAINST, startReplica, users, usersB, redisPid, PASSWORD)), machine: machineOf(load0) }) + '\n');
+      return;
+    }
 
     // Headline: one broker process, the load client in its own process, nothing pinned.
     const one = await startReplica();
@@ -545,7 +569,7 @@ async function main(): Promise<void> {
         ...(scaling ? { scaling } : {}),
         ...(service ? { serviceInProcess: service } : {}),
         countsAddUp: c.ready + c.in_use === c.total,
-        machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAvgBefore: load0, loadAvgAfter: loadavg()[0] },
+        machine: machineOf(load0),
       }) + '\n',
     );
   } finally {
@@ -556,5 +580,86 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
+const machineOf = (loadAvgBefore: number) => ({ cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, loadAvgBefore, loadAvgAfter: loadavg()[0] });
+
+/** The node flags another tree starts its broker with (none before server/node-flags.ts existed). */
+async function treeNodeFlags(tree: string): Promise<readonly string[]> {
+  const file = join(tree, 'server/node-flags.ts');
+  if (!existsSync(file)) return [];
+  return ((await import(pathToFileURL(file).href)) as { BROKER_NODE_FLAGS: readonly string[] }).BROKER_NODE_FLAGS;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/**
+ * --against: this tree's broker (A) and `tree`'s (B) at once on one Redis, each driven by its own
+ * load client at RATE, ROUNDS rounds of SECONDS after a warm-up; per round each broker's CPU per
+ * assignment (from /proc), its p50/p99 and what it served, and the ratio B/A.
+ */
+async function against(
+  tree: string,
+  startReplica: (script?: string, tree?: string) => Promise<{ child: ChildProcess; url: string }>,
+  usersA: string[],
+  usersB: string[],
+  redisPid: number,
+  password: string,
+) {
+  const root = resolvePath(tree);
+  if (!existsSync(join(root, 'test/support/broker-process.ts')) || !existsSync(join(root, 'node_modules'))) {
+    throw new Error(`--against ${tree}: not a checkout of this project with its node_modules`);
+  }
+  const a = await startReplica();
+  const b = await startReplica('test/support/broker-process.ts', root);
+  const lcA = new LoadClient();
+  const lcB = new LoadClient();
+  try {
+    await Promise.all([lcA.init([a.url], usersA, password), lcB.init([b.url], usersB, password)]);
+    const side = [{ lc: lcA, pid: a.child.pid! }, { lc: lcB, pid: b.child.pid! }];
+    /** Both load clients at once (the first to start alternates); each broker's CPU over the run. */
+    const both = async (seconds: number, bFirst: boolean) => {
+      const cpu0 = side.map((s) => cpuMsOf(s.pid));
+      const redis0 = redisPid ? cpuMsOf(redisPid) : 0;
+      const order = bFirst ? [side[1]!, side[0]!] : side;
+      const runs = new Map(order.map((s) => [s, s.lc.run(seconds, RATE)]));
+      const [ra, rb] = await Promise.all(side.map((s) => runs.get(s)!));
+      const cpu = side.map((s, i) => cpuMsOf(s.pid) - cpu0[i]!);
+      const per = (ms: number, r: PhaseResult) => ms / Math.max(r.assignments, 1);
+      return {
+        A: { cpuMsPerAssignment: round3(per(cpu[0]!, ra!.result)), served: ra!.result.assignmentsPerSec, p50Ms: ra!.result.p50Ms, p99Ms: ra!.result.p99Ms, errors: ra!.result.errors },
+        B: { cpuMsPerAssignment: round3(per(cpu[1]!, rb!.result)), served: rb!.result.assignmentsPerSec, p50Ms: rb!.result.p50Ms, p99Ms: rb!.result.p99Ms, errors: rb!.result.errors },
+        ratio: round3(per(cpu[1]!, rb!.result) / per(cpu[0]!, ra!.result)),
+        ...(redisPid ? { redisCpuMsPerAssignment: round3((cpuMsOf(redisPid) - redis0) / Math.max(ra!.result.assignments + rb!.result.assignments, 1)) } : {}),
+      };
+    };
+    await both(WARMUP_SECONDS, false);
+    const rounds = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const out = await both(SECONDS, r % 2 === 1);
+      process.stderr.write(`against round ${r}: ${JSON.stringify(out)}\n`);
+      rounds.push(out);
+    }
+    const ratios = rounds.map((r) => r.ratio);
+    return {
+      bench: 'assign', mode: 'against', a: fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, ''), b: root, clients: CLIENTS, seconds: SECONDS, ratePerBroker: RATE,
+      cycle: 'POST /me/pools/bench/request + POST /me/sessions/:id/logoff (cookie session + CSRF), each broker driven by its own load client, both at once on one Redis',
+      cpuRatioBOverA: { median: round3(median(ratios)), min: Math.min(...ratios), max: Math.max(...ratios) },
+      p99Ms: { A: median(rounds.map((r) => r.A.p99Ms)), B: median(rounds.map((r) => r.B.p99Ms)) },
+      cpuMsPerAssignment: { A: round3(median(rounds.map((r) => r.A.cpuMsPerAssignment))), B: round3(median(rounds.map((r) => r.B.cpuMsPerAssignment))) },
+      errors: rounds.reduce((n, r) => n + r.A.errors + r.B.errors, 0),
+      rounds,
+    };
+  } finally {
+    lcA.close();
+    lcB.close();
+  }
+}
+
 if (values.client) await clientMain();
-else await main();
+else {
+  await main();
+  process.exit(0);
+}

@@ -298,19 +298,21 @@ function cpuMsOf(pid: number): number {
 
 /**
  * Caps a process at `cores` of a core (a cgroup of its own: v1's cpu controller, or v2's cpu.max),
- * in 10 ms periods. Returns the function that lifts the cap, or why it could not be set.
+ * in 100 ms periods. Returns the function that lifts the cap, or why it could not be set.
  */
 function capCpu(pid: number, cores: number): (() => void) | string {
   const v1 = '/sys/fs/cgroup/cpu';
   const root = existsSync(join(v1, 'cgroup.procs')) ? v1 : '/sys/fs/cgroup';
   const dir = join(root, `vdi-bench-${process.pid}-${pid}`);
-  const quota = Math.round(cores * 10_000);
+  // The kernel's default period. The quota covers all of the process's threads (GC helpers too).
+  const PERIOD = 100_000;
+  const quota = Math.round(cores * PERIOD);
   try {
     mkdirSync(dir);
     if (root === v1) {
-      writeFileSync(join(dir, 'cpu.cfs_period_us'), '10000');
+      writeFileSync(join(dir, 'cpu.cfs_period_us'), String(PERIOD));
       writeFileSync(join(dir, 'cpu.cfs_quota_us'), String(quota));
-    } else writeFileSync(join(dir, 'cpu.max'), `${quota} 10000`);
+    } else writeFileSync(join(dir, 'cpu.max'), `${quota} ${PERIOD}`);
     writeFileSync(join(dir, 'cgroup.procs'), String(pid));
   } catch (err) {
     try {
@@ -614,7 +616,7 @@ async function main(): Promise<void> {
           capped = {
             capCores: REPLICA_CAP, oneReplica: mid('oneReplica'), twoReplicas: mid('twoReplicas'), ratio: ratioOf(mid('twoReplicas'), mid('oneReplica')),
             rounds: rounds.map((r) => ({ oneReplica: r.oneReplica.assignmentsPerSec, twoReplicas: r.twoReplicas.assignmentsPerSec, ratio: ratioOf(r.twoReplicas, r.oneReplica) })),
-            setup: `the same replicas (cpu0, cpu1), each capped at ${REPLICA_CAP} of its core by a cgroup CPU quota (10 ms periods); Redis and the load client unpinned; 3 interleaved rounds, the median of each side`,
+            setup: `the same replicas (cpu0, cpu1), each capped at ${REPLICA_CAP} of its core by a cgroup CPU quota (100 ms periods); Redis and the load client unpinned; 3 interleaved rounds, the median of each side`,
           };
         }
       } finally {

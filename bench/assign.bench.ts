@@ -63,7 +63,11 @@ const WARMUP_SECONDS = 2;
 /** The latency bound of the sweep (--sweep): the highest offered rate whose p99 stays within it. */
 const P99_BOUND_MS = Math.min(Math.max(Number(values['p99-bound']), 1), 10_000);
 const SWEEP_SECONDS = Math.min(SECONDS, 4);
-const AGAINST = values.against;
+const AGAINST = values.against === undefined ? undefined : resolvePath(values.against);
+if (AGAINST && !values.client && (!existsSync(join(AGAINST, 'test/support/broker-process.ts')) || !existsSync(join(AGAINST, 'node_modules')))) {
+  process.stderr.write(`--against ${values.against}: not a checkout of this project with its node_modules\n`);
+  process.exit(2);
+}
 /** --replica-cap: the share of a core each replica may use in the capped scaling run. */
 const REPLICA_CAP = Math.min(Math.max(Number(values['replica-cap']), 0.05), 1);
 const ROUNDS = Math.min(Math.max(Number(values.rounds), 1), 50);
@@ -683,12 +687,8 @@ async function against(
   redisPid: number,
   password: string,
 ) {
-  const root = resolvePath(tree);
-  if (!existsSync(join(root, 'test/support/broker-process.ts')) || !existsSync(join(root, 'node_modules'))) {
-    throw new Error(`--against ${tree}: not a checkout of this project with its node_modules`);
-  }
   const a = await startReplica();
-  const b = await startReplica('test/support/broker-process.ts', root);
+  const b = await startReplica('test/support/broker-process.ts', tree);
   const lcA = new LoadClient();
   const lcB = new LoadClient();
   try {
@@ -719,7 +719,7 @@ async function against(
     }
     const ratios = rounds.map((r) => r.ratio);
     return {
-      bench: 'assign', mode: 'against', a: fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, ''), b: root, clients: CLIENTS, seconds: SECONDS, ratePerBroker: RATE,
+      bench: 'assign', mode: 'against', a: fileURLToPath(new URL('..', import.meta.url)).replace(/\/$/, ''), b: tree, clients: CLIENTS, seconds: SECONDS, ratePerBroker: RATE,
       cycle: 'POST /me/pools/bench/request + POST /me/sessions/:id/logoff (cookie session + CSRF), each broker driven by its own load client, both at once on one Redis',
       cpuRatioBOverA: { median: round3(median(ratios)), min: Math.min(...ratios), max: Math.max(...ratios) },
       p99Ms: { A: median(rounds.map((r) => r.A.p99Ms)), B: median(rounds.map((r) => r.B.p99Ms)) },

@@ -38,8 +38,11 @@ export async function startManualBroker(name: string, o: { guacd?: { host: strin
     jobs: { enabled: true },
     ...(o.guacd ? { guacd: o.guacd } : {}),
     shares: { list: [{ name: 'home', root: shareRoot, unc: '', guacdPath: '/srv/homes', createRoot: true }] },
-    // Only loopback: Wake-on-LAN packets (machines with a MAC) go to 127.0.0.1.
-    providers: [{ name: 'lab', kind: 'manual', healthIntervalMs: o.healthIntervalMs ?? 300, probeTimeoutMs: 1000, startTimeoutMs: 3000, wakeAddress: '127.0.0.1' }],
+    // Only loopback: Wake-on-LAN packets (machines with a MAC) go to 127.0.0.1. A start ends as
+    // soon as the console answers; its timeout only has to outlast a machine stalled by the other
+    // lane's work. With 3 s, the 30-machine CSV import once missed its 30 s while the Docker image
+    // was built beside it (2 s when run alone): failed starts wait out the lifecycle's retries.
+    providers: [{ name: 'lab', kind: 'manual', healthIntervalMs: o.healthIntervalMs ?? 300, probeTimeoutMs: 1000, startTimeoutMs: 15_000, wakeAddress: '127.0.0.1' }],
   } as never);
   const logs: string[] = [];
   const logger = createLogger('trace', { write: (line: string) => void logs.push(line) });

@@ -403,43 +403,13 @@ async function main(): Promise<void> {
   const { startTestBroker, PASSWORD } = await import('../test/support/harness.ts');
   const { SYSTEM_ACTOR } = await import('../server/broker/index.ts');
   const { freePort } = await import('../test/support/redis.ts');
-  const { ROOT } = await import('../test/support/process.ts');
-  const { spawn } = await import('node:child_process');
-  const { BROKER_NODE_FLAGS } = await import('../server/node-flags.ts');
+  const { ROOT, startBrokerProcess: startProcess } = await import('../test/support/process.ts');
   /**
    * A broker process (test/support/broker-process.ts) of this tree, or of another one with that
    * tree's node flags (--against); waits up to 3 min (a busy box compiles slowly).
    */
-  const startBrokerProcess = async (script: string, env: Record<string, string>, tree = ROOT) => {
-    const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const flags = tree === ROOT ? BROKER_NODE_FLAGS : await treeNodeFlags(tree);
-    const child = spawn(process.execPath, [...flags, ...nodeArgs, '--import', 'tsx', join(tree, script)], { cwd: tree, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-    const url = await new Promise<string>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 180_000);
-      child.stdout!.on('data', (d: Buffer) => {
-        out = (out + d.toString()).slice(-4000);
-        const m = /LISTENING (\S+)/.exec(out);
-        if (m) {
-          clearTimeout(t);
-          resolve(m[1]!.replace(/\/$/, ''));
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(t);
-        reject(new Error(`broker exited with ${code}: ${out}`));
-      });
-    });
-    return {
-      child, url,
-      kill: (signal: NodeJS.Signals) => new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill(signal);
-      }),
-    };
-  };
+  const startBrokerProcess = async (script: string, env: Record<string, string>, tree = ROOT) =>
+    startProcess(script, env, [], { root: tree, ...(tree === ROOT ? {} : { nodeFlags: await treeNodeFlags(tree) }), startTimeoutMs: 180_000, outputTailChars: 4000 });
   type Actor = import('../server/broker/index.ts').Actor;
 
   const load0 = loadavg()[0]!;

@@ -61,7 +61,7 @@ export function createRedis(opts: RedisOptions): Redis {
   const client = new Redis({
     ...connection(opts),
     lazyConnect: true,
-    // Not ioredis's auto-pipelining: batchWrites (below) sends a tick's commands in one write.
+    // Not ioredis's auto-pipelining: batchWrites (below) sends an event-loop turn's commands in one write.
     enableAutoPipelining: false,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,

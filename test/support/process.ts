@@ -19,22 +19,40 @@ process.once('exit', () => {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 });
 
-export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = []): Promise<BrokerProcess> {
+/**
+ * Where and how a broker process starts. The benches run another checkout's broker (`root`, with
+ * that tree's `nodeFlags`), give it longer to start, and keep only the tail of its output (a
+ * long load run would otherwise hold every line it logged).
+ */
+export interface BrokerProcessOptions {
+  root?: string;
+  nodeFlags?: readonly string[];
+  startTimeoutMs?: number;
+  outputTailChars?: number;
+}
+
+export async function startBrokerProcess(script: string, env: Record<string, string>, args: string[] = [], o: BrokerProcessOptions = {}): Promise<BrokerProcess> {
+  const root = o.root ?? ROOT;
   // VDI_TEST_NODE_ARGS: extra node flags for the broker (e.g. --cpu-prof when profiling a bench)
   const nodeArgs = (process.env.VDI_TEST_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...BROKER_NODE_FLAGS, ...nodeArgs, '--import', 'tsx', join(ROOT, script), ...args], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...(o.nodeFlags ?? BROKER_NODE_FLAGS), ...nodeArgs, '--import', 'tsx', join(root, script), ...args], {
+    cwd: root,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.add(child);
   let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const tail = o.outputTailChars;
+  const keep = (d: Buffer) => {
+    out += d.toString();
+    if (tail !== undefined && out.length > tail) out = out.slice(-tail);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const url = await new Promise<string>((resolve, reject) => {
     // A bound, not a wait: under the full suite's load (VMs beside it) a start that compiles
     // the sources through tsx once took longer than 30 s (replicas-viewer.test.ts).
-    const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), 90_000);
+    const t = setTimeout(() => reject(new Error(`broker did not start: ${out}`)), o.startTimeoutMs ?? 90_000);
     const check = () => {
       const m = /LISTENING (\S+)/.exec(out) ?? /"url":"([^"]+)","msg":"vdi-broker listening"/.exec(out);
       if (m) {

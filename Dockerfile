@@ -45,4 +45,4 @@ USER vdi
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=10s --start-period=20s --retries=3 \
   CMD ["node", "dist/server/healthcheck.js"]
-ENTRYPOINT ["node", "--no-allocation-site-pretenuring", "dist/server/main.js"]
+ENTRYPOINT ["node", "--no-allocation-site-pretenuring", "--max-semi-space-size=32", "dist/server/main.js"]

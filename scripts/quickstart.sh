@@ -27,4 +27,4 @@ fi
 [ -f client/dist/index.html ] || npm run -s build:client
 # Fewer glibc arenas and a fixed mmap threshold keep idle tunnels small (docs/gateway.md).
 export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
-exec node --no-allocation-site-pretenuring --import tsx server/quickstart.ts "$@"
+exec node --no-allocation-site-pretenuring --max-semi-space-size=32 --import tsx server/quickstart.ts "$@"

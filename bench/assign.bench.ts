@@ -18,7 +18,9 @@
 // On 2 cores that ratio is bounded by the machine (brokers, Redis and client need more than the
 // two cores hold), so it is measured a second time with each replica, still pinned, capped at
 // --replica-cap of its core (a cgroup CPU quota), leaving room for Redis and the client: what is
-// left between that ratio and 2 is what the replicas cost each other (Redis, shared keys).
+// left between that ratio and 2 is what the replicas cost each other (Redis, shared keys). Beside
+// the uncapped ratio, `coresAllow`: the rate these cores allow at all at the single replica's
+// CPU per assignment (broker + Redis + client), and so the highest ratio the machine can show.
 // Secondary: the assignment service in-process (no HTTP), and two floors (--floor) under the same
 // client and rates: node's own (a bare node:http server with fixed answers) and the broker's
 // services behind a bare node:http handler (no HTTP layers). With --sweep, each of the headline and
@@ -596,8 +598,20 @@ async function main(): Promise<void> {
       } finally {
         for (const c of caps) if (typeof c !== 'string') c();
       }
+      // What the cores allow at all: at the single replica's CPU per assignment (broker + Redis +
+      // client, all on these cores), no number of replicas serves more than this. Only when Redis
+      // runs here (its CPU is counted).
+      const cpuMsPerAssignment = single.brokerCpuMsPerAssignment + (single.redisCpuMsPerAssignment ?? 0) + single.clientCpuMsPerAssignment;
+      const coresAllow = single.redisCpuMsPerAssignment !== undefined && cpuMsPerAssignment > 0 ? Math.round((cpus().length * 1000) / cpuMsPerAssignment) : undefined;
       scaling = {
         oneReplica: single, twoReplicas: pair, ratio: ratioOf(pair, single),
+        ...(coresAllow ? {
+          coresAllow: {
+            assignmentsPerSec: coresAllow,
+            ratio: Math.round((coresAllow / Math.max(single.assignmentsPerSec, 1)) * 100) / 100,
+            how: `${cpus().length} cores / (broker + Redis + client CPU per assignment of the single replica, ${cpuMsPerAssignment.toFixed(3)} ms): the most any number of replicas can serve on this machine, and so the highest ratio it can show`,
+          },
+        } : {}),
         setup: 'replicas pinned with taskset (one: cpu0, client on cpu1; two: cpu0 and cpu1, client unpinned); Redis and the load client share the same 2 cores',
         capped,
       };

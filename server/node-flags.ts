@@ -14,7 +14,7 @@
  * the default young generation was scavenged 113 times in 5 s, 287 ms in all, up to 15 ms
  * each; with 32, 50 times, 52 ms, at most 3.7 ms (each scavenge copies what is live at that
  * moment, and fewer survive long enough to be copied twice and promoted). p99 at 2,000/s:
- * 10 ms against 26 ms (medians of runs side by side), CPU per assignment 7 % lower, 20 %
+ * 11 ms against 26 ms (medians of runs taken in turn), CPU per assignment 7 % lower, 20 %
  * lower saturated; 64 did no better at the tail. The broker's RSS under that load was lower, not
  * higher (240 against 280 MB): less is promoted to the old generation.
  */

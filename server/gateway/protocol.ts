@@ -2,7 +2,6 @@
 // `LENGTH.VALUE`, ended by `;`. LENGTH counts Unicode code points of VALUE (not UTF-16
 // units, not bytes). This module parses a byte stream into instructions (bounded) and
 // encodes instructions; it knows nothing about VNC.
-import { isAscii, isUtf8 } from 'node:buffer';
 import { StringDecoder } from 'node:string_decoder';
 
 /** guacd's protocol status codes (libguac protocol-types.h). */
@@ -163,82 +162,6 @@ export class InstructionParser {
         this.instructionPoints = 0;
         return { opcode: opcode ?? '', args };
       }
-    }
-  }
-}
-
-/**
- * Whole instructions found on a byte stream, as the bytes they came in (no decoding, no
- * re-encoding): for relaying one side's instructions to the other unchanged. The same bounds
- * and checks as InstructionParser (length prefixes, terminators, code points per instruction,
- * elements), and every instruction handed out is valid UTF-8 (a WebSocket text frame must be).
- */
-export class InstructionFramer {
-  /** The bytes of an instruction not yet complete. */
-  private pending: Buffer | undefined;
-
-  constructor(private readonly maxInstruction = CONNECTED_MAX_INSTRUCTION) {}
-
-  push(chunk: Buffer): Buffer[] {
-    const buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
-    const out: Buffer[] = [];
-    let start = 0;
-    for (;;) {
-      const end = this.end(buf, start);
-      if (end < 0) break;
-      const ins = buf.subarray(start, end);
-      if (!isUtf8(ins)) throw new GuacError('Malformed instruction: not UTF-8', 0x0300);
-      out.push(ins);
-      start = end;
-    }
-    // Kept apart from the chunk, which can then be freed. An incomplete instruction is bounded
-    // by end()'s checks (its elements so far) and here (the element still coming).
-    if (start < buf.length) {
-      if (buf.length - start > this.maxInstruction * 4 + 16) throw new GuacError('Instruction too large', 0x030d);
-      this.pending = Buffer.from(buf.subarray(start));
-    }
-    return out;
-  }
-
-  /** Index just past the instruction starting at `i`, or -1 when it is not complete yet. */
-  private end(buf: Buffer, i: number): number {
-    let points = 0;
-    let elements = 0;
-    for (;;) {
-      let len = 0;
-      let digits = 0;
-      for (; i < buf.length; i++) {
-        const c = buf[i]!;
-        if (c === 0x2e) break;
-        if (c < 0x30 || c > 0x39) throw new GuacError('Malformed instruction: bad length', 0x0300);
-        len = len * 10 + (c - 0x30);
-        if (++digits > 9) throw new GuacError('Instruction too large', 0x030d);
-      }
-      if (i >= buf.length) return -1;
-      if (digits === 0) throw new GuacError('Malformed instruction: empty length', 0x0300);
-      points += len + digits + 2;
-      if (points > this.maxInstruction) throw new GuacError('Instruction too large', 0x030d);
-      if (++elements > MAX_ELEMENTS) throw new GuacError('Too many elements', 0x030d);
-      // LENGTH counts code points: one per UTF-8 lead byte. Mostly ASCII (base64 blobs): one test.
-      let j = i + 1;
-      if (j + len <= buf.length && isAscii(buf.subarray(j, j + len))) j += len;
-      else {
-        for (let n = 0; n < len; n++) {
-          if (j >= buf.length) return -1;
-          const b = buf[j]!;
-          if (b < 0x80) j += 1;
-          else if (b >= 0xf0) j += 4;
-          else if (b >= 0xe0) j += 3;
-          else if (b >= 0xc0) j += 2;
-          else throw new GuacError('Malformed instruction: not UTF-8', 0x0300);
-        }
-      }
-      if (j >= buf.length) return -1;
-      const term = buf[j];
-      if (term === 0x3b) return j + 1;
-      if (term !== 0x2c) throw new GuacError('Malformed instruction: bad terminator', 0x0300);
-      i = j + 1;
     }
   }
 }

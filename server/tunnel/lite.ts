@@ -8,11 +8,8 @@
 //   forwards it to guacd and idle desktops show "unstable");
 // - every error carries a numeric Guacamole status, in an `error` instruction and as the
 //   WebSocket close reason (guacamole-common-js parses both as numbers);
-// - guacd's instructions are framed on its bytes (a character split between two TCP chunks
-//   is not mangled), handed to guacamole-lite only for the handshake, and once guacd is
-//   `ready` relayed to the browser as the bytes they came in (no decoding, parsing and
-//   re-encoding of every image blob); malformed guacd data (or not UTF-8) closes that tunnel
-//   instead of throwing;
+// - guacd's bytes are decoded as a UTF-8 stream (a character split between two TCP chunks
+//   is not mangled), and malformed guacd data closes that tunnel instead of throwing;
 // - client input is parsed (bounded) before it is relayed; read-only users' input is dropped;
 // - guacd may be a unix socket, and the built-in gateway is opened with the broker's grant
 //   (as the `select` value, where guacamole-lite puts a join id); the gateway's connection id
@@ -27,7 +24,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { GuacdEndpoint } from '../gateway/index.ts';
-import { CONNECTED_MAX_INSTRUCTION, encode, GuacError, InstructionFramer, InstructionParser, Status, type Instruction } from '../gateway/protocol.ts';
+import { CONNECTED_MAX_INSTRUCTION, encode, GuacError, InstructionParser, Status, type Instruction } from '../gateway/protocol.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -36,7 +33,6 @@ export interface WsSocket extends EventEmitter {
   readonly OPEN: number;
   readonly bufferedAmount: number;
   send(data: string, cb?: (err?: Error) => void): void;
-  send(data: Buffer, options: { binary: boolean }, cb?: (err?: Error) => void): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
 }
@@ -51,8 +47,6 @@ export const WebSocketServer = (require('ws') as { WebSocketServer: new (o: Reco
 interface LiteGuacdClient extends EventEmitter {
   state: number;
   readonly STATE_OPENING: number;
-  readonly STATE_OPEN: number;
-  lastActivity: number;
   sendBuffer: string;
   guacdConnection: Socket;
   processReceivedData(data: string): void;
@@ -130,8 +124,8 @@ export class TunnelConnection extends ClientConnection {
   bytesOut = 0;
   readOnly = false;
   onInput: (opcode: string) => void = () => undefined;
-  /** Sees every message relayed to the browser, each one whole instruction (recording, sync round trips); set before connect(). */
-  onToClient: ((message: string | Buffer) => void) | undefined;
+  /** Sees every message relayed to the browser (recording, sync round trips); set before connect(). */
+  onToClient: ((message: string) => void) | undefined;
   /** The browser acknowledged a frame (`sync` timestamp). */
   onClientSync: ((timestamp: string | undefined) => void) | undefined;
   private parser: InstructionParser | undefined;
@@ -176,43 +170,14 @@ export class TunnelConnection extends ClientConnection {
     const g = this.guacdClient;
     if (!g) return;
     const sock = g.guacdConnection;
+    sock.setEncoding('utf8');
     sock.removeAllListeners('data');
-    const framer = new InstructionFramer(CONNECTED_MAX_INSTRUCTION);
-    sock.on('data', (chunk: Buffer) => {
-      let instructions: Buffer[];
+    sock.on('data', (text: string) => {
       try {
-        instructions = framer.push(chunk);
+        g.processReceivedData(text);
       } catch {
         this.fail('guacd sent malformed data', Status.UPSTREAM_ERROR);
-        return;
       }
-      g.lastActivity = Date.now();
-      for (const ins of instructions) {
-        if (this.state === this.STATE_CLOSED) return;
-        if (g.state === g.STATE_OPEN) {
-          this.relay(ins);
-          continue;
-        }
-        // The handshake (args, ready) is guacamole-lite's, one whole instruction at a time.
-        try {
-          g.processReceivedData(ins.toString('utf8'));
-        } catch {
-          this.fail('guacd sent malformed data', Status.UPSTREAM_ERROR);
-          return;
-        }
-      }
-    });
-  }
-
-  /** One of guacd's instructions to the browser, as it came: a text frame of its bytes. */
-  private relay(ins: Buffer): void {
-    this.bytesOut += ins.length;
-    this.onToClient?.(ins);
-    const ws = this.webSocket;
-    if (ws.readyState !== ws.OPEN) return;
-    ws.send(ins, { binary: false }, (err) => {
-      // As guacamole-lite's send: a failed write ends the tunnel, unless it is ending already.
-      if (err && ws.readyState === ws.OPEN) this.close(err);
     });
   }
 

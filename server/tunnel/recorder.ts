@@ -48,11 +48,11 @@ export class StreamRecorder {
     });
   }
 
-  /** One message the tunnel sends the browser (whole instructions; guacd's as their bytes). */
-  write(message: string | Buffer): void {
+  /** One message the tunnel sends the browser (whole instructions). */
+  write(message: string): void {
     if (this.failed || this.truncated) return;
     // The tunnel's internal instructions ("0.,..."): connection id, ping answers.
-    if (typeof message === 'string' ? message.startsWith('0.,') : startsWith(message, INTERNAL)) return;
+    if (message.startsWith('0.,')) return;
     if (this.out.writableLength > MAX_BACKLOG_BYTES) {
       this.truncated = true;
       return;
@@ -70,13 +70,6 @@ export class StreamRecorder {
   }
 }
 
-const INTERNAL = Buffer.from('0.,');
-const SYNC = Buffer.from('4.sync,');
-
-function startsWith(b: Buffer, prefix: Buffer): boolean {
-  return b.length >= prefix.length && b.compare(prefix, 0, prefix.length, 0, prefix.length) === 0;
-}
-
 /** Pending `sync` timestamps kept per tunnel (a browser that never answers does not grow it). */
 const MAX_PENDING_SYNCS = 64;
 /** Bandwidth is averaged over about this window. */
@@ -92,11 +85,9 @@ export class TunnelMeter {
   constructor(readonly clientAddress: string, readonly userAgent: string, private readonly now: () => number = Date.now, private readonly onRtt?: (ms: number) => void) {}
 
   /** A message to the browser: notes when each `sync` left. */
-  toClient(m: string | Buffer): void {
+  toClient(message: string): void {
     // Messages are whole instructions; a sync is `4.sync,<n>.<timestamp>[,...];`.
-    if (typeof m === 'string' ? !m.startsWith('4.sync,') : !startsWith(m, SYNC)) return;
-    // Only a sync's head is read as text (its timestamp is within the first few dozen bytes).
-    const message = typeof m === 'string' ? m : m.toString('latin1', 0, 40);
+    if (!message.startsWith('4.sync,')) return;
     const dot = message.indexOf('.', 7);
     const len = Number(message.slice(7, dot));
     if (!(len > 0 && len < 20)) return;

@@ -9,7 +9,6 @@ import {
   encode,
   encodeBlobs,
   GuacError,
-  InstructionFramer,
   InstructionParser,
   InstructionWriter,
   Status,
@@ -105,38 +104,6 @@ describe('instructions written as bytes', () => {
         assert.equal(w.length, 0, 'take() starts afresh');
       }
     }
-  });
-});
-
-describe('instructions framed on bytes (the tunnel relays guacd\'s as they came)', () => {
-  const stream = encode('img', 1, 14, 0, 'image/png', 5, 6) + encode('blob', 1, 'QUJD'.repeat(1500)) + encode('name', 'Büro 😀 ƒ') + encode('', 'ping', 12) + encode('sync', 1234, 0) + encode('nop');
-  const bytes = Buffer.from(stream, 'utf8');
-
-  it('hands out the same instructions as the parser, as their own bytes, however the stream is cut', () => {
-    const want = parseAll(stream);
-    for (const cut of [1, 2, 3, 5, 7, 64, 4096, bytes.length]) {
-      const f = new InstructionFramer();
-      const got: Buffer[] = [];
-      for (let i = 0; i < bytes.length; i += cut) got.push(...f.push(bytes.subarray(i, i + cut)));
-      assert.equal(Buffer.concat(got).toString('utf8'), stream, `cut every ${cut} bytes`);
-      assert.deepEqual(got.map((b) => parseAll(b)[0]), want, `cut every ${cut} bytes`);
-    }
-  });
-
-  it('refuses what the parser refuses, and bytes that are not UTF-8', () => {
-    const refused = (b: Buffer | string, max?: number) => errorOf(() => new InstructionFramer(max).push(typeof b === 'string' ? Buffer.from(b) : b));
-    assert.equal(refused('4.sync,x.1;').status, Status.CLIENT_BAD_REQUEST);
-    assert.equal(refused('.sync;').status, Status.CLIENT_BAD_REQUEST);
-    assert.equal(refused('4.sync!').status, Status.CLIENT_BAD_REQUEST);
-    assert.equal(refused('1234567890.x').status, Status.CLIENT_OVERRUN);
-    assert.equal(refused(encode('blob', 1, 'A'.repeat(100)), 64).status, Status.CLIENT_OVERRUN);
-    assert.equal(refused(Array.from({ length: 130 }, () => '1.a').join(',') + ';').status, Status.CLIENT_OVERRUN);
-    // A continuation byte where a character starts, and a truncated sequence inside the value.
-    assert.equal(refused(Buffer.from([0x31, 0x2e, 0x80, 0x3b])).status, Status.CLIENT_BAD_REQUEST);
-    assert.equal(refused(Buffer.from([0x32, 0x2e, 0xc3, 0x61, 0x3b, 0x3b])).status, Status.CLIENT_BAD_REQUEST);
-    // A declared length beyond the bound is refused before its bytes arrive.
-    const f = new InstructionFramer(1024);
-    assert.equal(errorOf(() => { for (let i = 0; i < 100; i++) f.push(Buffer.from(i === 0 ? '99999.' : 'A'.repeat(100))); }).status, Status.CLIENT_OVERRUN);
   });
 });
 
